@@ -1,0 +1,47 @@
+/**
+ * Grant repository (PostgreSQL): oidc-provider's Grant model, i.e. a user's consent to a
+ * client. Durable so consent survives sessions, restarts and Redis loss; the row is the
+ * authority on whether a grant still exists.
+ */
+import type { AdapterPayload } from 'oidc-provider';
+import type { PrismaClient } from './database.js';
+import type { Prisma } from '../generated/prisma/client.js';
+
+export class GrantRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    const expiresAt = new Date(Date.now() + expiresIn * 1000);
+    const data = {
+      accountId: String(payload.accountId),
+      clientId: String(payload.clientId),
+      payload: payload as Prisma.InputJsonObject,
+      expiresAt,
+    };
+    await this.prisma.grant.upsert({ where: { id }, create: { id, ...data }, update: data });
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const row = await this.prisma.grant.findUnique({ where: { id } });
+    if (!row || row.expiresAt.getTime() <= Date.now()) return undefined;
+    return row.payload as AdapterPayload;
+  }
+
+  /** The newest live grant of an account to a client, for skipping consent on a later visit. */
+  async findLatestFor(accountId: string, clientId: string): Promise<string | undefined> {
+    const row = await this.prisma.grant.findFirst({
+      where: { accountId, clientId, expiresAt: { gt: new Date() } },
+      orderBy: { updatedAt: 'desc' },
+      select: { id: true },
+    });
+    return row?.id;
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.prisma.grant.deleteMany({ where: { id } });
+  }
+
+  async destroyForClient(clientId: string): Promise<void> {
+    await this.prisma.grant.deleteMany({ where: { clientId } });
+  }
+}
