@@ -1,0 +1,103 @@
+/**
+ * Account domain: authentication (constant-shape, argon2id, transparent rehash), creation and
+ * the OIDC claims an account exposes. Routes and the admin API call this, never the repository.
+ */
+import type { Account, AccountClaims, FindAccount } from 'oidc-provider';
+import { AccountRepository, normaliseEmail, type AccountRecord } from '../store/accounts.js';
+import type { PasswordHasher } from './passwords.js';
+
+export const MAX_PASSWORD_LENGTH = 1024; // bounds argon2 input; far above any real passphrase
+export const MIN_PASSWORD_LENGTH = 8;
+
+export class InvalidAccountInput extends Error {
+  override name = 'InvalidAccountInput';
+}
+
+export interface PublicAccount {
+  id: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  disabled: boolean;
+  created_at: string;
+}
+
+export function toPublicAccount(a: AccountRecord): PublicAccount {
+  return {
+    id: a.id,
+    email: a.email,
+    name: a.name,
+    email_verified: a.emailVerified,
+    disabled: a.disabled,
+    created_at: a.createdAt.toISOString(),
+  };
+}
+
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+export class AccountService {
+  constructor(private readonly accounts: AccountRepository, private readonly hasher: PasswordHasher) {}
+
+  async create(input: { email: string; password: string; name?: string | null; emailVerified?: boolean }): Promise<AccountRecord> {
+    const email = normaliseEmail(input.email ?? '');
+    if (!EMAIL_PATTERN.test(email) || email.length > 320) throw new InvalidAccountInput('email is not a valid address');
+    if (typeof input.password !== 'string' || input.password.length < MIN_PASSWORD_LENGTH) {
+      throw new InvalidAccountInput(`password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+    }
+    if (input.password.length > MAX_PASSWORD_LENGTH) throw new InvalidAccountInput('password is too long');
+    const passwordHash = await this.hasher.hash(input.password);
+    return this.accounts.create({ email, passwordHash, name: input.name ?? null, emailVerified: input.emailVerified });
+  }
+
+  /**
+   * Returns the account id on success, undefined otherwise. Unknown, disabled and wrong-password
+   * cases all do one argon2 verification, so they take about the same time.
+   */
+  async authenticate(email: string, password: string): Promise<string | undefined> {
+    if (!email || !password || password.length > MAX_PASSWORD_LENGTH) {
+      await this.hasher.verifyAgainstDummy(password.slice(0, MAX_PASSWORD_LENGTH));
+      return undefined;
+    }
+    const account = await this.accounts.findByEmail(email);
+    if (!account || account.disabled) {
+      await this.hasher.verifyAgainstDummy(password);
+      return undefined;
+    }
+    if (!(await this.hasher.verify(account.passwordHash, password))) return undefined;
+    if (this.hasher.needsRehash(account.passwordHash)) {
+      await this.accounts.updatePasswordHash(account.id, await this.hasher.hash(password));
+    }
+    return account.id;
+  }
+
+  list() {
+    return this.accounts.list();
+  }
+
+  /** The account as shown on Veil's own pages; undefined when unknown or disabled. */
+  async profile(id: string): Promise<PublicAccount | undefined> {
+    const account = await this.accounts.findById(id);
+    return account && !account.disabled ? toPublicAccount(account) : undefined;
+  }
+
+  setDisabled(email: string, disabled: boolean) {
+    return this.accounts.setDisabled(email, disabled);
+  }
+
+  /** oidc-provider's findAccount: disabled accounts no longer resolve, ending their sessions and tokens. */
+  readonly findAccount: FindAccount = async (_ctx, sub) => {
+    const account = await this.accounts.findById(sub);
+    if (!account || account.disabled) return undefined;
+    return {
+      accountId: account.id,
+      async claims(): Promise<AccountClaims> {
+        return {
+          sub: account.id,
+          email: account.email,
+          email_verified: account.emailVerified,
+          ...(account.name ? { name: account.name } : {}),
+        };
+      },
+    } satisfies Account;
+  };
+}

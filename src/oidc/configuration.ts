@@ -1,0 +1,136 @@
+/**
+ * oidc-provider configuration: which protocol features are on, how long things live, and
+ * the hooks that connect it to Veil's stores, accounts and pages. Behaviour is chosen here,
+ * in one place, rather than by flags spread through the code.
+ */
+import type { Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import type { VeilConfig } from '../config.js';
+import type { SigningJwk } from '../crypto/keys.js';
+import type { Views } from '../interactions/views.js';
+import type { GrantRepository } from '../store/grants.js';
+import type { ResourceServerRepository } from '../store/resource-servers.js';
+import { toProtocolError } from './errors.js';
+import { resourceIndicatorsFeature } from './resource-indicators.js';
+
+export interface ConfigurationDeps {
+  config: VeilConfig;
+  adapter: (model: string) => import('oidc-provider').Adapter;
+  findAccount: FindAccount;
+  signingKeys: SigningJwk[];
+  cookieKeys: string[];
+  grants: GrantRepository;
+  resources: ResourceServerRepository;
+  views: Views;
+}
+
+export const SUPPORTED_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
+
+export function buildConfiguration(deps: ConfigurationDeps): Configuration {
+  const { config, views } = deps;
+  const ttl = config.ttl;
+
+  return {
+    adapter: deps.adapter,
+    findAccount: async (ctx, sub, token) => {
+      try {
+        return await deps.findAccount(ctx, sub, token);
+      } catch (err) {
+        throw toProtocolError(err);
+      }
+    },
+    jwks: { keys: deps.signingKeys },
+    cookies: {
+      keys: deps.cookieKeys,
+      long: { httpOnly: true, sameSite: 'lax', signed: true },
+      short: { httpOnly: true, sameSite: 'lax', signed: true },
+    },
+    scopes: SUPPORTED_SCOPES,
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name'],
+    },
+    responseTypes: ['code'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    },
+    // PKCE (S256, the only method oidc-provider 9 supports) for every authorization code flow:
+    // required for public clients by RFC 9700 and harmless for confidential ones.
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    allowOmittingSingleRegisteredRedirectUri: false,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      resourceIndicators: resourceIndicatorsFeature(deps.resources),
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => {
+          views.send(ctx as never, 'logout', 'Sign out', {
+            formHtml: form,
+            clientName: ctx.oidc.client?.clientName,
+          });
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          views.send(ctx as never, 'logged-out', 'Signed out', { clientName: ctx.oidc.client?.clientName });
+        },
+      },
+    },
+    // Browsers may call the token and userinfo endpoints only from a registered redirect origin.
+    clientBasedCORS: (_ctx, origin, client) =>
+      origin !== 'null' && client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
+    // Consent is kept in PostgreSQL: a later visit (new session, new device) finds it again.
+    loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
+      const fromSession = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session!.grantIdFor(ctx.oidc.client!.clientId);
+      try {
+        const grantId = fromSession ?? (await deps.grants.findLatestFor(ctx.oidc.session!.accountId!, ctx.oidc.client!.clientId));
+        return grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+      } catch (err) {
+        throw toProtocolError(err);
+      }
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    renderError: async (ctx, out, error) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 500;
+      views.send(
+        ctx as never,
+        'error',
+        status === 503 ? 'Temporarily unavailable' : 'Something went wrong',
+        { status, error: out.error, description: out.error_description, hint: hintFor(out.error) },
+        status,
+      );
+    },
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
+      AuthorizationCode: ttl.authorizationCode,
+      IdToken: ttl.idToken,
+      RefreshToken: ttl.refreshToken,
+      Session: ttl.session,
+      Interaction: ttl.interaction,
+      Grant: ttl.grant,
+    },
+  };
+}
+
+function hintFor(error: string): string {
+  switch (error) {
+    case 'temporarily_unavailable':
+      return 'Please try again in a moment.';
+    case 'invalid_client':
+    case 'invalid_redirect_uri':
+    case 'invalid_request':
+      return 'The application sent an invalid request. Return to the application and try again, or contact its developer.';
+    default:
+      return 'Return to the application and start again.';
+  }
+}
