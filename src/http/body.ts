@@ -1,0 +1,23 @@
+/**
+ * Request body parsing with hard limits. Parser failures (malformed, too large, wrong
+ * encoding) become one typed error so each listener maps it to its own error format.
+ */
+import { bodyParser } from '@koa/bodyparser';
+
+export class BadRequestBody extends Error {
+  override name = 'BadRequestBody';
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function onError(err: Error): never {
+  const status = (err as { status?: number }).status;
+  if (status === 413) throw new BadRequestBody(413, 'request body too large');
+  if (status === 415) throw new BadRequestBody(415, 'unsupported content type');
+  throw new BadRequestBody(400, 'malformed request body');
+}
+
+export const formBody = (limit = '16kb') => bodyParser({ enableTypes: ['form'], formLimit: limit, encoding: 'utf-8', onError });
+
+export const jsonBody = (limit = '64kb') => bodyParser({ enableTypes: ['json'], jsonLimit: limit, jsonStrict: true, onError });

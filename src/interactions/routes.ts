@@ -1,0 +1,186 @@
+/**
+ * The browser side of sign-in: login and consent pages for oidc-provider interactions.
+ * Every request either finishes the interaction (303 back to oidc-provider) or renders a
+ * page; failures render the error page, never a stack trace.
+ */
+import { Router } from '@koa/router';
+import type { Context, Next } from 'koa';
+import { errors, type InteractionResults, type Provider } from 'oidc-provider';
+import type { AccountService } from '../accounts/account-service.js';
+import { BadRequestBody, formBody } from '../http/body.js';
+import { errorFields, type Logger } from '../observability/logger.js';
+import type { ResourceServerRepository } from '../store/resource-servers.js';
+import { StoreUnavailableError } from '../store/errors.js';
+import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
+import type { Views } from './views.js';
+
+export interface InteractionDeps {
+  provider: Provider;
+  accounts: AccountService;
+  resources: ResourceServerRepository;
+  views: Views;
+  logger: Logger;
+}
+
+const LOGIN_FAILED = 'Invalid email or password.';
+const MAX_FIELD_LENGTH = 1024;
+
+type FormBody = Record<string, unknown>;
+
+function field(body: FormBody, name: string): string {
+  const value = body[name];
+  return typeof value === 'string' ? value.slice(0, MAX_FIELD_LENGTH * 2) : '';
+}
+
+export function interactionRoutes(deps: InteractionDeps) {
+  const { provider, views } = deps;
+  const router = new Router({ prefix: '/interaction/:uid' });
+  const form = formBody();
+
+  async function finish(ctx: Context, result: InteractionResults, merge: boolean) {
+    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
+    ctx.status = 303;
+    ctx.redirect(redirectTo);
+  }
+
+  async function clientView(clientId: string) {
+    const client = await provider.Client.find(clientId);
+    if (!client) throw new errors.InvalidClient('client not found');
+    return {
+      name: client.clientName ?? client.clientId,
+      logoUri: client.logoUri,
+      clientUri: client.clientUri,
+      policyUri: client.policyUri,
+      tosUri: client.tosUri,
+    };
+  }
+
+  function loginPage(ctx: Context, uid: string, client: { name: string }, extra: { email?: string; error?: string } = {}, status = 200) {
+    views.send(ctx, 'login', 'Sign in', {
+      action: `/interaction/${uid}/login`,
+      abortAction: `/interaction/${uid}/abort`,
+      client,
+      ...extra,
+    }, status);
+  }
+
+  router.get('/', async (ctx) => {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    const client = await clientView(String(details.params.client_id));
+    if (details.prompt.name === 'login') return loginPage(ctx, details.uid, client);
+    if (details.prompt.name !== 'consent') throw new errors.InvalidRequest(`unsupported prompt ${details.prompt.name}`);
+
+    const account = await deps.accounts.profile(details.session!.accountId);
+    const promptDetails = details.prompt.details as {
+      missingOIDCScope?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    const apis = await Promise.all(
+      Object.entries(promptDetails.missingResourceScopes ?? {}).map(async ([identifier, scopes]) => ({
+        identifier,
+        name: (await deps.resources.find(identifier))?.name ?? identifier,
+        scopes: scopes.map((name) => ({ name, description: describeApiScope(name) })),
+      })),
+    );
+    views.send(ctx, 'consent', 'Allow access', {
+      action: `/interaction/${details.uid}/confirm`,
+      abortAction: `/interaction/${details.uid}/abort`,
+      client,
+      account: { email: account?.email ?? '' },
+      scopes: (promptDetails.missingOIDCScope ?? [])
+        .filter((s) => s !== 'openid' || (promptDetails.missingOIDCScope ?? []).length === 1)
+        .map((name) => ({ name, description: describeOidcScope(name) })),
+      apis,
+      previouslyGranted: Boolean(details.grantId),
+    });
+  });
+
+  router.post('/login', form, async (ctx) => {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.prompt.name !== 'login') throw new errors.InvalidRequest('this sign-in step is already complete');
+    const body = (ctx.request.body ?? {}) as FormBody;
+    const email = field(body, 'email').trim();
+    const accountId = await deps.accounts.authenticate(email, field(body, 'password'));
+    if (!accountId) {
+      const client = await clientView(String(details.params.client_id));
+      deps.logger.info({ event: 'login.failed', interaction: details.uid }, 'login failed');
+      return loginPage(ctx, details.uid, client, { email: email.slice(0, 320), error: LOGIN_FAILED }, 401);
+    }
+    deps.logger.info({ event: 'login.succeeded', accountId }, 'login succeeded');
+    await finish(ctx, { login: { accountId } }, false);
+  });
+
+  router.post('/confirm', form, async (ctx) => {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.prompt.name !== 'consent') throw new errors.InvalidRequest('this consent step is already complete');
+    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    const accountId = details.session!.accountId;
+    const clientId = String(details.params.client_id);
+    const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
+      ?? new provider.Grant({ accountId, clientId });
+    if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+    if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    deps.logger.info({ event: 'consent.granted', accountId, clientId }, 'consent granted');
+    await finish(ctx, { consent: details.grantId ? {} : { grantId } }, true);
+  });
+
+  router.post('/abort', form, async (ctx) => {
+    await provider.interactionDetails(ctx.req, ctx.res);
+    await finish(ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' }, false);
+  });
+
+  return [interactionErrors(deps), router.routes(), router.allowedMethods({ throw: true })];
+}
+
+/** Maps anything thrown by the interaction routes to the HTML error page. */
+function interactionErrors({ views, logger }: InteractionDeps) {
+  return async (ctx: Context, next: Next) => {
+    if (!ctx.path.startsWith('/interaction/')) return next();
+    try {
+      await next();
+    } catch (err) {
+      const e = err as { status?: number; expose?: boolean; message?: string; error_description?: string; name?: string };
+      if (err instanceof errors.SessionNotFound) {
+        return views.send(ctx, 'error', 'Sign-in expired', {
+          status: 400,
+          error: 'invalid_request',
+          description: 'This sign-in request has expired or was already completed.',
+          hint: 'Return to the application and start again.',
+        }, 400);
+      }
+      if (err instanceof errors.OIDCProviderError && e.expose) {
+        return views.send(ctx, 'error', 'Something went wrong', {
+          status: e.status,
+          error: e.message,
+          description: e.error_description,
+          hint: 'Return to the application and start again.',
+        }, e.status);
+      }
+      if (err instanceof BadRequestBody || (e.expose && e.status && e.status < 500)) {
+        // Malformed or oversized form bodies, and Koa's own 4xx (405 from the router).
+        return views.send(ctx, 'error', 'Something went wrong', {
+          status: e.status,
+          error: 'invalid_request',
+          description: e.message,
+          hint: 'Return to the application and start again.',
+        }, e.status);
+      }
+      const unavailable = err instanceof StoreUnavailableError || (err as { status?: number }).status === 503;
+      logger.error({ err: errorFields(err), path: ctx.path }, 'interaction failed');
+      return views.send(ctx, 'error', unavailable ? 'Temporarily unavailable' : 'Something went wrong', {
+        status: unavailable ? 503 : 500,
+        error: unavailable ? 'temporarily_unavailable' : 'server_error',
+        description: unavailable ? 'The service is temporarily unavailable.' : 'An unexpected error occurred.',
+        hint: 'Please try again in a moment.',
+      }, unavailable ? 503 : 500);
+    }
+  };
+}
