@@ -1,0 +1,219 @@
+/**
+ * Typed client for the admin HTTP API (docs/ADMIN_API.md). It owns everything HTTP-shaped so the
+ * commands only deal in typed values and two error classes: AdminApiError (the server answered
+ * with an error) and AdminUnreachableError (it did not answer at all).
+ */
+
+export type {
+  Client,
+  CreateClientRequest as CreateClientBody,
+  CreatedClient,
+  CreateResourceBody,
+  CreateUserBody,
+  Resource,
+  User,
+} from '../admin/contract.js';
+import type { Client, CreateClientRequest as CreateClientBody, CreatedClient, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
+
+/** The server answered with a non-2xx status; fields mirror the API's error body. */
+export class AdminApiError extends Error {
+  override name = 'AdminApiError';
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly error_description: string,
+  ) {
+    super(error_description);
+  }
+}
+
+/** No HTTP answer at all: refused, DNS failure, timeout... */
+export class AdminUnreachableError extends Error {
+  override name = 'AdminUnreachableError';
+  constructor(
+    readonly url: string,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface AdminClientOptions {
+  baseUrl: string;
+  token?: string | undefined;
+  timeoutMs?: number;
+}
+
+export class AdminClient {
+  private readonly base: URL;
+  /** Path prefix without trailing slash ('' at the root); kept apart because URL forces '/'. */
+  private readonly basePath: string;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+  /** Base URL as shown to humans: no credentials, query or trailing slash. */
+  readonly displayUrl: string;
+
+  constructor(options: AdminClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.baseUrl);
+    } catch {
+      throw new TypeError('--admin-url must be an absolute http:// or https:// URL');
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError('--admin-url must be an absolute http:// or https:// URL');
+    }
+    // fetch refuses URLs with userinfo anyway; say why instead of failing obscurely.
+    if (base.username || base.password) {
+      throw new TypeError('--admin-url must not contain credentials: use --admin-token');
+    }
+    base.search = '';
+    base.hash = '';
+    this.base = base;
+    this.basePath = base.pathname.replace(/\/+$/, '');
+    this.displayUrl = base.origin + this.basePath;
+
+    // Same normalisation as the server's ADMIN_TOKEN (trimmed, blank = unset).
+    const token = options.token?.trim();
+    // Checked here because undici's "invalid header value" error would echo the token.
+    if (token && !/^[\x21-\x7e]+$/.test(token)) {
+      throw new TypeError('the admin token contains characters that cannot be sent in an HTTP header');
+    }
+    this.token = token || undefined;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  async listUsers(): Promise<User[]> {
+    return field<User[]>(await this.request('GET', '/admin/users'), 'users');
+  }
+
+  async createUser(body: CreateUserBody): Promise<User> {
+    return field<User>(await this.request('POST', '/admin/users', body), 'user');
+  }
+
+  async setUserDisabled(email: string, disabled: boolean): Promise<User> {
+    const path = disabled ? '/admin/users/disable' : '/admin/users/enable';
+    return field<User>(await this.request('POST', path, { email }), 'user');
+  }
+
+  async listClients(): Promise<Client[]> {
+    return field<Client[]>(await this.request('GET', '/admin/clients'), 'clients');
+  }
+
+  async createClient(body: CreateClientBody): Promise<CreatedClient> {
+    const res = await this.request('POST', '/admin/clients', body);
+    const client = field<Client>(res, 'client');
+    const secret = (res as { client_secret?: unknown }).client_secret;
+    return typeof secret === 'string' ? { client, client_secret: secret } : { client };
+  }
+
+  async deleteClient(clientId: string): Promise<void> {
+    await this.request('DELETE', `/admin/clients/${encodeURIComponent(clientId)}`);
+  }
+
+  async listResources(): Promise<Resource[]> {
+    return field<Resource[]>(await this.request('GET', '/admin/resources'), 'resources');
+  }
+
+  async createResource(body: CreateResourceBody): Promise<Resource> {
+    return field<Resource>(await this.request('POST', '/admin/resources', body), 'resource');
+  }
+
+  async deleteResource(identifier: string): Promise<void> {
+    // Identifiers are URIs: encodeURIComponent keeps their "/" and ":" inside one path segment.
+    await this.request('DELETE', `/admin/resources/${encodeURIComponent(identifier)}`);
+  }
+
+  /** One request; resolves to the parsed JSON body (undefined for 204), throws the typed errors. */
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const url = new URL(this.base.href);
+    url.pathname = this.basePath + path;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        // Never follow a redirect: it could carry the bearer token somewhere else.
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw this.unreachable(err);
+    }
+
+    const text = await res.text();
+    const parsed = parseJson(text);
+    if (res.ok) {
+      if (text === '') return undefined;
+      if (parsed === undefined) {
+        throw new AdminApiError(res.status, 'invalid_response', 'the admin API returned a response that is not JSON');
+      }
+      return parsed;
+    }
+    if (isErrorBody(parsed)) {
+      throw new AdminApiError(res.status, parsed.error, parsed.error_description ?? parsed.error);
+    }
+    // Not Veil's error shape (a proxy page, say): keep what little we know.
+    throw new AdminApiError(res.status, 'server_error', `unexpected HTTP ${res.status} ${res.statusText}`.trim());
+  }
+
+  private unreachable(err: unknown): AdminUnreachableError {
+    const where = `the Veil admin API at ${this.displayUrl}`;
+    if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+      return new AdminUnreachableError(this.displayUrl, 'ETIMEDOUT', `${where} did not answer within ${this.timeoutMs / 1000}s`);
+    }
+    const code = networkCode(err);
+    if (code === 'ECONNREFUSED') {
+      return new AdminUnreachableError(this.displayUrl, code, `cannot reach ${where}: is the server running?`);
+    }
+    const detail = code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? `host not found (${code})` : (code ?? rootMessage(err));
+    return new AdminUnreachableError(this.displayUrl, code, `cannot reach ${where}: ${detail}`);
+  }
+}
+
+function field<T>(body: unknown, key: string): T {
+  if (typeof body === 'object' && body !== null && key in body) return (body as Record<string, T>)[key] as T;
+  throw new AdminApiError(200, 'invalid_response', `the admin API response has no "${key}" field`);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isErrorBody(v: unknown): v is { error: string; error_description?: string } {
+  return typeof v === 'object' && v !== null && typeof (v as { error?: unknown }).error === 'string';
+}
+
+/**
+ * undici reports socket failures as TypeError('fetch failed') with the system error as `cause`,
+ * sometimes wrapped in an AggregateError (one per address tried for "localhost").
+ */
+function networkCode(err: unknown): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('E')) return code;
+    if (current instanceof AggregateError && current.errors.length) {
+      current = current.errors[0];
+      continue;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function rootMessage(err: unknown): string {
+  let current: unknown = err;
+  while ((current as { cause?: unknown })?.cause) current = (current as { cause: unknown }).cause;
+  return current instanceof Error ? current.message : String(current);
+}
