@@ -1,0 +1,66 @@
+/** Starts a real Veil in-process against real PostgreSQL and Redis (or embedded stores). */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { startVeil, type Veil } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { freePort } from './net.js';
+import type { TestStores } from './stores.js';
+
+export interface TestVeil extends Veil {
+  issuer: string;
+  logs: string[];
+  tmpDir: string;
+  admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  stop(): Promise<void>;
+}
+
+export async function startTestVeil(stores: TestStores | undefined, env: Record<string, string> = {}): Promise<TestVeil> {
+  const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-test-'));
+  const port = Number(env.PORT ?? (await freePort()));
+  const issuer = env.ISSUER ?? `http://127.0.0.1:${port}`;
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ISSUER: issuer,
+    ADMIN_PORT: '0',
+    KEYS_DIR: path.join(tmpDir, 'keys'),
+    VEIL_DATA_DIR: path.join(tmpDir, 'data'),
+    VEIL_SEED: 'off',
+    LOG_LEVEL: 'info',
+    ...(stores ? { DATABASE_URL: stores.databaseUrl, REDIS_URL: stores.redisUrl, REDIS_KEY_PREFIX: stores.keyPrefix } : {}),
+    ...env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const veil = await startVeil(config, { logger: createLogger(config.logLevel, sink), print: (t) => logs.push(t) });
+  return Object.assign(veil, {
+    issuer,
+    logs,
+    tmpDir,
+    async admin<T>(method: string, p: string, body?: unknown) {
+      const res = await fetch(`${veil.adminUrl}${p}`, {
+        method,
+        headers: {
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(config.admin.token ? { authorization: `Bearer ${config.admin.token}` } : {}),
+        },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    },
+    async stop() {
+      await veil.close();
+      await fs.rm(tmpDir, { recursive: true, force: true });
+    },
+  });
+}

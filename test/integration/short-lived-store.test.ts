@@ -1,0 +1,333 @@
+/**
+ * One behavioural suite for ShortLivedStore, run against both implementations:
+ * RedisStore on the real local Redis (under a per-run key prefix) and the in-process MemoryStore.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import type { AdapterPayload } from 'oidc-provider';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { StoreUnavailableError } from '../../src/store/errors.js';
+import { RedisStore } from '../../src/store/redis-store.js';
+import type { ShortLivedStore } from '../../src/store/short-lived-store.js';
+import { createTestStores, type TestStores } from '../helpers/stores.js';
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const uniqueId = (label: string) => `${label}-${randomUUID()}`;
+
+/** A payload shaped like the ones oidc-provider writes for codes and refresh tokens. */
+function tokenPayload(kind: string, extra: Partial<AdapterPayload> = {}): AdapterPayload {
+  const iat = nowSeconds();
+  return {
+    kind,
+    jti: uniqueId('jti'),
+    iat,
+    exp: iat + 600,
+    accountId: randomUUID(),
+    clientId: 'notes-app',
+    scope: 'openid email profile offline_access',
+    claims: { userinfo: { email: null, name: { essential: true } }, id_token: { auth_time: { essential: true } } },
+    resource: ['https://api.example.com', 'https://files.example.com'],
+    redirectUri: 'https://rp.example.com/cb?x=1&y=é',
+    sessionUid: uniqueId('session'),
+    expiresWithSession: true,
+    ...extra,
+  };
+}
+
+interface Backend {
+  store: ShortLivedStore;
+}
+
+function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teardown: () => Promise<void>) {
+  describe(`ShortLivedStore semantics: ${name}`, () => {
+    let backend: Backend;
+    let store: ShortLivedStore;
+
+    before(async () => {
+      backend = await setup();
+      store = backend.store;
+    });
+    after(teardown);
+
+    test('upsert then find returns the same payload', async () => {
+      const id = uniqueId('code');
+      const payload = tokenPayload('AuthorizationCode');
+      await store.upsert('AuthorizationCode', id, payload, 60);
+      assert.deepEqual(await store.find('AuthorizationCode', id), payload);
+    });
+
+    test('upsert again replaces the payload', async () => {
+      const id = uniqueId('session');
+      await store.upsert('Session', id, { kind: 'Session', accountId: 'a' }, 60);
+      await store.upsert('Session', id, { kind: 'Session', accountId: 'b' }, 60);
+      assert.equal((await store.find('Session', id))?.accountId, 'b');
+    });
+
+    test('find of an unknown id, or of a known id under another model, is undefined', async () => {
+      const id = uniqueId('code');
+      await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
+      assert.equal(await store.find('AuthorizationCode', uniqueId('missing')), undefined);
+      assert.equal(await store.find('RefreshToken', id), undefined);
+    });
+
+    test('entries, and their uid and userCode indexes, expire after their TTL', async () => {
+      const short = uniqueId('short');
+      const long = uniqueId('long');
+      const uid = uniqueId('uid');
+      const userCode = uniqueId('UC');
+      await store.upsert('DeviceCode', short, { kind: 'DeviceCode', uid, userCode }, 1);
+      await store.upsert('DeviceCode', long, { kind: 'DeviceCode' }, 60);
+      assert.ok(await store.find('DeviceCode', short), 'present before the TTL runs out');
+      assert.ok(await store.findByUid('DeviceCode', uid));
+      assert.ok(await store.findByUserCode('DeviceCode', userCode));
+
+      await sleep(1500);
+
+      assert.equal(await store.find('DeviceCode', short), undefined);
+      assert.equal(await store.findByUid('DeviceCode', uid), undefined);
+      assert.equal(await store.findByUserCode('DeviceCode', userCode), undefined);
+      assert.equal(await store.consume('DeviceCode', short), false, 'an expired entry cannot be consumed');
+      assert.ok(await store.find('DeviceCode', long), 'an entry with a longer TTL is still there');
+    });
+
+    test('findByUid finds the entry by its uid, only under its own model', async () => {
+      const id = uniqueId('session');
+      const uid = uniqueId('uid');
+      const payload: AdapterPayload = { kind: 'Session', uid, accountId: randomUUID(), loginTs: nowSeconds() };
+      await store.upsert('Session', id, payload, 60);
+      assert.deepEqual(await store.findByUid('Session', uid), payload);
+      assert.equal(await store.findByUid('Session', uniqueId('other-uid')), undefined);
+      assert.equal(await store.findByUid('Interaction', uid), undefined);
+    });
+
+    test('findByUserCode finds the entry by its user code, only under its own model', async () => {
+      const id = uniqueId('device');
+      const userCode = uniqueId('WDJB-MJHT');
+      const payload: AdapterPayload = { kind: 'DeviceCode', userCode, clientId: 'tv-app', scope: 'openid' };
+      await store.upsert('DeviceCode', id, payload, 60);
+      assert.deepEqual(await store.findByUserCode('DeviceCode', userCode), payload);
+      assert.equal(await store.findByUserCode('DeviceCode', uniqueId('nope')), undefined);
+      assert.equal(await store.findByUserCode('Session', userCode), undefined);
+    });
+
+    test('destroy removes the entry; destroying a missing id is harmless', async () => {
+      const id = uniqueId('interaction');
+      await store.upsert('Interaction', id, { kind: 'Interaction', returnTo: '/auth' }, 60);
+      await store.destroy('Interaction', id);
+      assert.equal(await store.find('Interaction', id), undefined);
+      await store.destroy('Interaction', uniqueId('never-existed'));
+    });
+
+    test("revokeByGrantId removes every token of that grant and nothing of another grant's", async () => {
+      const grant = uniqueId('grant');
+      const otherGrant = uniqueId('grant');
+      const mine = [
+        ['AccessToken', uniqueId('at')],
+        ['RefreshToken', uniqueId('rt')],
+        ['AuthorizationCode', uniqueId('code')],
+      ] as const;
+      const theirs = [
+        ['AccessToken', uniqueId('at')],
+        ['RefreshToken', uniqueId('rt')],
+        ['AuthorizationCode', uniqueId('code')],
+      ] as const;
+      for (const [model, id] of mine) await store.upsert(model, id, tokenPayload(model, { grantId: grant }), 60);
+      for (const [model, id] of theirs) await store.upsert(model, id, tokenPayload(model, { grantId: otherGrant }), 60);
+      // A session carries no grant and survives any grant's revocation.
+      const sessionId = uniqueId('session');
+      await store.upsert('Session', sessionId, { kind: 'Session', accountId: 'x' }, 60);
+
+      await store.revokeByGrantId(grant);
+
+      for (const [model, id] of mine) assert.equal(await store.find(model, id), undefined, `${model} of the revoked grant is gone`);
+      for (const [model, id] of theirs) assert.ok(await store.find(model, id), `${model} of the other grant survives`);
+      assert.ok(await store.find('Session', sessionId));
+
+      // Revoking twice, or revoking an unknown grant, is harmless.
+      await store.revokeByGrantId(grant);
+      await store.revokeByGrantId(uniqueId('unknown-grant'));
+      for (const [model, id] of theirs) assert.ok(await store.find(model, id));
+    });
+
+    test('a token written after its grant was revoked belongs to a fresh grant list', async () => {
+      const grant = uniqueId('grant');
+      await store.upsert('AccessToken', uniqueId('at'), tokenPayload('AccessToken', { grantId: grant }), 60);
+      await store.revokeByGrantId(grant);
+      const later = uniqueId('at');
+      await store.upsert('AccessToken', later, tokenPayload('AccessToken', { grantId: grant }), 60);
+      assert.ok(await store.find('AccessToken', later));
+      await store.revokeByGrantId(grant);
+      assert.equal(await store.find('AccessToken', later), undefined);
+    });
+
+    test('consume: the first call wins, the second loses, and find then shows `consumed`', async () => {
+      const id = uniqueId('code');
+      const payload = tokenPayload('AuthorizationCode');
+      await store.upsert('AuthorizationCode', id, payload, 60);
+      const before = nowSeconds();
+
+      assert.equal(await store.consume('AuthorizationCode', id), true);
+      assert.equal(await store.consume('AuthorizationCode', id), false);
+
+      const found = await store.find('AuthorizationCode', id);
+      assert.ok(found, 'a consumed entry is still findable (for replay detection)');
+      assert.equal(typeof found.consumed, 'number');
+      assert.ok((found.consumed as number) >= before - 1 && (found.consumed as number) <= nowSeconds() + 1, 'consumed is a timestamp in seconds');
+      const { consumed: _consumed, ...rest } = found;
+      assert.deepEqual(rest, payload, 'consume changes nothing but `consumed`');
+    });
+
+    // Redis's Lua cjson would turn [] into {} and round long numbers if the script re-encoded.
+    test('consume keeps any value in the payload exactly (empty arrays, full-precision numbers)', async () => {
+      const id = uniqueId('rt');
+      const payload = tokenPayload('RefreshToken', { amr: [], rar: [], 'x5t#S256': '', rotations: 0, ratio: 0.1234567890123456 });
+      await store.upsert('RefreshToken', id, payload, 60);
+      assert.equal(await store.consume('RefreshToken', id), true);
+      const { consumed: _consumed, ...rest } = (await store.find('RefreshToken', id))!;
+      assert.deepEqual(rest, payload);
+    });
+
+    test('consume keeps the remaining TTL', async () => {
+      const id = uniqueId('code');
+      await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 1);
+      assert.equal(await store.consume('AuthorizationCode', id), true);
+      await sleep(1500);
+      assert.equal(await store.find('AuthorizationCode', id), undefined, 'a consumed entry still expires');
+    });
+
+    test('50 concurrent consume() calls on one id have exactly one winner', async () => {
+      const id = uniqueId('code');
+      await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
+      const results = await Promise.all(Array.from({ length: 50 }, () => store.consume('AuthorizationCode', id)));
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.ok((await store.find('AuthorizationCode', id))?.consumed);
+    });
+
+    test('consume on a missing or destroyed id returns false', async () => {
+      assert.equal(await store.consume('AuthorizationCode', uniqueId('missing')), false);
+      const id = uniqueId('code');
+      await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
+      await store.destroy('AuthorizationCode', id);
+      assert.equal(await store.consume('AuthorizationCode', id), false);
+      assert.equal(await store.find('AuthorizationCode', id), undefined, 'consume does not resurrect a missing entry');
+    });
+
+    test('ping answers', async () => {
+      await store.ping();
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let stores: TestStores;
+let redisStore: RedisStore;
+
+shortLivedStoreSuite(
+  'RedisStore (real Redis)',
+  async () => {
+    stores = await createTestStores();
+    redisStore = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
+    return { store: redisStore };
+  },
+  async () => {
+    await redisStore?.close();
+    await stores?.cleanup();
+  },
+);
+
+let memoryStore: MemoryStore;
+shortLivedStoreSuite(
+  'MemoryStore',
+  async () => {
+    memoryStore = new MemoryStore();
+    return { store: memoryStore };
+  },
+  async () => {
+    await memoryStore?.close();
+  },
+);
+
+describe('RedisStore specifics', () => {
+  let stores: TestStores;
+  let store: RedisStore;
+
+  before(async () => {
+    stores = await createTestStores();
+    store = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
+  });
+  after(async () => {
+    await store?.close();
+    await stores?.cleanup();
+  });
+
+  test('concurrent consume() from 5 separate connections has exactly one winner', async () => {
+    const peers = await Promise.all(
+      Array.from({ length: 5 }, () => RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix })),
+    );
+    try {
+      const id = uniqueId('rt');
+      await store.upsert('RefreshToken', id, tokenPayload('RefreshToken'), 60);
+      const results = await Promise.all(peers.flatMap((peer) => Array.from({ length: 10 }, () => peer.consume('RefreshToken', id))));
+      assert.equal(results.length, 50);
+      assert.equal(results.filter(Boolean).length, 1);
+    } finally {
+      await Promise.all(peers.map((p) => p.close()));
+    }
+  });
+
+  test('every key written starts with the configured prefix and carries a TTL', async () => {
+    const marker = randomUUID();
+    const grantId = `grant-${marker}`;
+    await store.upsert('AccessToken', `at-${marker}`, tokenPayload('AccessToken', { grantId }), 60);
+    await store.upsert('RefreshToken', `rt-${marker}`, tokenPayload('RefreshToken', { grantId }), 120);
+    await store.upsert('Session', `sess-${marker}`, { kind: 'Session', uid: `uid-${marker}` }, 60);
+    await store.upsert('DeviceCode', `dc-${marker}`, { kind: 'DeviceCode', userCode: `uc-${marker}` }, 60);
+    await store.consume('RefreshToken', `rt-${marker}`);
+
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await stores.redis.scan(cursor, 'MATCH', `*${marker}*`, 'COUNT', 1000);
+      keys.push(...batch);
+      cursor = next;
+    } while (cursor !== '0');
+
+    // entries (4) + grant list (1) + uid index (1) + userCode index (1)
+    assert.equal(keys.length, 7, `keys found: ${keys.join(', ')}`);
+    for (const key of keys) {
+      assert.ok(key.startsWith(stores.keyPrefix), `${key} starts with ${stores.keyPrefix}`);
+      const ttl = await stores.redis.pttl(key);
+      assert.ok(ttl > 0, `${key} has a TTL (got ${ttl})`);
+    }
+    // The grant list lives as long as its longest-lived token.
+    const grantTtl = await stores.redis.pttl(`${stores.keyPrefix}grant:${grantId}`);
+    assert.ok(grantTtl > 60_000 && grantTtl <= 120_000, `grant list TTL ${grantTtl}ms`);
+  });
+
+  test('two stores with different prefixes do not see each other', async () => {
+    const otherPrefix = `${stores.keyPrefix}other:`;
+    const other = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: otherPrefix });
+    try {
+      const id = uniqueId('code');
+      await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
+      assert.equal(await other.find('AuthorizationCode', id), undefined);
+      assert.equal(await other.consume('AuthorizationCode', id), false);
+      assert.equal(await store.consume('AuthorizationCode', id), true);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('connect to an unreachable server fails with StoreUnavailableError', async () => {
+    const started = Date.now();
+    await assert.rejects(RedisStore.connect({ url: 'redis://127.0.0.1:1', keyPrefix: 'unused:' }), (err: unknown) => {
+      assert.ok(err instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(err)}`);
+      assert.match(err.message, /Redis is unavailable/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5000, 'fails fast instead of retrying forever');
+  });
+});

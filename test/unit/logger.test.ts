@@ -1,0 +1,53 @@
+/** Logging never writes credentials or personal data: redaction by path, and error fields. */
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { createLogger, errorFields } from '../../src/observability/logger.js';
+
+function capture() {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  return { logger: createLogger('info', sink), lines };
+}
+
+describe('logger', () => {
+  test('redacts credentials and personal data at the top level and one level down', () => {
+    const { logger, lines } = capture();
+    logger.info(
+      {
+        password: 'hunter2-secret',
+        email: 'ada@example.com',
+        client_secret: 'cs-123',
+        refresh_token: 'rt-123',
+        body: { password: 'nested-pw', code: 'auth-code-1', access_token: 'at-1', id_token: 'it-1' },
+        req: { headers: { authorization: 'Bearer abc', cookie: '_session=xyz' } },
+        accountId: 'b6b2f1c4-0000-4000-8000-000000000000',
+      },
+      'event',
+    );
+    const line = lines.join('');
+    for (const secret of ['hunter2-secret', 'ada@example.com', 'cs-123', 'rt-123', 'nested-pw', 'auth-code-1', 'at-1', 'it-1', 'Bearer abc', '_session=xyz']) {
+      assert.ok(!line.includes(secret), `${secret} leaked`);
+    }
+    assert.match(line, /b6b2f1c4/, 'the account id is kept');
+  });
+
+  test('errorFields keeps name, code and message, but not Prisma messages that echo query arguments', () => {
+    const plain = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    assert.deepEqual(errorFields(plain), { name: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:5432' });
+
+    const prisma = Object.assign(new Error('Invalid `prisma.account.create()` invocation: email "ada@example.com"'), {
+      name: 'PrismaClientValidationError',
+    });
+    const wrapped = new Error('PostgreSQL is unavailable', { cause: prisma });
+    const fields = errorFields(wrapped);
+    assert.equal(fields.message, 'PostgreSQL is unavailable');
+    assert.deepEqual(fields.cause, { name: 'PrismaClientValidationError' });
+    assert.ok(!JSON.stringify(fields).includes('ada@example.com'));
+  });
+});
