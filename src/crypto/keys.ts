@@ -56,10 +56,18 @@ async function writeSecretFile(file: string, data: unknown): Promise<void> {
   }
 }
 
+/**
+ * Key ids are the first 16 characters (96 bits) of the RFC 7638 thumbprint: unique among the
+ * handful of keys in a JWKS, and short, because every sealed access token carries one.
+ */
+export async function shortThumbprint(jwk: JWK): Promise<string> {
+  return (await calculateJwkThumbprint(jwk)).slice(0, 16);
+}
+
 async function generateSigningKey(alg: string): Promise<SigningJwk> {
   const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg.startsWith('RS') ? { modulusLength: 2048 } : {}) });
   const jwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint(jwk);
+  const kid = await shortThumbprint(jwk);
   return { ...jwk, kid, alg, use: 'sig' };
 }
 

@@ -1,6 +1,11 @@
-/** Account repository (PostgreSQL). Emails are stored normalised to lower case. */
+/**
+ * Account repository (PostgreSQL). Emails are stored normalised to lower case (they are the
+ * look-up key); names, which nothing looks up, are sealed under the master key.
+ */
 import { randomUUID } from 'node:crypto';
+import type { Envelope } from '../crypto/master-key.js';
 import type { PrismaClient } from './database.js';
+import type { Account } from '../generated/prisma/client.js';
 
 export interface AccountRecord {
   id: string;
@@ -23,19 +28,33 @@ export function normaliseEmail(email: string): string {
 }
 
 export class AccountRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly envelope: Envelope,
+  ) {}
+
+  #record(row: Account): AccountRecord;
+  #record(row: Account | null): AccountRecord | null;
+  #record(row: Account | null): AccountRecord | null {
+    if (!row) return null;
+    const name = this.envelope.isSealed(row.name) ? this.envelope.open(row.name, 'personal-data', row.id) : row.name;
+    return { id: row.id, email: row.email, passwordHash: row.passwordHash, name, emailVerified: row.emailVerified, disabled: row.disabled, createdAt: row.createdAt };
+  }
 
   async create(input: { email: string; passwordHash: string; name?: string | null; emailVerified?: boolean }): Promise<AccountRecord> {
+    const id = randomUUID();
     try {
-      return await this.prisma.account.create({
-        data: {
-          id: randomUUID(),
-          email: normaliseEmail(input.email),
-          passwordHash: input.passwordHash,
-          name: input.name ?? null,
-          emailVerified: input.emailVerified ?? false,
-        },
-      });
+      return this.#record(
+        await this.prisma.account.create({
+          data: {
+            id,
+            email: normaliseEmail(input.email),
+            passwordHash: input.passwordHash,
+            name: input.name ? this.envelope.seal(input.name, 'personal-data', id) : null,
+            emailVerified: input.emailVerified ?? false,
+          },
+        }),
+      );
     } catch (err) {
       if ((err as { code?: string }).code === 'P2002') throw new DuplicateAccountError('an account with this email already exists');
       throw err;
@@ -45,15 +64,27 @@ export class AccountRepository {
   async findById(id: string): Promise<AccountRecord | null> {
     // Ids arrive from sessions and tokens; anything that is not a UUID cannot match.
     if (!UUID.test(id)) return null;
-    return this.prisma.account.findUnique({ where: { id } });
+    return this.#record(await this.prisma.account.findUnique({ where: { id } }));
   }
 
-  findByEmail(email: string): Promise<AccountRecord | null> {
-    return this.prisma.account.findUnique({ where: { email: normaliseEmail(email) } });
+  async findByEmail(email: string): Promise<AccountRecord | null> {
+    return this.#record(await this.prisma.account.findUnique({ where: { email: normaliseEmail(email) } }));
   }
 
-  list(): Promise<AccountRecord[]> {
-    return this.prisma.account.findMany({ orderBy: { createdAt: 'asc' } });
+  async list(): Promise<AccountRecord[]> {
+    return (await this.prisma.account.findMany({ orderBy: { createdAt: 'asc' } })).map((row) => this.#record(row));
+  }
+
+  /** Re-seals every name under the current master key; returns how many rows changed. */
+  async reseal(): Promise<number> {
+    let changed = 0;
+    for (const row of await this.prisma.account.findMany({ where: { name: { not: null } } })) {
+      if (this.envelope.isSealed(row.name) && !this.envelope.isStale(row.name)) continue;
+      const name = this.#record(row).name!;
+      await this.prisma.account.update({ where: { id: row.id }, data: { name: this.envelope.seal(name, 'personal-data', row.id) } });
+      changed++;
+    }
+    return changed;
   }
 
   count(): Promise<number> {

@@ -3,7 +3,7 @@
  * Same semantics as RedisStore: TTLs, grant lists, uid/userCode indexes, atomic consume.
  */
 import type { AdapterPayload } from 'oidc-provider';
-import { GRANTABLE_MODELS, type ShortLivedStore } from './short-lived-store.js';
+import { GRANTABLE_MODELS, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
 
 interface Entry {
   value: string;
@@ -43,9 +43,13 @@ export class MemoryStore implements ShortLivedStore {
     for (const [key, grant] of this.#grants) if (grant.expiresAt <= now) this.#grants.delete(key);
   }
 
-  async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+  // Single-threaded and without awaits, each method below is one atomic step, like the Lua
+  // scripts of RedisStore.
+  async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number, tokenHash?: string): Promise<void> {
     const key = `${model}:${id}`;
+    if (GRANTABLE_MODELS.has(model) && payload.grantId && this.#get(`revoked-grant:${payload.grantId}`)) throw new GrantRevokedError();
     this.#set(key, JSON.stringify(payload), expiresIn);
+    if (tokenHash) this.#set(`issued:${tokenHash}`, key, expiresIn);
     if (GRANTABLE_MODELS.has(model) && payload.grantId) {
       const grant = this.#grants.get(payload.grantId) ?? { keys: new Set<string>(), expiresAt: 0 };
       grant.keys.add(key);
@@ -54,6 +58,37 @@ export class MemoryStore implements ShortLivedStore {
     }
     if (payload.userCode) this.#set(`${model}:userCode:${payload.userCode}`, id, expiresIn);
     if (payload.uid) this.#set(`${model}:uid:${payload.uid}`, id, expiresIn);
+  }
+
+  #issued(ref: string): IssuedTokenRecord | undefined {
+    const raw = this.#get(ref);
+    if (!raw) return undefined;
+    const sep = ref.indexOf(':');
+    const jti = ref.slice(sep + 1);
+    return { model: ref.slice(0, sep), jti, payload: JSON.parse(raw) as AdapterPayload, revoked: this.#get(`revoked-jti:${jti}`) !== undefined };
+  }
+
+  async findIssuedByHash(tokenHash: string): Promise<IssuedTokenRecord | undefined> {
+    const ref = this.#get(`issued:${tokenHash}`);
+    return ref ? this.#issued(ref) : undefined;
+  }
+
+  async findIssuedByJti(jti: string): Promise<IssuedTokenRecord | undefined> {
+    for (const model of SEALED_MODELS) {
+      const found = this.#issued(`${model}:${jti}`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+
+  async claimOnce(key: string, ttl: number): Promise<boolean> {
+    if (this.#get(`once:${key}`)) return false;
+    this.#set(`once:${key}`, '1', ttl);
+    return true;
+  }
+
+  async blacklist(jti: string, expiresIn: number): Promise<void> {
+    if (expiresIn > 0) this.#set(`revoked-jti:${jti}`, '1', expiresIn);
   }
 
   async find(model: string, id: string): Promise<AdapterPayload | undefined> {
@@ -87,10 +122,17 @@ export class MemoryStore implements ShortLivedStore {
     this.#entries.delete(`${model}:${id}`);
   }
 
-  async revokeByGrantId(grantId: string): Promise<void> {
+  async revokeByGrantId(grantId: string, markerTtl: number): Promise<void> {
+    this.#set(`revoked-grant:${grantId}`, '1', markerTtl);
     const grant = this.#grants.get(grantId);
     if (!grant) return;
-    for (const key of grant.keys) this.#entries.delete(key);
+    for (const key of grant.keys) {
+      const entry = this.#entries.get(key);
+      if (entry && key.startsWith(`${SEALED_MODELS[0]}:`)) {
+        this.#entries.set(`revoked-jti:${key.slice(SEALED_MODELS[0].length + 1)}`, { value: '1', expiresAt: entry.expiresAt });
+      }
+      this.#entries.delete(key);
+    }
     this.#grants.delete(grantId);
   }
 

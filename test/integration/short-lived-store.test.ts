@@ -3,14 +3,16 @@
  * RedisStore on the real local Redis (under a per-run key prefix) and the in-process MemoryStore.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { AdapterPayload } from 'oidc-provider';
+import { Envelope, type MasterKey } from '../../src/crypto/master-key.js';
+import { envelopeAtRest } from '../../src/store/at-rest.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { StoreUnavailableError } from '../../src/store/errors.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import type { ShortLivedStore } from '../../src/store/short-lived-store.js';
+import { GrantRevokedError, type ShortLivedStore } from '../../src/store/short-lived-store.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -139,27 +141,62 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
       const sessionId = uniqueId('session');
       await store.upsert('Session', sessionId, { kind: 'Session', accountId: 'x' }, 60);
 
-      await store.revokeByGrantId(grant);
+      await store.revokeByGrantId(grant, 60);
 
       for (const [model, id] of mine) assert.equal(await store.find(model, id), undefined, `${model} of the revoked grant is gone`);
       for (const [model, id] of theirs) assert.ok(await store.find(model, id), `${model} of the other grant survives`);
       assert.ok(await store.find('Session', sessionId));
 
       // Revoking twice, or revoking an unknown grant, is harmless.
-      await store.revokeByGrantId(grant);
-      await store.revokeByGrantId(uniqueId('unknown-grant'));
+      await store.revokeByGrantId(grant, 60);
+      await store.revokeByGrantId(uniqueId('unknown-grant'), 60);
       for (const [model, id] of theirs) assert.ok(await store.find(model, id));
     });
 
-    test('a token written after its grant was revoked belongs to a fresh grant list', async () => {
+    test('once its grant is revoked, no token can be written for it (a racing refresh loses)', async () => {
       const grant = uniqueId('grant');
       await store.upsert('AccessToken', uniqueId('at'), tokenPayload('AccessToken', { grantId: grant }), 60);
-      await store.revokeByGrantId(grant);
-      const later = uniqueId('at');
-      await store.upsert('AccessToken', later, tokenPayload('AccessToken', { grantId: grant }), 60);
-      assert.ok(await store.find('AccessToken', later));
-      await store.revokeByGrantId(grant);
-      assert.equal(await store.find('AccessToken', later), undefined);
+      await store.revokeByGrantId(grant, 60);
+      for (const model of ['AccessToken', 'RefreshToken', 'AuthorizationCode']) {
+        const later = uniqueId(model);
+        await assert.rejects(store.upsert(model, later, tokenPayload(model, { grantId: grant }), 60), GrantRevokedError);
+        assert.equal(await store.find(model, later), undefined);
+      }
+      // Entries of other grants are unaffected.
+      const other = uniqueId('at');
+      await store.upsert('AccessToken', other, tokenPayload('AccessToken', { grantId: uniqueId('grant') }), 60);
+      assert.ok(await store.find('AccessToken', other));
+    });
+
+    test('revoking a grant blacklists the jti of each of its access tokens until it would expire', async () => {
+      const grant = uniqueId('grant');
+      const jti = uniqueId('at');
+      await store.upsert('AccessToken', jti, tokenPayload('AccessToken', { grantId: grant }), 60, uniqueId('hash'));
+      assert.equal((await store.findIssuedByJti(jti))?.revoked, false);
+      await store.revokeByGrantId(grant, 60);
+      assert.equal(await store.findIssuedByJti(jti), undefined, 'the record is gone');
+      // A second write of the same jti (impossible in practice) would still be reported revoked.
+      await store.upsert('AccessToken', jti, tokenPayload('AccessToken'), 60);
+      assert.equal((await store.findIssuedByJti(jti))?.revoked, true);
+    });
+
+    test('the issued-token index finds a sealed token by the hash of its value', async () => {
+      const jti = uniqueId('at');
+      const hash = uniqueId('hash');
+      // As oidc-provider writes it: the record's id is the token's jti.
+      await store.upsert('ClientCredentials', jti, tokenPayload('ClientCredentials', { jti }), 60, hash);
+      const found = await store.findIssuedByHash(hash);
+      assert.equal(found?.model, 'ClientCredentials');
+      assert.equal(found?.jti, jti);
+      assert.equal(await store.findIssuedByHash(uniqueId('other')), undefined);
+      await store.blacklist(jti, 60);
+      assert.equal((await store.findIssuedByHash(hash))?.revoked, true);
+    });
+
+    test('claimOnce: the first claim wins, a replay loses', async () => {
+      const key = uniqueId('assertion');
+      assert.equal(await store.claimOnce(key, 60), true);
+      assert.equal(await store.claimOnce(key, 60), false);
     });
 
     test('consume: the first call wins, the second loses, and find then shows `consumed`', async () => {
@@ -238,6 +275,93 @@ shortLivedStoreSuite(
   },
 );
 
+let protectedStores: TestStores;
+let protectedStore: RedisStore;
+const masterKey = (): MasterKey => {
+  const secret = randomBytes(32);
+  return { id: secret.toString('base64url').slice(0, 8), secret };
+};
+
+shortLivedStoreSuite(
+  'RedisStore with keyed hashes and encrypted payloads',
+  async () => {
+    protectedStores = await createTestStores();
+    protectedStore = await RedisStore.connect({
+      url: protectedStores.redisUrl,
+      keyPrefix: protectedStores.keyPrefix,
+      atRest: envelopeAtRest(new Envelope([masterKey()])),
+    });
+    return { store: protectedStore };
+  },
+  async () => {
+    await protectedStore?.close();
+    await protectedStores?.cleanup();
+  },
+);
+
+describe('RedisStore at rest', () => {
+  let stores: TestStores;
+  before(async () => {
+    stores = await createTestStores();
+  });
+  after(async () => {
+    await stores?.cleanup();
+  });
+
+  async function dump(): Promise<string> {
+    const parts: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await stores.redis.scan(cursor, 'MATCH', `${stores.keyPrefix}*`, 'COUNT', 1000);
+      for (const key of batch) parts.push(key, (await stores.redis.type(key)) === 'list' ? (await stores.redis.lrange(key, 0, -1)).join(' ') : ((await stores.redis.get(key)) ?? ''));
+      cursor = next;
+    } while (cursor !== '0');
+    return parts.join('\n');
+  }
+
+  test('a dump holds no id, token value or personal data in the clear', async () => {
+    const store = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey()])) });
+    try {
+      const secretId = `rt-${randomUUID()}`;
+      const sessionId = `sess-${randomUUID()}`;
+      const uid = `uid-${randomUUID()}`;
+      await store.upsert('RefreshToken', secretId, tokenPayload('RefreshToken', { grantId: 'g1', jti: secretId }), 60);
+      await store.consume('RefreshToken', secretId);
+      await store.upsert('Session', sessionId, { kind: 'Session', jti: sessionId, uid, accountId: 'person@example.com' }, 60);
+      await store.upsert('AccessToken', 'jti-1', tokenPayload('AccessToken', { jti: 'jti-1' }), 60, 'hash-of-a-sealed-token');
+      await store.blacklist('jti-1', 60);
+      const text = await dump();
+      for (const secret of [secretId, sessionId, uid, 'person@example.com', 'hash-of-a-sealed-token']) assert.ok(!text.includes(secret), `${secret} appears in the dump`);
+      // ...and everything still works through the store.
+      assert.equal((await store.find('RefreshToken', secretId))?.jti, secretId);
+      assert.equal(typeof (await store.find('RefreshToken', secretId))?.consumed, 'number');
+      assert.equal((await store.findByUid('Session', uid))?.jti, sessionId);
+      assert.equal((await store.findIssuedByHash('hash-of-a-sealed-token'))?.revoked, true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('after a master key rotation ("new,old"), entries written under the old key are still found and consumed', async () => {
+    const old = masterKey();
+    const before = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([old])) });
+    const after = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey(), old])) });
+    try {
+      const id = uniqueId('code');
+      await before.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
+      assert.ok(await after.find('AuthorizationCode', id));
+      assert.equal(await after.consume('AuthorizationCode', id), true);
+      assert.equal(await after.consume('AuthorizationCode', id), false);
+      const fresh = uniqueId('code');
+      await after.upsert('AuthorizationCode', fresh, tokenPayload('AuthorizationCode'), 60);
+      assert.equal(await before.find('AuthorizationCode', fresh), undefined, 'the old key alone cannot read new entries');
+    } finally {
+      await before.close();
+      await after.close();
+    }
+  });
+});
+
 let memoryStore: MemoryStore;
 shortLivedStoreSuite(
   'MemoryStore',
@@ -295,8 +419,8 @@ describe('RedisStore specifics', () => {
       cursor = next;
     } while (cursor !== '0');
 
-    // entries (4) + grant list (1) + uid index (1) + userCode index (1)
-    assert.equal(keys.length, 7, `keys found: ${keys.join(', ')}`);
+    // entries (4) + consumed marker (1) + grant list (1) + uid index (1) + userCode index (1)
+    assert.equal(keys.length, 8, `keys found: ${keys.join(', ')}`);
     for (const key of keys) {
       assert.ok(key.startsWith(stores.keyPrefix), `${key} starts with ${stores.keyPrefix}`);
       const ttl = await stores.redis.pttl(key);

@@ -71,7 +71,7 @@ describe('loadOrCreateSigningKeys', () => {
 
     for (const key of keys) {
       assert.equal(key.use, 'sig');
-      assert.equal(key.kid, await calculateJwkThumbprint(publicPart(key)), 'kid is the RFC 7638 thumbprint');
+      assert.equal(key.kid, (await calculateJwkThumbprint(publicPart(key))).slice(0, 16), 'kid is the start of the RFC 7638 thumbprint');
     }
     assert.notEqual(rsa.kid, ec.kid);
 

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { Envelope } from '../../src/crypto/master-key.js';
 import { AccountService, InvalidAccountInput, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../src/accounts/account-service.js';
 import { PasswordHasher, type Argon2Params } from '../../src/accounts/passwords.js';
 import { AccountRepository, DuplicateAccountError } from '../../src/store/accounts.js';
@@ -93,7 +95,7 @@ describe('AccountService on PostgreSQL', () => {
     } finally {
       await runner.close();
     }
-    repository = new AccountRepository(db.prisma);
+    repository = new AccountRepository(db.prisma, new Envelope([{ id: 'testkey1', secret: randomBytes(32) }]));
     service = new AccountService(repository, new PasswordHasher(PARAMS));
   });
 

@@ -1,0 +1,326 @@
+/**
+ * Veil's signing keys and their lifecycle, kept in KEYS_DIR/signing-keys.json with every
+ * private part encrypted under the master key.
+ *
+ *   next      published in the JWKS, signs nothing yet: relying parties and resource servers
+ *             that cache the JWKS already know it when it starts signing
+ *   active    signs (one per algorithm), published
+ *   retiring  signs nothing, still published until everything it signed has expired
+ *             (`retire_after`), then dropped
+ *
+ * `rotate` moves each algorithm one step: next -> active, active -> retiring, and a new next.
+ * Changes are written to a temporary file and renamed into place under a lock file, so
+ * concurrent rotations serialize and readers never see half a file.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { KeyFileError, SIGNING_KEYS_FILE, shortThumbprint, type SigningJwk } from './keys.js';
+import type { Envelope } from './master-key.js';
+
+/** RS256 first: the default ID token algorithm every relying party supports. ES256 signs access tokens. */
+export const DEFAULT_SIGNING_ALGORITHMS = ['RS256', 'ES256'] as const;
+export const SUPPORTED_SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
+export type SigningAlgorithm = (typeof SUPPORTED_SIGNING_ALGORITHMS)[number];
+
+export type KeyStatus = 'next' | 'active' | 'retiring';
+
+export interface RingKey {
+  kid: string;
+  alg: SigningAlgorithm;
+  status: KeyStatus;
+  created_at: string;
+  activated_at?: string;
+  /** When a retiring key leaves the JWKS (everything it signed has expired by then). */
+  retire_after?: string;
+  public: JWK;
+  /** The private JWK, sealed under the master key (Envelope, purpose signing-keys, context kid). */
+  private: string;
+}
+
+export interface KeyRingFile {
+  version: 2;
+  keys: RingKey[];
+}
+
+const STATUS_ORDER: Record<KeyStatus, number> = { active: 0, next: 1, retiring: 2 };
+const LOCK_STALE_MS = 30_000;
+
+async function generate(alg: SigningAlgorithm, envelope: Envelope, status: KeyStatus, now: Date): Promise<RingKey> {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg.startsWith('RS') || alg.startsWith('PS') ? { modulusLength: 2048 } : {}) });
+  const jwk = await exportJWK(privateKey);
+  const kid = await shortThumbprint(jwk);
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
+  return {
+    kid,
+    alg,
+    status,
+    created_at: now.toISOString(),
+    ...(status === 'active' ? { activated_at: now.toISOString() } : {}),
+    public: { ...pub, kid, alg, use: 'sig' },
+    private: envelope.seal(JSON.stringify({ ...jwk, kid, alg, use: 'sig' }), 'signing-keys', kid),
+  };
+}
+
+export class KeyRing {
+  constructor(readonly file: KeyRingFile) {}
+
+  get keys(): readonly RingKey[] {
+    return this.file.keys;
+  }
+
+  /** Keys still published at `now` (retiring keys past their date are gone). */
+  live(now = new Date()): RingKey[] {
+    return this.file.keys
+      .filter((k) => k.status !== 'retiring' || !k.retire_after || new Date(k.retire_after) > now)
+      .sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status]);
+  }
+
+  /**
+   * The private JWKs for oidc-provider, active keys first. Keys that must not sign are marked
+   * `key_ops: ["verify"]`, which oidc-provider's key selection honours.
+   */
+  signingJwks(envelope: Envelope, now = new Date()): SigningJwk[] {
+    return this.live(now).map((k) => {
+      const jwk = JSON.parse(envelope.open(k.private, 'signing-keys', k.kid)) as SigningJwk;
+      return k.status === 'active' ? jwk : { ...jwk, key_ops: ['verify'] };
+    });
+  }
+
+  publicJwks(now = new Date()): { keys: JWK[] } {
+    return { keys: this.live(now).map((k) => k.public) };
+  }
+
+  active(alg: string): RingKey | undefined {
+    return this.file.keys.find((k) => k.alg === alg && k.status === 'active');
+  }
+}
+
+export function assertKeyRing(file: string, value: unknown): KeyRingFile {
+  const ring = value as KeyRingFile;
+  if (ring?.version !== 2 || !Array.isArray(ring.keys)) throw new KeyFileError(`${file} is not a Veil key ring (version 2)`);
+  for (const k of ring.keys) {
+    if (typeof k?.kid !== 'string' || typeof k.alg !== 'string' || !['next', 'active', 'retiring'].includes(k.status) || typeof k.private !== 'string' || typeof k.public !== 'object') {
+      throw new KeyFileError(`${file} holds a malformed key entry`);
+    }
+  }
+  return ring;
+}
+
+async function readRing(file: string): Promise<KeyRingFile | undefined> {
+  let raw: string;
+  try {
+    raw = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KeyFileError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new KeyFileError(`${file} is not valid JSON; fix or restore it (it is never overwritten while unreadable)`);
+  }
+  return assertKeyRing(file, parsed);
+}
+
+async function writeRing(file: string, ring: KeyRingFile): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await fs.writeFile(tmp, `${JSON.stringify(ring, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  await fs.rename(tmp, file);
+}
+
+/** Runs `change` holding KEYS_DIR's lock file, so two rotations never interleave. */
+async function withLock<T>(keysDir: string, change: () => Promise<T>): Promise<T> {
+  const lock = path.join(keysDir, 'signing-keys.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyFileError(`cannot lock ${keysDir}: ${(err as Error).message}`);
+      const stat = await fs.stat(lock).catch(() => undefined);
+      if (stat && Date.now() - stat.mtimeMs > LOCK_STALE_MS) await fs.rm(lock, { force: true });
+      if (attempt > 200) throw new KeyFileError(`${lock} is held by another process`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await change();
+  } finally {
+    await fs.rm(lock, { force: true });
+  }
+}
+
+/** Converts the first format (plain private JWKs) to a key ring with sealed private parts. */
+function fromPlainKeys(keys: SigningJwk[], envelope: Envelope, now: Date): KeyRingFile {
+  return {
+    version: 2,
+    keys: keys.map((jwk) => {
+      const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
+      return {
+        kid: jwk.kid,
+        alg: jwk.alg as SigningAlgorithm,
+        status: 'active' as const,
+        created_at: now.toISOString(),
+        activated_at: now.toISOString(),
+        public: pub,
+        private: envelope.seal(JSON.stringify(jwk), 'signing-keys', jwk.kid),
+      };
+    }),
+  };
+}
+
+export interface LoadResult {
+  ring: KeyRing;
+  created: boolean;
+  /** The file held plain private keys and was converted (sealed) in place. */
+  upgraded: boolean;
+}
+
+/**
+ * Loads the key ring, creating it (an active and a next key per algorithm) on first start.
+ * A file in the first format (plain private JWKs) is sealed in place.
+ */
+export async function loadOrCreateKeyRing(keysDir: string, envelope: Envelope, now = new Date()): Promise<LoadResult> {
+  const file = path.join(keysDir, SIGNING_KEYS_FILE);
+  const existing = await readRingOrPlain(file);
+  if (existing?.kind === 'ring') {
+    checkOpens(file, existing.ring, envelope);
+    return { ring: new KeyRing(existing.ring), created: false, upgraded: false };
+  }
+  await fs.mkdir(keysDir, { recursive: true, mode: 0o700 });
+  return withLock(keysDir, async () => {
+    const again = await readRingOrPlain(file);
+    if (again?.kind === 'ring') return { ring: new KeyRing(again.ring), created: false, upgraded: false };
+    if (again?.kind === 'plain') {
+      const ring = fromPlainKeys(again.keys, envelope, now);
+      for (const alg of new Set(ring.keys.map((k) => k.alg))) ring.keys.push(await generate(alg, envelope, 'next', now));
+      await writeRing(file, ring);
+      return { ring: new KeyRing(ring), created: false, upgraded: true };
+    }
+    const keys: RingKey[] = [];
+    for (const alg of DEFAULT_SIGNING_ALGORITHMS) {
+      keys.push(await generate(alg, envelope, 'active', now), await generate(alg, envelope, 'next', now));
+    }
+    const ring: KeyRingFile = { version: 2, keys };
+    await writeRing(file, ring);
+    return { ring: new KeyRing(ring), created: true, upgraded: false };
+  });
+}
+
+async function readRingOrPlain(file: string): Promise<{ kind: 'ring'; ring: KeyRingFile } | { kind: 'plain'; keys: SigningJwk[] } | undefined> {
+  let raw: string;
+  try {
+    raw = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KeyFileError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  let parsed: { version?: unknown; keys?: unknown };
+  try {
+    parsed = JSON.parse(raw) as typeof parsed;
+  } catch {
+    throw new KeyFileError(`${file} is not valid JSON; fix or restore it (it is never overwritten while unreadable)`);
+  }
+  if (parsed?.version === 2) return { kind: 'ring', ring: assertKeyRing(file, parsed) };
+  const keys = parsed?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new KeyFileError(`${file} has no "keys" array`);
+  for (const key of keys as SigningJwk[]) {
+    if (typeof key?.kid !== 'string' || typeof key.alg !== 'string' || typeof key.kty !== 'string' || !key.d) {
+      throw new KeyFileError(`${file} holds a key without kid, alg, kty or private part`);
+    }
+  }
+  return { kind: 'plain', keys: keys as SigningJwk[] };
+}
+
+/** A wrong master key must stop start-up with a clear message, before anything is written. */
+function checkOpens(file: string, ring: KeyRingFile, envelope: Envelope): void {
+  for (const k of ring.keys) {
+    try {
+      envelope.open(k.private, 'signing-keys', k.kid);
+    } catch (err) {
+      throw new KeyFileError(`${file}: key ${k.kid} cannot be decrypted with the configured master key (${(err as Error).message})`);
+    }
+  }
+}
+
+export async function readKeyRing(keysDir: string): Promise<KeyRing | undefined> {
+  const file = await readRing(path.join(keysDir, SIGNING_KEYS_FILE));
+  return file && new KeyRing(file);
+}
+
+export interface RotateOptions {
+  /** Algorithms to rotate; all that have keys when omitted. */
+  algs?: string[];
+  /** How long a retired-from-signing key stays published: the longest lifetime of anything it signed. */
+  graceSeconds: number;
+  now?: Date;
+}
+
+/** next -> active, active -> retiring (published for `graceSeconds`), new next; per algorithm. */
+export async function rotateKeys(keysDir: string, envelope: Envelope, options: RotateOptions): Promise<{ ring: KeyRing; activated: RingKey[] }> {
+  const file = path.join(keysDir, SIGNING_KEYS_FILE);
+  return withLock(keysDir, async () => {
+    const current = await readRing(file);
+    if (!current) throw new KeyFileError(`${file} does not exist yet: start Veil once to create it`);
+    const now = options.now ?? new Date();
+    const algs = options.algs?.length ? options.algs : [...new Set(current.keys.map((k) => k.alg))];
+    for (const alg of algs) {
+      if (!(SUPPORTED_SIGNING_ALGORITHMS as readonly string[]).includes(alg)) throw new KeyFileError(`unsupported algorithm ${alg}`);
+    }
+    const keys = new KeyRing(current).live(now);
+    const activated: RingKey[] = [];
+    for (const alg of algs as SigningAlgorithm[]) {
+      for (const k of keys.filter((x) => x.alg === alg && x.status === 'active')) {
+        k.status = 'retiring';
+        k.retire_after = new Date(now.getTime() + options.graceSeconds * 1000).toISOString();
+      }
+      const next = keys.find((x) => x.alg === alg && x.status === 'next') ?? (await generate(alg, envelope, 'next', now));
+      if (!keys.includes(next)) keys.push(next);
+      next.status = 'active';
+      next.activated_at = now.toISOString();
+      activated.push(next);
+      keys.push(await generate(alg, envelope, 'next', now));
+    }
+    const ring: KeyRingFile = { version: 2, keys };
+    await writeRing(file, ring);
+    return { ring: new KeyRing(ring), activated };
+  });
+}
+
+/** Drops a retiring key from the JWKS now. Refused for active and next keys, and before its date unless forced. */
+export async function retireKey(keysDir: string, kid: string, options: { force?: boolean; now?: Date } = {}): Promise<KeyRing> {
+  const file = path.join(keysDir, SIGNING_KEYS_FILE);
+  return withLock(keysDir, async () => {
+    const current = await readRing(file);
+    const key = current?.keys.find((k) => k.kid === kid);
+    if (!current || !key) throw new KeyFileError(`no key ${kid}`);
+    if (key.status !== 'retiring') throw new KeyFileError(`key ${kid} is ${key.status}; only retiring keys can be retired (rotate first)`);
+    const now = options.now ?? new Date();
+    if (!options.force && key.retire_after && new Date(key.retire_after) > now) {
+      throw new KeyFileError(`key ${kid} may still verify tokens until ${key.retire_after}; pass --force to retire it now`);
+    }
+    const ring: KeyRingFile = { version: 2, keys: current.keys.filter((k) => k.kid !== kid) };
+    await writeRing(file, ring);
+    return new KeyRing(ring);
+  });
+}
+
+/** Re-seals every private key under the current master key (after a master key rotation). */
+export async function resealKeyRing(keysDir: string, envelope: Envelope): Promise<number> {
+  const file = path.join(keysDir, SIGNING_KEYS_FILE);
+  return withLock(keysDir, async () => {
+    const current = await readRing(file);
+    if (!current) return 0;
+    let changed = 0;
+    for (const k of current.keys) {
+      if (!envelope.isStale(k.private)) continue;
+      k.private = envelope.seal(envelope.open(k.private, 'signing-keys', k.kid), 'signing-keys', k.kid);
+      changed++;
+    }
+    if (changed) await writeRing(file, current);
+    return changed;
+  });
+}
