@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ClientMetadata, errors } from 'oidc-provider';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
+import type { InvalidationBus } from '../store/invalidation.js';
 import { clientPolicyViolations } from './client-policy.js';
 
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
@@ -21,7 +22,12 @@ export interface CreateClientInput {
   token_endpoint_auth_method?: TokenEndpointAuthMethod;
   jwks_uri?: string;
   jwks?: { keys: unknown[] };
+  /** Resource servers (RFC 8707 identifiers) the client may request access tokens for. */
+  resources?: string[];
 }
+
+/** Client metadata naming the resource servers a client may ask tokens for (Veil's extension). */
+export const ALLOWED_RESOURCES = 'allowed_resources';
 
 export interface CreatedClient {
   client: PublicClient;
@@ -45,6 +51,8 @@ export class ClientService {
     private readonly clients: ClientRepository,
     private readonly grants: GrantRepository,
     private readonly validate: ClientValidator,
+    private readonly resourceExists: (identifier: string) => Promise<boolean>,
+    private readonly bus: InvalidationBus,
   ) {}
 
   async create(input: CreateClientInput): Promise<CreatedClient> {
@@ -69,7 +77,11 @@ export class ClientService {
       ...(clientSecret ? { client_secret: clientSecret } : {}),
       ...(input.jwks_uri ? { jwks_uri: input.jwks_uri } : {}),
       ...(input.jwks ? { jwks: input.jwks as ClientMetadata['jwks'] } : {}),
+      ...(input.resources?.length ? { [ALLOWED_RESOURCES]: [...new Set(input.resources)] } : {}),
     };
+    for (const resource of input.resources ?? []) {
+      if (!(await this.resourceExists(resource))) throw new InvalidClientInput(`unknown resource server: ${resource}`);
+    }
     const violation = clientPolicyViolations(metadata)[0];
     if (violation) throw new InvalidClientInput(violation.message);
     await this.validate(metadata);
@@ -84,7 +96,10 @@ export class ClientService {
   /** Deleting a client also drops its consents; its tokens die with it (the client no longer resolves). */
   async delete(clientId: string): Promise<boolean> {
     const deleted = await this.clients.delete(clientId);
-    if (deleted) await this.grants.destroyForClient(clientId);
+    if (deleted) {
+      await this.grants.destroyForClient(clientId);
+      await this.bus.publish('client', clientId);
+    }
     return deleted;
   }
 }

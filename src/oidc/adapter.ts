@@ -1,35 +1,62 @@
 /**
  * oidc-provider storage adapter: routes each model to its store.
- *   Client, Grant            -> PostgreSQL (durable, relational, queried by admins)
- *   everything else          -> ShortLivedStore (Redis or in-process), TTL-driven
- * Store failures (StoreUnavailableError) leave here as 503 via src/oidc/errors.ts.
+ *   Client, Grant                    -> PostgreSQL (durable, relational, queried by admins)
+ *   AccessToken, ClientCredentials   -> sealed when for a resource server (sealed-tokens.ts),
+ *                                       then the ShortLivedStore, indexed by the sealed value
+ *   everything else                  -> ShortLivedStore (Redis or in-process), TTL-driven
+ * Store failures (StoreUnavailableError) leave here as 503 via src/oidc/errors.ts; a write for
+ * a grant revoked meanwhile (GrantRevokedError) as invalid_grant.
  */
+import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { enforceClientPolicy } from '../clients/client-policy.js';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
-import type { ShortLivedStore } from '../store/short-lived-store.js';
+import type { InvalidationBus } from '../store/invalidation.js';
+import { GrantRevokedError, type ShortLivedStore } from '../store/short-lived-store.js';
 import { toProtocolError } from './errors.js';
+import { rememberSealed, type Sealer } from './sealed-tokens.js';
 
 export interface AdapterStores {
   clients: ClientRepository;
+  bus: InvalidationBus;
   grants: GrantRepository;
   shortLived: ShortLivedStore;
+  sealer: Sealer;
+  /** How long a revoked grant stays marked revoked: longer than any of its tokens can live. */
+  revokedGrantTtl: number;
 }
 
 async function guard<T>(op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
+    if (err instanceof GrantRevokedError) throw new errors.InvalidGrant('grant request is invalid');
     throw toProtocolError(err);
   }
 }
 
+/**
+ * Clients are read on every token request, so their metadata is cached: bounded, short-lived,
+ * and dropped in every process when a client changes (InvalidationBus).
+ */
 class ClientAdapter implements Adapter {
-  constructor(private readonly clients: ClientRepository) {}
+  readonly #cache = new LRUCache<string, { metadata: AdapterPayload | null }>({ max: 1000, ttl: 60_000 });
+
+  constructor(private readonly clients: ClientRepository, bus: InvalidationBus) {
+    bus.subscribe((topic, key) => {
+      if (topic === 'all') this.#cache.clear();
+      else if (topic === 'client') this.#cache.delete(key);
+    });
+  }
+
   async find(id: string) {
+    const hit = this.#cache.get(id);
+    if (hit) return hit.metadata ?? undefined;
     const metadata = await guard(() => this.clients.find(id));
-    return metadata ? (enforceClientPolicy(metadata) as AdapterPayload) : undefined;
+    const payload = metadata ? (enforceClientPolicy(metadata) as AdapterPayload) : null;
+    this.#cache.set(id, { metadata: payload });
+    return payload ?? undefined;
   }
   // Clients are managed through the admin API, never written by oidc-provider itself.
   async upsert(): Promise<void> {
@@ -47,7 +74,7 @@ class ClientAdapter implements Adapter {
 }
 
 class GrantAdapter implements Adapter {
-  constructor(private readonly grants: GrantRepository, private readonly shortLived: ShortLivedStore) {}
+  constructor(private readonly grants: GrantRepository, private readonly shortLived: ShortLivedStore, private readonly revokedGrantTtl: number) {}
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.grants.upsert(id, payload, expiresIn));
   }
@@ -65,12 +92,12 @@ class GrantAdapter implements Adapter {
     return undefined;
   }
   revokeByGrantId(grantId: string) {
-    return guard(() => this.shortLived.revokeByGrantId(grantId));
+    return guard(() => this.shortLived.revokeByGrantId(grantId, this.revokedGrantTtl));
   }
 }
 
 class ShortLivedAdapter implements Adapter {
-  constructor(private readonly model: string, private readonly store: ShortLivedStore) {}
+  constructor(protected readonly model: string, protected readonly store: ShortLivedStore, private readonly revokedGrantTtl: number) {}
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.store.upsert(this.model, id, payload, expiresIn));
   }
@@ -93,19 +120,56 @@ class ShortLivedAdapter implements Adapter {
     return guard(() => this.store.destroy(this.model, id));
   }
   revokeByGrantId(grantId: string) {
-    return guard(() => this.store.revokeByGrantId(grantId));
+    return guard(() => this.store.revokeByGrantId(grantId, this.revokedGrantTtl));
+  }
+}
+
+/**
+ * Access tokens. A token for a resource server is sealed as it is stored; its record is then
+ * reachable only through the sealed value (or the inner JWS), never by its bare id, which the
+ * resource server sees as `jti` and must not be able to use as a bearer token here.
+ */
+class AccessTokenAdapter extends ShortLivedAdapter {
+  constructor(model: string, store: ShortLivedStore, revokedGrantTtl: number, private readonly sealer: Sealer) {
+    super(model, store, revokedGrantTtl);
+  }
+
+  override upsert(id: string, payload: AdapterPayload, expiresIn: number) {
+    return guard(async () => {
+      const sealed = await this.sealer.seal(id, payload);
+      if (!sealed) return this.store.upsert(this.model, id, payload, expiresIn);
+      await this.store.upsert(this.model, id, sealed.stored, expiresIn, sealed.hash);
+      rememberSealed(id, sealed.value);
+    });
+  }
+
+  override async find(id: string) {
+    const payload = await super.find(id);
+    return payload?.aud === undefined ? payload : undefined;
+  }
+
+  override destroy(id: string) {
+    return guard(async () => {
+      const payload = await this.store.find(this.model, id);
+      await this.store.destroy(this.model, id);
+      if (payload?.exp) await this.store.blacklist(id, payload.exp - Math.floor(Date.now() / 1000));
+    });
   }
 }
 
 export function createAdapterFactory(stores: AdapterStores): (model: string) => Adapter {
+  const clientAdapter = new ClientAdapter(stores.clients, stores.bus);
   return (model) => {
     switch (model) {
       case 'Client':
-        return new ClientAdapter(stores.clients);
+        return clientAdapter;
       case 'Grant':
-        return new GrantAdapter(stores.grants, stores.shortLived);
+        return new GrantAdapter(stores.grants, stores.shortLived, stores.revokedGrantTtl);
+      case 'AccessToken':
+      case 'ClientCredentials':
+        return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl, stores.sealer);
       default:
-        return new ShortLivedAdapter(model, stores.shortLived);
+        return new ShortLivedAdapter(model, stores.shortLived, stores.revokedGrantTtl);
     }
   };
 }

@@ -3,13 +3,15 @@
  * the hooks that connect it to Veil's stores, accounts and pages. Behaviour is chosen here,
  * in one place, rather than by flags spread through the code.
  */
-import type { Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Configuration, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { VeilConfig } from '../config.js';
 import type { SigningJwk } from '../crypto/keys.js';
 import type { Views } from '../interactions/views.js';
+import { ALLOWED_RESOURCES } from '../clients/client-service.js';
+import type { ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { GrantRepository } from '../store/grants.js';
-import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { toProtocolError } from './errors.js';
+import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
 import { resourceIndicatorsFeature } from './resource-indicators.js';
 
 export interface ConfigurationDeps {
@@ -19,7 +21,7 @@ export interface ConfigurationDeps {
   signingKeys: SigningJwk[];
   cookieKeys: string[];
   grants: GrantRepository;
-  resources: ResourceServerRepository;
+  registry: ResourceServerRegistry;
   views: Views;
 }
 
@@ -61,15 +63,60 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     // PKCE (S256, the only method oidc-provider 9 supports) for every authorization code flow:
     // required for public clients by RFC 9700 and harmless for confidential ones.
     pkce: { required: () => true },
+    formats: {
+      // An access token for a resource server leaves as a sealed JWT whose `jti` is this id:
+      // 128 bits are plenty for a unique id and keep every token shorter. Opaque tokens (refresh,
+      // userinfo-only access tokens) are bearer values themselves and keep 256 bits.
+      bitsOfOpaqueRandomness: (_ctx, token) => ((token as { resourceServer?: unknown }).resourceServer ? 128 : 256),
+    },
     rotateRefreshToken: true,
     allowOmittingSingleRegisteredRedirectUri: false,
+    extraClientMetadata: {
+      properties: [ALLOWED_RESOURCES],
+      validator: (_ctx, key, value) => {
+        if (key !== ALLOWED_RESOURCES || value === undefined) return;
+        if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && URL.canParse(v))) {
+          throw new errors.InvalidClientMetadata(`${ALLOWED_RESOURCES} must be an array of absolute URIs`);
+        }
+      },
+    },
+    // RFC 9068 §2.2.1: the authentication event travels with tokens issued for a user; the
+    // resource server's allowed user claims too (sealed-tokens.ts keeps them out of storage).
+    extraTokenClaims: async (ctx, token) => {
+      const aud = (token as { aud?: unknown }).aud;
+      const accountId = (token as { accountId?: string }).accountId;
+      if (typeof aud !== 'string' || !accountId) return undefined;
+      const source = (ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken) as
+        | { authTime?: number; acr?: string; amr?: string[] }
+        | undefined;
+      const claims: Record<string, unknown> = { auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
+      try {
+        const rs = await deps.registry.find(aud);
+        if (rs?.claims.length) {
+          const account = await deps.findAccount(ctx, accountId);
+          const released: Record<string, unknown> = (await account?.claims('userinfo', '', {}, [])) ?? {};
+          for (const name of rs.claims) claims[name] = released[name];
+        }
+      } catch (err) {
+        throw toProtocolError(err);
+      }
+      return claims;
+    },
+    // Introspection and revocation are Veil's own endpoints (src/oidc/introspection.ts,
+    // revocation.ts): oidc-provider cannot introspect or revoke structured tokens.
+    discovery: {
+      introspection_endpoint: `${config.issuer}${INTROSPECTION_PATH}`,
+      introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+      revocation_endpoint: `${config.issuer}${REVOCATION_PATH}`,
+      revocation_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      introspection: { enabled: false },
+      revocation: { enabled: false },
       userinfo: { enabled: true },
-      resourceIndicators: resourceIndicatorsFeature(deps.resources),
+      resourceIndicators: resourceIndicatorsFeature(deps.registry),
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => {

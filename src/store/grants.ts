@@ -37,6 +37,18 @@ export class GrantRepository {
     return row?.id;
   }
 
+  /** Every grant of an account, optionally to one client (live or not: revoking must reach all). */
+  async idsFor(accountId: string, clientId?: string): Promise<string[]> {
+    const rows = await this.prisma.grant.findMany({ where: { accountId, ...(clientId ? { clientId } : {}) }, select: { id: true } });
+    return rows.map((r) => r.id);
+  }
+
+  /** The live grants of an account, for listing consents. */
+  async listFor(accountId: string): Promise<Array<{ id: string; clientId: string; createdAt: Date; expiresAt: Date; payload: AdapterPayload }>> {
+    const rows = await this.prisma.grant.findMany({ where: { accountId, expiresAt: { gt: new Date() } }, orderBy: { createdAt: 'asc' } });
+    return rows.map((r) => ({ id: r.id, clientId: r.clientId, createdAt: r.createdAt, expiresAt: r.expiresAt, payload: r.payload as AdapterPayload }));
+  }
+
   async destroy(id: string): Promise<void> {
     await this.prisma.grant.deleteMany({ where: { id } });
   }

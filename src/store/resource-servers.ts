@@ -1,4 +1,5 @@
 /** Resource server (API) registry (PostgreSQL). The identifier is the RFC 8707 resource URI and the token audience. */
+import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 
 export interface ResourceServerRecord {
@@ -6,21 +7,56 @@ export interface ResourceServerRecord {
   name: string;
   scopes: string[];
   accessTokenTtl: number;
+  /** Public encryption JWK (with kid), when the key is given inline. */
+  encryptionJwk: Record<string, unknown> | null;
+  /** The resource server's JWK Set URL, when Veil fetches its key. */
+  jwksUri: string | null;
+  encryptionAlg: string;
+  encryptionEnc: string;
+  /** User claims its access tokens may carry. */
+  claims: string[];
+  introspectionClientId: string | null;
+  introspectionSecretHash: string | null;
 }
+
+type Row = Omit<ResourceServerRecord, 'encryptionJwk'> & { encryptionJwk: Prisma.JsonValue | null };
+
+const toRecord = (row: Row | null): ResourceServerRecord | null =>
+  row && { ...row, encryptionJwk: (row.encryptionJwk as Record<string, unknown> | null) ?? null };
+
+const SELECT = {
+  identifier: true,
+  name: true,
+  scopes: true,
+  accessTokenTtl: true,
+  encryptionJwk: true,
+  jwksUri: true,
+  encryptionAlg: true,
+  encryptionEnc: true,
+  claims: true,
+  introspectionClientId: true,
+  introspectionSecretHash: true,
+} as const;
 
 export class ResourceServerRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
-  find(identifier: string): Promise<ResourceServerRecord | null> {
-    return this.prisma.resourceServer.findUnique({ where: { identifier } });
+  async find(identifier: string): Promise<ResourceServerRecord | null> {
+    return toRecord(await this.prisma.resourceServer.findUnique({ where: { identifier }, select: SELECT }));
   }
 
-  create(record: ResourceServerRecord): Promise<ResourceServerRecord> {
-    return this.prisma.resourceServer.create({ data: record });
+  async findByIntrospectionClientId(clientId: string): Promise<ResourceServerRecord | null> {
+    return toRecord(await this.prisma.resourceServer.findUnique({ where: { introspectionClientId: clientId }, select: SELECT }));
   }
 
-  list(): Promise<ResourceServerRecord[]> {
-    return this.prisma.resourceServer.findMany({ orderBy: { createdAt: 'asc' } });
+  async create(record: ResourceServerRecord): Promise<ResourceServerRecord> {
+    const data = { ...record, encryptionJwk: (record.encryptionJwk ?? undefined) as Prisma.InputJsonObject | undefined };
+    return toRecord(await this.prisma.resourceServer.create({ data, select: SELECT }))!;
+  }
+
+  async list(): Promise<ResourceServerRecord[]> {
+    const rows = await this.prisma.resourceServer.findMany({ orderBy: { createdAt: 'asc' }, select: SELECT });
+    return rows.map((row) => toRecord(row)!);
   }
 
   async delete(identifier: string): Promise<boolean> {

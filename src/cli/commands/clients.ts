@@ -1,9 +1,8 @@
 /** `veil clients ...`: OAuth clients (relying parties). */
-import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import type { Client, CreateClientBody } from '../admin-client.js';
 import type { CliContext } from '../context.js';
-import { CliError } from '../errors.js';
+import { readJsonFile } from '../json-file.js';
 
 interface CreateOptions {
   name: string;
@@ -15,6 +14,7 @@ interface CreateOptions {
   authMethod?: string;
   jwksUri?: string;
   jwksFile?: string;
+  resource?: string[];
 }
 
 /** Repeatable option: each occurrence appends (commander passes undefined the first time). */
@@ -37,6 +37,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .option('--auth-method <method>', 'client_secret_basic | client_secret_post | private_key_jwt | none')
     .option('--jwks-uri <uri>', 'URL of the client JWKS (private_key_jwt)')
     .addOption(new Option('--jwks-file <file>', 'JSON file with the client JWKS (private_key_jwt)').conflicts('jwksUri'))
+    .option('--resource <uri>', 'resource server (identifier) the client may request tokens for (repeatable)', collect)
     .action(async (opts: CreateOptions) => {
       // Only send what was given, so the server's documented defaults apply to the rest.
       const body: CreateClientBody = { client_name: opts.name };
@@ -47,7 +48,8 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.postLogoutRedirectUri) body.post_logout_redirect_uris = opts.postLogoutRedirectUri;
       if (opts.authMethod !== undefined) body.token_endpoint_auth_method = opts.authMethod;
       if (opts.jwksUri !== undefined) body.jwks_uri = opts.jwksUri;
-      if (opts.jwksFile !== undefined) body.jwks = await readJwks(opts.jwksFile);
+      if (opts.resource) body.resources = opts.resource;
+      if (opts.jwksFile !== undefined) body.jwks = await readJsonFile(opts.jwksFile, '--jwks-file');
 
       const { client, client_secret } = await ctx.client().createClient(body);
       const json = { client, client_id: client.client_id, ...(client_secret !== undefined && { client_secret }) };
@@ -79,18 +81,4 @@ export function registerClients(program: Command, ctx: CliContext): void {
       await ctx.client().deleteClient(clientId);
       ctx.output().result({ deleted: clientId }, () => `deleted client ${clientId}`);
     });
-}
-
-async function readJwks(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new CliError('invalid_usage', `cannot read --jwks-file ${file}: ${(err as Error).message}`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new CliError('invalid_usage', `--jwks-file ${file} is not valid JSON`);
-  }
 }

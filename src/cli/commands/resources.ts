@@ -1,13 +1,20 @@
 /** `veil resources ...`: resource servers (APIs) that access tokens are issued for. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CreateResourceBody, Resource } from '../admin-client.js';
 import type { CliContext } from '../context.js';
+import { CliError } from '../errors.js';
+import { readJsonFile } from '../json-file.js';
 
 interface CreateOptions {
   identifier: string;
   name: string;
   scope: string;
   accessTokenTtl?: number;
+  jwkFile?: string;
+  jwksUri?: string;
+  alg?: string;
+  enc?: string;
+  claims?: string;
 }
 
 function positiveSeconds(value: string): number {
@@ -25,15 +32,31 @@ export function registerResources(program: Command, ctx: CliContext): void {
     .requiredOption('--name <name>', 'display name')
     .requiredOption('--scope <scopes>', 'space-separated scopes, e.g. "read write"')
     .option('--access-token-ttl <seconds>', 'access token lifetime for this resource', positiveSeconds)
+    .addOption(new Option('--jwk-file <file>', "JSON file with the resource server's public encryption JWK (with kid)").conflicts('jwksUri'))
+    .option('--jwks-uri <url>', "URL of the resource server's JWK Set (Veil fetches and caches it)")
+    .option('--alg <alg>', 'key management: ECDH-ES+A256KW (EC/OKP default), RSA-OAEP-256 (RSA default), ...')
+    .option('--enc <enc>', 'content encryption: A256GCM (default), A192GCM, A128GCM')
+    .option('--claims <claims>', 'space-separated user claims its tokens may carry, e.g. "email name"')
     .action(async (opts: CreateOptions) => {
+      if (!opts.jwkFile && !opts.jwksUri) throw new CliError('invalid_usage', 'give the encryption key: --jwk-file FILE or --jwks-uri URL');
       const body: CreateResourceBody = {
         identifier: opts.identifier,
         name: opts.name,
         scopes: opts.scope.split(/\s+/).filter(Boolean),
         ...(opts.accessTokenTtl !== undefined && { access_token_ttl: opts.accessTokenTtl }),
+        ...(opts.jwkFile !== undefined && { jwk: (await readJsonFile(opts.jwkFile, '--jwk-file')) as Record<string, unknown> }),
+        ...(opts.jwksUri !== undefined && { jwks_uri: opts.jwksUri }),
+        ...(opts.alg !== undefined && { alg: opts.alg }),
+        ...(opts.enc !== undefined && { enc: opts.enc }),
+        ...(opts.claims !== undefined && { claims: opts.claims.split(/\s+/).filter(Boolean) }),
       };
-      const resource = await ctx.client().createResource(body);
-      ctx.output().result(resource, () => `created resource ${resource.identifier}`);
+      const created = await ctx.client().createResource(body);
+      ctx.output().result(created, () => [
+        `created resource ${created.resource.identifier}`,
+        `introspection_client_id: ${created.introspection_client_id}`,
+        `introspection_client_secret: ${created.introspection_client_secret}`,
+        'store the secret now: it is not shown again',
+      ]);
     });
 
   resources
@@ -46,6 +69,8 @@ export function registerResources(program: Command, ctx: CliContext): void {
         { header: 'name', value: (r) => r.name },
         { header: 'scopes', value: (r) => r.scopes.join(' ') },
         { header: 'access_token_ttl', value: (r) => r.access_token_ttl },
+        { header: 'key', value: (r) => r.jwks_uri ?? `jwk ${String(r.jwk?.kid ?? '')}` },
+        { header: 'alg/enc', value: (r) => `${r.alg}/${r.enc}` },
       ]);
     });
 

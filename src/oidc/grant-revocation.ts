@@ -1,0 +1,29 @@
+/**
+ * Ending a grant: the user's consent and every token issued under it. PostgreSQL first (the
+ * grant row is the authority every refresh and introspection checks), then the short-lived
+ * store in one atomic step (tokens deleted, access-token jtis blacklisted, grant marked revoked
+ * so a refresh racing this cannot write a new pair).
+ */
+import type { GrantRepository } from '../store/grants.js';
+import type { ShortLivedStore } from '../store/short-lived-store.js';
+
+export class GrantRevocation {
+  constructor(
+    private readonly grants: GrantRepository,
+    private readonly store: ShortLivedStore,
+    /** Longer than any token of a grant can live. */
+    private readonly markerTtl: number,
+  ) {}
+
+  async revoke(grantId: string): Promise<void> {
+    await this.grants.destroy(grantId);
+    await this.store.revokeByGrantId(grantId, this.markerTtl);
+  }
+
+  /** Withdraws an account's consent to a client: every grant between them ends. */
+  async withdraw(accountId: string, clientId: string): Promise<number> {
+    const ids = await this.grants.idsFor(accountId, clientId);
+    for (const id of ids) await this.revoke(id);
+    return ids.length;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * RFC 7662 token introspection for everything Veil issues: sealed access tokens (the JWE a
+ * client holds, or the inner JWS a resource server holds after decrypting), opaque access
+ * tokens and refresh tokens. A resource server learns only about tokens for its own audience,
+ * a client only about its own tokens; everything else, like anything revoked, expired,
+ * unknown or malformed, is `{ "active": false }`.
+ */
+import type { Middleware } from 'koa';
+import { BadRequestBody, formBody } from '../http/body.js';
+import type { GrantRepository } from '../store/grants.js';
+import { toEndpointError } from './endpoint-errors.js';
+import { EndpointError, INTROSPECTION_PATH, sendEndpointError, type Caller, type CallerAuthenticator } from './token-endpoints.js';
+import type { FoundToken, TokenLookup } from './token-lookup.js';
+
+export interface IntrospectionDeps {
+  issuer: string;
+  callers: CallerAuthenticator;
+  tokens: TokenLookup;
+  grants: GrantRepository;
+}
+
+export function mayIntrospect(caller: Caller, token: FoundToken): boolean {
+  if (caller.kind === 'resource-server') return token.kind !== 'RefreshToken' && token.payload.aud === caller.rs.identifier;
+  return token.payload.clientId === caller.client.clientId;
+}
+
+/** Whether the token is live: not revoked, not expired, not consumed, and its grant still stands. */
+export async function isActive(token: FoundToken, grants: GrantRepository): Promise<boolean> {
+  const { payload } = token;
+  if (token.revoked || payload.consumed) return false;
+  if (typeof payload.exp !== 'number' || payload.exp <= Math.floor(Date.now() / 1000)) return false;
+  if (payload.grantId) {
+    const grant = await grants.find(payload.grantId);
+    if (!grant || grant.clientId !== payload.clientId || grant.accountId !== payload.accountId) return false;
+  }
+  return true;
+}
+
+export function introspectionResponse(issuer: string, token: FoundToken): Record<string, unknown> {
+  const p = token.payload;
+  const extra = (p.extra ?? {}) as Record<string, unknown>;
+  const body: Record<string, unknown> = {
+    active: true,
+    scope: p.scope || undefined,
+    client_id: p.clientId,
+    sub: p.accountId ?? p.clientId,
+    aud: p.aud,
+    iss: issuer,
+    exp: p.exp,
+    iat: p.iat,
+    jti: token.kind === 'RefreshToken' ? undefined : token.id,
+    token_type: token.kind === 'RefreshToken' ? undefined : p.jkt ? 'DPoP' : 'Bearer',
+    auth_time: extra.auth_time,
+    acr: extra.acr,
+    amr: extra.amr,
+    cnf: p.jkt ? { jkt: p.jkt } : undefined,
+  };
+  return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
+}
+
+export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
+  const parse = formBody('64kb');
+  const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
+  return async (ctx, next) => {
+    if (ctx.path !== INTROSPECTION_PATH) return next();
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      if (ctx.method !== 'POST') throw new EndpointError(405, 'invalid_request', 'use POST');
+      if (!ctx.is('application/x-www-form-urlencoded')) throw new EndpointError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
+      await parse(ctx, async () => {});
+      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+      const caller = await deps.callers.authenticate(ctx, body, endpointUrl);
+      const value = body.token;
+      if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
+      const hint = typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined;
+      const token = await deps.tokens.find(value, hint);
+      ctx.status = 200;
+      ctx.body =
+        token && mayIntrospect(caller, token) && (await isActive(token, deps.grants))
+          ? introspectionResponse(deps.issuer, token)
+          : { active: false };
+    } catch (err) {
+      if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
+      sendEndpointError(ctx, toEndpointError(err));
+    }
+  };
+}

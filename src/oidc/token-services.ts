@@ -1,0 +1,96 @@
+/**
+ * Builds the pieces behind Veil's tokens (registry, keys, sealer, look-up, revocation) from
+ * the stores and key material, and mounts Veil's own token endpoints on the provider. Kept out
+ * of app.ts so that file stays a readable list of steps.
+ */
+import { createPrivateKey } from 'node:crypto';
+import type { JSONWebKeySet } from 'jose';
+import type Provider from 'oidc-provider';
+import type { VeilConfig } from '../config.js';
+import type { SigningJwk } from '../crypto/keys.js';
+import type { SigningAlg, SigningKey } from '../crypto/sealer.js';
+import { EncryptionKeys } from '../resource-servers/encryption-keys.js';
+import { ResourceServerRegistry } from '../resource-servers/registry.js';
+import type { GrantRepository } from '../store/grants.js';
+import { LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from '../store/invalidation.js';
+import { RedisStore } from '../store/redis-store.js';
+import type { ResourceServerRepository } from '../store/resource-servers.js';
+import type { ShortLivedStore } from '../store/short-lived-store.js';
+import { GrantRevocation } from './grant-revocation.js';
+import { introspectionEndpoint } from './introspection.js';
+import { revocationEndpoint, type RevocationDeps } from './revocation.js';
+import { Sealer, sealedTokenResponse } from './sealed-tokens.js';
+import { CallerAuthenticator } from './token-endpoints.js';
+import { TokenLookup } from './token-lookup.js';
+
+/** Access tokens are signed with ES256: the fastest of Veil's algorithms, and compact. */
+const ACCESS_TOKEN_SIGNING_ALG: SigningAlg = 'ES256';
+
+export interface TokenServices {
+  bus: InvalidationBus;
+  registry: ResourceServerRegistry;
+  sealer: Sealer;
+  grantRevocation: GrantRevocation;
+  tokenLookup: TokenLookup;
+  /** How long a revoked grant stays marked: longer than any token of it lives. */
+  revokedGrantTtl: number;
+}
+
+export async function createInvalidationBus(shortLived: ShortLivedStore, keyPrefix: string): Promise<InvalidationBus> {
+  return shortLived instanceof RedisStore ? RedisInvalidationBus.connect(shortLived.client, keyPrefix) : new LocalInvalidationBus();
+}
+
+export function publicJwks(keys: SigningJwk[]): JSONWebKeySet {
+  return {
+    keys: keys.map(({ kty, crv, x, y, n, e, kid, alg, use }) =>
+      Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, alg, use }).filter(([, v]) => v !== undefined)),
+    ),
+  };
+}
+
+export function createTokenServices(deps: {
+  config: VeilConfig;
+  bus: InvalidationBus;
+  shortLived: ShortLivedStore;
+  grants: GrantRepository;
+  resources: ResourceServerRepository;
+  signingKeys: SigningJwk[];
+}): TokenServices {
+  const { config } = deps;
+  // The active key: keys that only verify (next, retiring) carry key_ops ["verify"].
+  const jwk = deps.signingKeys.find((k) => k.alg === ACCESS_TOKEN_SIGNING_ALG && !k.key_ops);
+  if (!jwk) throw new Error(`no ${ACCESS_TOKEN_SIGNING_ALG} signing key`);
+  const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as import('node:crypto').JsonWebKey, format: 'jwk' }) };
+  const keys = new EncryptionKeys({ jwksCacheSeconds: config.resourceJwks.cacheSeconds, jwksCooldownSeconds: config.resourceJwks.cooldownSeconds });
+  const registry = new ResourceServerRegistry(deps.resources, keys, deps.bus);
+  const revokedGrantTtl = Math.max(config.ttl.refreshToken, config.ttl.accessToken, config.ttl.authorizationCode) + 60;
+  return {
+    bus: deps.bus,
+    registry,
+    sealer: new Sealer({ issuer: config.issuer, signer, registry, keys }),
+    grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl),
+    tokenLookup: new TokenLookup(deps.shortLived, config.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
+    revokedGrantTtl,
+  };
+}
+
+/** Mounts introspection, revocation and the sealed-token response swap (before oidc-provider's routes). */
+export function mountTokenEndpoints(
+  provider: Provider,
+  services: TokenServices,
+  deps: { issuer: string; shortLived: ShortLivedStore; grants: GrantRepository; onRevoked?: RevocationDeps['onRevoked'] },
+): void {
+  const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, store: deps.shortLived });
+  provider.use(sealedTokenResponse('/token'));
+  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: services.tokenLookup, grants: deps.grants }));
+  provider.use(
+    revocationEndpoint({
+      issuer: deps.issuer,
+      callers,
+      tokens: services.tokenLookup,
+      store: deps.shortLived,
+      grants: services.grantRevocation,
+      onRevoked: deps.onRevoked,
+    }),
+  );
+}

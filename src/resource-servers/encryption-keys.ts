@@ -1,0 +1,146 @@
+/**
+ * Where each resource server's public encryption key comes from: an inline JWK stored with
+ * the registration, or the resource server's own `jwks_uri`, fetched with jose and cached
+ * (re-fetched when the cache is stale, at most once per cooldown, so a slow or hostile JWKS
+ * endpoint cannot be hammered or slow every issuance down).
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createRemoteJWKSet, importJWK, type JWK } from 'jose';
+import {
+  assertSealingKey,
+  defaultKeyManagementAlg,
+  type ContentEncryptionAlg,
+  type KeyManagementAlg,
+  type SealingKey,
+} from '../crypto/sealer.js';
+import type { ResourceServerRecord } from '../store/resource-servers.js';
+
+export const KEY_MANAGEMENT_ALGS: readonly KeyManagementAlg[] = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW', 'RSA-OAEP', 'RSA-OAEP-256'];
+export const CONTENT_ENCRYPTION_ALGS: readonly ContentEncryptionAlg[] = ['A128GCM', 'A192GCM', 'A256GCM'];
+
+/** The resource server's key cannot be used (bad JWK, unreachable jwks_uri, no suitable key). */
+export class EncryptionKeyError extends Error {
+  override name = 'EncryptionKeyError';
+}
+
+/**
+ * Validates an admin-supplied public JWK with jose (it is untrusted input) and turns it into a
+ * KeyObject for the issuing path. Private parts are refused: Veil must never hold them.
+ */
+export async function importPublicEncryptionJwk(jwk: JWK): Promise<KeyObject> {
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw new EncryptionKeyError('the key is not a JWK object');
+  if ('d' in jwk || 'p' in jwk || 'k' in jwk) throw new EncryptionKeyError('give the public key only: the JWK has private or symmetric parts');
+  if (jwk.use !== undefined && jwk.use !== 'enc') throw new EncryptionKeyError(`the key is for "use": "${jwk.use}", not "enc"`);
+  try {
+    // jose validates the JWK's shape and parameters; node:crypto gives the KeyObject the sealer uses.
+    await importJWK({ ...jwk, alg: undefined, ext: true } as JWK, jwk.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES');
+    return createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+  } catch (err) {
+    throw new EncryptionKeyError(`the JWK is not a usable public key: ${(err as Error).message}`);
+  }
+}
+
+export function resolveAlgorithms(key: KeyObject, alg: string | undefined, enc: string | undefined): { alg: KeyManagementAlg; enc: ContentEncryptionAlg } {
+  const chosenAlg = (alg ?? defaultKeyManagementAlg(key)) as KeyManagementAlg;
+  const chosenEnc = (enc ?? 'A256GCM') as ContentEncryptionAlg;
+  if (!KEY_MANAGEMENT_ALGS.includes(chosenAlg)) throw new EncryptionKeyError(`unsupported key management algorithm ${chosenAlg}`);
+  if (!CONTENT_ENCRYPTION_ALGS.includes(chosenEnc)) throw new EncryptionKeyError(`unsupported content encryption ${chosenEnc}`);
+  try {
+    assertSealingKey(key, chosenAlg, chosenEnc);
+  } catch (err) {
+    throw new EncryptionKeyError((err as Error).message);
+  }
+  return { alg: chosenAlg, enc: chosenEnc };
+}
+
+/** Picks the encryption key from a JWK Set: `use` enc (or unset), `alg` matching (or unset), with a kid. */
+export function selectEncryptionJwk(keys: JWK[], alg: string): JWK | undefined {
+  return keys.find((k) => typeof k.kid === 'string' && (k.use === undefined || k.use === 'enc') && (k.alg === undefined || k.alg === alg) && !('d' in k));
+}
+
+export interface EncryptionKeysOptions {
+  /** How long a fetched JWK Set is used before it is fetched again. */
+  jwksCacheSeconds: number;
+  /** Minimum time between two fetches of one jwks_uri. */
+  jwksCooldownSeconds: number;
+  jwksTimeoutMs?: number;
+}
+
+type RemoteSet = ReturnType<typeof createRemoteJWKSet>;
+
+export class EncryptionKeys {
+  readonly #inline = new Map<string, SealingKey>();
+  readonly #remote = new Map<string, RemoteSet>();
+  readonly #fromRemote = new Map<string, { jwk: JWK; key: SealingKey }>();
+  /** When a fetch of a jwks_uri last failed: jose's cooldown only counts successful fetches. */
+  readonly #failedAt = new Map<string, number>();
+
+  constructor(private readonly options: EncryptionKeysOptions) {}
+
+  /** The key to seal this resource server's tokens to. */
+  async forResourceServer(rs: ResourceServerRecord): Promise<SealingKey> {
+    if (rs.encryptionJwk) return this.#inlineKey(rs);
+    if (rs.jwksUri) return this.#remoteKey(rs, rs.jwksUri);
+    throw new EncryptionKeyError(`resource server ${rs.identifier} has no encryption key`);
+  }
+
+  /** Drops what is cached for a resource server (it was changed or deleted). */
+  forget(rs: Pick<ResourceServerRecord, 'identifier' | 'jwksUri'>): void {
+    this.#inline.delete(rs.identifier);
+    if (rs.jwksUri) this.#remote.delete(rs.jwksUri);
+  }
+
+  async #inlineKey(rs: ResourceServerRecord): Promise<SealingKey> {
+    const cacheKey = `${rs.identifier}\n${JSON.stringify(rs.encryptionJwk)}\n${rs.encryptionAlg}\n${rs.encryptionEnc}`;
+    const cached = this.#inline.get(cacheKey);
+    if (cached) return cached;
+    const jwk = rs.encryptionJwk as JWK;
+    const key = await importPublicEncryptionJwk(jwk);
+    const { alg, enc } = resolveAlgorithms(key, rs.encryptionAlg, rs.encryptionEnc);
+    const sealing: SealingKey = { kid: String(jwk.kid), alg, enc, key };
+    this.#inline.set(cacheKey, sealing);
+    return sealing;
+  }
+
+  #remoteSet(uri: string): RemoteSet {
+    let set = this.#remote.get(uri);
+    if (!set) {
+      set = createRemoteJWKSet(new URL(uri), {
+        cacheMaxAge: this.options.jwksCacheSeconds * 1000,
+        cooldownDuration: this.options.jwksCooldownSeconds * 1000,
+        timeoutDuration: this.options.jwksTimeoutMs ?? 3000,
+      });
+      this.#remote.set(uri, set);
+    }
+    return set;
+  }
+
+  async #remoteKey(rs: ResourceServerRecord, uri: string): Promise<SealingKey> {
+    const set = this.#remoteSet(uri);
+    // Stale (or never fetched): fetch again, unless a fetch happened within the cooldown.
+    const failedAt = this.#failedAt.get(uri);
+    const backingOff = failedAt !== undefined && Date.now() - failedAt < this.options.jwksCooldownSeconds * 1000;
+    if (!set.fresh && !set.coolingDown && !backingOff) {
+      try {
+        await set.reload();
+        this.#failedAt.delete(uri);
+      } catch (err) {
+        this.#failedAt.set(uri, Date.now());
+        if (!set.jwks()) throw new EncryptionKeyError(`cannot fetch ${uri}: ${(err as Error).message}`);
+        // Keep sealing to the last good key set while the endpoint is failing.
+      }
+    }
+    const jwks = set.jwks();
+    if (!jwks) throw new EncryptionKeyError(`no JWK Set from ${uri} yet`);
+    const jwk = selectEncryptionJwk(jwks.keys, rs.encryptionAlg);
+    if (!jwk) throw new EncryptionKeyError(`${uri} has no encryption key with a kid for ${rs.encryptionAlg}`);
+    const cacheKey = `${rs.identifier}\n${uri}`;
+    const cached = this.#fromRemote.get(cacheKey);
+    if (cached && cached.jwk === jwk) return cached.key;
+    const key = await importPublicEncryptionJwk(jwk);
+    const { alg, enc } = resolveAlgorithms(key, rs.encryptionAlg, rs.encryptionEnc);
+    const sealing: SealingKey = { kid: String(jwk.kid), alg, enc, key };
+    this.#fromRemote.set(cacheKey, { jwk, key: sealing });
+    return sealing;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * The resource server registry as the rest of Veil sees it: validated registration (keys,
+ * algorithms, credentials for introspection) and cached look-ups for the hot paths (every
+ * token request and every introspection needs the resource server). Caches are bounded,
+ * short-lived, and dropped in every process at once when a registration changes.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { JWK } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { InvalidationBus } from '../store/invalidation.js';
+import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
+import { EncryptionKeyError, importPublicEncryptionJwk, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
+
+export interface RegisterResourceServer {
+  identifier: string;
+  name: string;
+  scopes: string[];
+  accessTokenTtl: number;
+  /** Exactly one of an inline public JWK or a jwks_uri. */
+  jwk?: JWK;
+  jwksUri?: string;
+  alg?: string;
+  enc?: string;
+  claims?: string[];
+}
+
+export interface IntrospectionCredentials {
+  introspection_client_id: string;
+  introspection_client_secret: string;
+}
+
+export class InvalidResourceServer extends Error {
+  override name = 'InvalidResourceServer';
+}
+
+export class DuplicateResourceServer extends Error {
+  override name = 'DuplicateResourceServer';
+}
+
+/** User claims a resource server may be given (the ones Veil's accounts have). */
+export const RELEASABLE_CLAIMS = ['email', 'email_verified', 'name'] as const;
+
+const CACHE_TTL_MS = 60_000;
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest();
+
+export class ResourceServerRegistry {
+  // `null` caches "no such resource server" too, so unknown resource values cost no query.
+  readonly #byIdentifier = new LRUCache<string, { record: ResourceServerRecord | null }>({ max: 1000, ttl: CACHE_TTL_MS });
+  readonly #byIntrospectionClient = new LRUCache<string, { record: ResourceServerRecord | null }>({ max: 1000, ttl: CACHE_TTL_MS });
+
+  constructor(
+    private readonly repository: ResourceServerRepository,
+    private readonly keys: EncryptionKeys,
+    private readonly bus: InvalidationBus,
+  ) {
+    bus.subscribe((topic, key) => {
+      if (topic === 'resource' || topic === 'all') this.#forget(topic === 'all' ? undefined : key);
+    });
+  }
+
+  async find(identifier: string): Promise<ResourceServerRecord | null> {
+    const hit = this.#byIdentifier.get(identifier);
+    if (hit) return hit.record;
+    const record = await this.repository.find(identifier);
+    this.#byIdentifier.set(identifier, { record });
+    return record;
+  }
+
+  /** The resource server these introspection credentials belong to, if they are right. */
+  async authenticate(clientId: string, secret: string): Promise<ResourceServerRecord | null> {
+    let hit = this.#byIntrospectionClient.get(clientId);
+    if (!hit) {
+      hit = { record: await this.repository.findByIntrospectionClientId(clientId) };
+      this.#byIntrospectionClient.set(clientId, hit);
+    }
+    const expected = hit.record?.introspectionSecretHash;
+    // Compare hashes of equal length in constant time; unknown ids still pay for one hash.
+    const presented = hashSecret(secret);
+    const matches = timingSafeEqual(presented, expected ? Buffer.from(expected, 'hex') : hashSecret(randomBytes(16).toString('hex')));
+    return matches && expected ? hit.record! : null;
+  }
+
+  list(): Promise<ResourceServerRecord[]> {
+    return this.repository.list();
+  }
+
+  async register(input: RegisterResourceServer): Promise<{ record: ResourceServerRecord; credentials: IntrospectionCredentials }> {
+    if (Boolean(input.jwk) === Boolean(input.jwksUri)) throw new InvalidResourceServer('give exactly one of an inline JWK or a jwks_uri');
+    const unknownClaims = (input.claims ?? []).filter((c) => !(RELEASABLE_CLAIMS as readonly string[]).includes(c));
+    if (unknownClaims.length) throw new InvalidResourceServer(`claims must be among ${RELEASABLE_CLAIMS.join(', ')}; unknown: ${unknownClaims.join(', ')}`);
+    if (await this.repository.find(input.identifier)) throw new DuplicateResourceServer('a resource server with this identifier exists');
+
+    const { alg, enc, jwk } = await this.#validateKey(input);
+    const secret = randomBytes(32).toString('base64url');
+    const credentials = { introspection_client_id: `rs_${randomBytes(16).toString('base64url')}`, introspection_client_secret: secret };
+    const record = await this.repository.create({
+      identifier: input.identifier,
+      name: input.name,
+      scopes: [...new Set(input.scopes)],
+      accessTokenTtl: input.accessTokenTtl,
+      encryptionJwk: jwk ? publicJwk(jwk) : null,
+      jwksUri: input.jwksUri ?? null,
+      encryptionAlg: alg,
+      encryptionEnc: enc,
+      claims: [...new Set(input.claims ?? [])],
+      introspectionClientId: credentials.introspection_client_id,
+      introspectionSecretHash: hashSecret(secret).toString('hex'),
+    });
+    await this.#announce(record.identifier);
+    return { record, credentials };
+  }
+
+  async delete(identifier: string): Promise<boolean> {
+    const deleted = await this.repository.delete(identifier);
+    if (deleted) await this.#announce(identifier);
+    return deleted;
+  }
+
+  /** Forget here at once (pub/sub delivery is asynchronous), then tell every other process. */
+  async #announce(identifier: string): Promise<void> {
+    this.#forget(identifier);
+    await this.bus.publish('resource', identifier);
+  }
+
+  async #validateKey(input: RegisterResourceServer): Promise<{ alg: string; enc: string; jwk?: JWK }> {
+    try {
+      let jwk = input.jwk;
+      if (input.jwksUri) {
+        const res = await fetch(input.jwksUri, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' } });
+        if (!res.ok) throw new EncryptionKeyError(`${input.jwksUri} answered ${res.status}`);
+        const body = (await res.json()) as { keys?: JWK[] };
+        if (!Array.isArray(body.keys)) throw new EncryptionKeyError(`${input.jwksUri} is not a JWK Set`);
+        const probeAlg = input.alg ?? 'ECDH-ES+A256KW';
+        jwk = selectEncryptionJwk(body.keys, input.alg ?? probeAlg) ?? selectEncryptionJwk(body.keys, 'RSA-OAEP-256');
+        if (!jwk) throw new EncryptionKeyError(`${input.jwksUri} has no public encryption key with a kid`);
+        const key = await importPublicEncryptionJwk(jwk);
+        return { ...resolveAlgorithms(key, input.alg, input.enc) };
+      }
+      if (typeof jwk!.kid !== 'string' || !jwk!.kid) throw new EncryptionKeyError('the JWK needs a "kid"');
+      const key = await importPublicEncryptionJwk(jwk!);
+      return { ...resolveAlgorithms(key, input.alg ?? (jwk!.alg as string | undefined), input.enc), jwk };
+    } catch (err) {
+      if (err instanceof EncryptionKeyError) throw new InvalidResourceServer(err.message);
+      throw new InvalidResourceServer(`cannot use the key: ${(err as Error).message}`);
+    }
+  }
+
+  #forget(identifier: string | undefined): void {
+    if (identifier === undefined) {
+      this.#byIdentifier.clear();
+      this.#byIntrospectionClient.clear();
+      return;
+    }
+    const record = this.#byIdentifier.get(identifier)?.record;
+    this.#byIdentifier.delete(identifier);
+    if (record) this.keys.forget(record);
+    // Credentials are looked up by client id; a changed or deleted server must not linger there.
+    for (const [clientId, entry] of this.#byIntrospectionClient.entries()) {
+      if (!entry.record || entry.record.identifier === identifier) this.#byIntrospectionClient.delete(clientId);
+    }
+  }
+}
+
+/** Only the public members of the key are kept. */
+function publicJwk(jwk: JWK): Record<string, unknown> {
+  const { kty, crv, x, y, n, e, kid, alg, use } = jwk;
+  return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, alg, use }).filter(([, v]) => v !== undefined));
+}
