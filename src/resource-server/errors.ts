@@ -1,0 +1,86 @@
+/**
+ * One error class with one precise code per way an access token can fail, and the single place
+ * where jose's typed errors are translated into those codes.
+ */
+import { errors } from 'jose';
+
+export type VeilTokenErrorCode =
+  | 'token_malformed'
+  | 'token_too_large'
+  | 'token_not_encrypted'
+  | 'decryption_key_unknown'
+  | 'decryption_failed'
+  | 'compression_not_allowed'
+  | 'algorithm_not_allowed'
+  | 'signing_key_unknown'
+  | 'signature_invalid'
+  | 'issuer_mismatch'
+  | 'audience_mismatch'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'wrong_token_type'
+  | 'claims_invalid'
+  | 'token_inactive'
+  | 'introspection_failed'
+  | 'jwks_unavailable';
+
+/**
+ * Codes that say nothing about the token itself: Veil (its JWKS or introspection endpoint) could
+ * not be reached. The verifier still rejects the token (fails closed); middleware answers 503
+ * instead of telling the client to throw a possibly good token away.
+ */
+const UNAVAILABLE: ReadonlySet<VeilTokenErrorCode> = new Set(['introspection_failed', 'jwks_unavailable']);
+
+export class VeilTokenError extends Error {
+  override name = 'VeilTokenError';
+  readonly code: VeilTokenErrorCode;
+
+  constructor(code: VeilTokenErrorCode, message?: string, options?: { cause?: unknown }) {
+    // Messages never include the token: they end up in logs and HTTP answers.
+    super(message ? `${code}: ${message}` : code, options);
+    this.code = code;
+  }
+
+  /** True when the failure is Veil being unreachable rather than the token being bad. */
+  get unavailable(): boolean {
+    return UNAVAILABLE.has(this.code);
+  }
+}
+
+/** Which jose call raised the error: the same jose class means different things in each. */
+export type VerificationStage = 'decrypt' | 'verify';
+
+const CLAIM_CODES: Readonly<Record<string, VeilTokenErrorCode>> = {
+  iss: 'issuer_mismatch',
+  aud: 'audience_mismatch',
+  nbf: 'token_not_yet_valid',
+  iat: 'token_not_yet_valid',
+  exp: 'token_expired',
+  typ: 'wrong_token_type',
+};
+
+/**
+ * Maps any error thrown while decrypting or verifying to a VeilTokenError, so callers only ever
+ * see one error type. Anything unrecognised fails closed with the stage's generic code.
+ */
+export function toVeilTokenError(err: unknown, stage: VerificationStage): VeilTokenError {
+  if (err instanceof VeilTokenError) return err;
+  const fail = (code: VeilTokenErrorCode) => new VeilTokenError(code, err instanceof Error ? err.message : undefined, { cause: err });
+
+  if (err instanceof errors.JWTExpired) return fail('token_expired');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    // A missing or mistyped claim is a malformed claims set; a present but wrong one has its own code.
+    if (err.reason === 'missing' || err.reason === 'invalid') return fail('claims_invalid');
+    return fail(CLAIM_CODES[err.claim] ?? 'claims_invalid');
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) return fail('algorithm_not_allowed');
+  if (err instanceof errors.JWEDecryptionFailed) return fail('decryption_failed');
+  // Header problems are caught before decrypting, so a JWEInvalid from jose means the encrypted
+  // parts themselves (IV, tag, encrypted key) are damaged or truncated.
+  if (err instanceof errors.JWEInvalid) return fail(stage === 'decrypt' ? 'decryption_failed' : 'token_malformed');
+  if (err instanceof errors.JWSSignatureVerificationFailed) return fail('signature_invalid');
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return fail('signing_key_unknown');
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return fail('jwks_unavailable');
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return fail('token_malformed');
+  return fail(stage === 'decrypt' ? 'decryption_failed' : 'signature_invalid');
+}

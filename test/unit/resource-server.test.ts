@@ -1,0 +1,486 @@
+/**
+ * veil/resource-server: sealed access tokens are accepted only when every layer checks out, and
+ * each way of failing has its own error code. Tokens are built with jose against a stand-in
+ * issuer (JWKS, discovery, introspection) on 127.0.0.1.
+ */
+import assert from 'node:assert/strict';
+import { createPrivateKey, type JsonWebKey } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import express from 'express';
+import Koa from 'koa';
+import { CompactEncrypt, SignJWT, exportSPKI, importJWK, type CryptoKey, type JWTPayload } from 'jose';
+import {
+  createVerifier,
+  expressRequireAccessToken,
+  koaRequireAccessToken,
+  VeilTokenError,
+  type AccessTokenVerifier,
+  type VeilTokenErrorCode,
+  type VerifierOptions,
+} from '../../src/resource-server/index.js';
+import {
+  accessTokenClaims,
+  b64url,
+  encoder,
+  generateRecipient,
+  generateSigner,
+  listen,
+  seal,
+  signAccessToken,
+  startFakeIssuer,
+  type FakeIssuer,
+  type Recipient,
+  type Signer,
+} from '../helpers/sealed-tokens.js';
+
+const AUDIENCE = 'https://api.example.test';
+
+let issuer: FakeIssuer;
+let es256: Signer;
+let rs256: Signer;
+let ecRecipient: Recipient;
+let rsaRecipient: Recipient;
+let stranger: Recipient;
+
+before(async () => {
+  [es256, rs256, ecRecipient, rsaRecipient, stranger] = await Promise.all([
+    generateSigner('ES256'),
+    generateSigner('RS256'),
+    generateRecipient('ECDH-ES+A256KW'),
+    generateRecipient('RSA-OAEP-256'),
+    generateRecipient('ECDH-ES+A256KW'),
+  ]);
+  issuer = await startFakeIssuer([rs256, es256]);
+});
+after(() => issuer.close());
+
+type ExtraOptions = Omit<Partial<VerifierOptions>, 'decryptionKeys' | 'decryptionJwks'>;
+
+function verifierFor(recipient: Recipient = ecRecipient, extra: ExtraOptions = {}): AccessTokenVerifier {
+  return createVerifier({ issuer: issuer.url, audience: AUDIENCE, decryptionKeys: [recipient.privateJwk], ...extra } as VerifierOptions);
+}
+
+const claims = (overrides: JWTPayload = {}) => accessTokenClaims(issuer.url, AUDIENCE, overrides);
+
+/** A good token unless told otherwise: ES256-signed, sealed to the EC recipient. */
+async function sealedToken(overrides: JWTPayload = {}, signer: Signer = es256, recipient: Recipient = ecRecipient): Promise<string> {
+  return seal(await signAccessToken(claims(overrides), signer), recipient);
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: VeilTokenErrorCode): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof VeilTokenError, `expected VeilTokenError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+/** Replaces one of the five compact JWE parts. */
+function withPart(token: string, index: number, part: string): string {
+  const parts = token.split('.');
+  parts[index] = part;
+  return parts.join('.');
+}
+
+describe('good tokens', () => {
+  test('EC P-256 recipient (ECDH-ES+A256KW, A256GCM) with an ES256-signed JWT', async () => {
+    const token = await sealedToken({ email: 'ada@example.test', auth_time: 1, acr: 'urn:x', amr: ['pwd'] });
+    const verified = await verifierFor().verify(token);
+    assert.equal(verified.claims.sub, 'user-1');
+    assert.equal(verified.claims.client_id, 'client-1');
+    assert.equal(verified.claims.email, 'ada@example.test');
+    assert.deepEqual(verified.scopes, ['read', 'write']);
+    assert.equal(verified.header.jwe.alg, 'ECDH-ES+A256KW');
+    assert.equal(verified.header.jwe.kid, ecRecipient.kid);
+    assert.equal(verified.header.jws.typ, 'at+jwt');
+    assert.equal(verified.header.jws.kid, es256.kid);
+  });
+
+  test('RSA recipient (RSA-OAEP-256) with an RS256-signed JWT', async () => {
+    const token = await sealedToken({}, rs256, rsaRecipient);
+    const verified = await verifierFor(rsaRecipient).verify(token);
+    assert.equal(verified.header.jwe.alg, 'RSA-OAEP-256');
+    assert.equal(verified.header.jws.alg, 'RS256');
+  });
+
+  test('keys given as a private JWK Set, and cty compared case-insensitively', async () => {
+    const token = await seal(await signAccessToken(claims(), es256), ecRecipient, { cty: 'jwt' });
+    const verifier = createVerifier({ issuer: issuer.url, audience: AUDIENCE, decryptionJwks: { keys: [rsaRecipient.privateJwk, ecRecipient.privateJwk] } });
+    assert.equal((await verifier.verify(token)).claims.sub, 'user-1');
+  });
+
+  test('keys given as an imported KeyObject or CryptoKey', async () => {
+    const keyObject = createPrivateKey({ key: rsaRecipient.privateJwk as JsonWebKey, format: 'jwk' });
+    const cryptoKey = (await importJWK(ecRecipient.privateJwk, 'ECDH-ES+A256KW')) as CryptoKey;
+    const verifier = createVerifier({
+      issuer: issuer.url,
+      audience: AUDIENCE,
+      decryptionKeys: [{ kid: rsaRecipient.kid, key: keyObject }, { kid: ecRecipient.kid, key: cryptoKey }],
+    });
+    assert.equal((await verifier.verify(await sealedToken({}, rs256, rsaRecipient))).header.jwe.kid, rsaRecipient.kid);
+    assert.equal((await verifier.verify(await sealedToken())).header.jwe.kid, ecRecipient.kid);
+  });
+
+  test('a token without scope has no scopes', async () => {
+    const verified = await verifierFor().verify(await sealedToken({ scope: undefined }));
+    assert.deepEqual(verified.scopes, []);
+  });
+});
+
+describe('outer JWE failures', () => {
+  test('tampered: one flipped ciphertext byte is decryption_failed', async () => {
+    const token = await sealedToken();
+    const ciphertext = Buffer.from(token.split('.')[3]!, 'base64url');
+    ciphertext[0]! ^= 0x01;
+    await rejectsWith(verifierFor().verify(withPart(token, 3, ciphertext.toString('base64url'))), 'decryption_failed');
+  });
+
+  test('truncated: a shortened authentication tag is decryption_failed', async () => {
+    const token = await sealedToken();
+    await rejectsWith(verifierFor().verify(token.slice(0, -6)), 'decryption_failed');
+  });
+
+  test('re-encrypted to another key under our kid is decryption_failed', async () => {
+    const jws = await signAccessToken(claims(), es256);
+    const token = await seal(jws, { ...stranger, kid: ecRecipient.kid });
+    await rejectsWith(verifierFor().verify(token), 'decryption_failed');
+  });
+
+  test('unknown decryption kid is decryption_key_unknown', async () => {
+    const token = await seal(await signAccessToken(claims(), es256), stranger);
+    await rejectsWith(verifierFor().verify(token), 'decryption_key_unknown');
+  });
+
+  test('compressed (zip DEF) is compression_not_allowed, before any decryption or inflation', async () => {
+    const verifier = verifierFor(ecRecipient, { maxTokenLength: 100_000 });
+    // A real compressed JWE whose plaintext would inflate to 2 MB.
+    const bomb = await new CompactEncrypt(encoder.encode('a'.repeat(2_000_000)))
+      .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: ecRecipient.kid, cty: 'JWT', zip: 'DEF' })
+      .encrypt(ecRecipient.publicKey);
+    await rejectsWith(verifier.verify(bomb), 'compression_not_allowed');
+    // Same header over parts that cannot be decrypted: still compression_not_allowed, so the
+    // header is refused before decryption is even attempted.
+    const header = b64url({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: ecRecipient.kid, cty: 'JWT', zip: 'DEF' });
+    await rejectsWith(verifier.verify(`${header}.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`), 'compression_not_allowed');
+  });
+
+  test('oversized is token_too_large', async () => {
+    const token = await sealedToken({ padding: 'x'.repeat(9000) });
+    assert.ok(token.length > 8192);
+    await rejectsWith(verifierFor().verify(token), 'token_too_large');
+    await rejectsWith(verifierFor(ecRecipient, { maxTokenLength: 100 }).verify(await sealedToken()), 'token_too_large');
+  });
+
+  test('a plain JWS without encryption is token_not_encrypted', async () => {
+    await rejectsWith(verifierFor().verify(await signAccessToken(claims(), es256)), 'token_not_encrypted');
+  });
+
+  test('cty missing is wrong_token_type', async () => {
+    const token = await seal(await signAccessToken(claims(), es256), ecRecipient, { cty: undefined });
+    await rejectsWith(verifierFor().verify(token), 'wrong_token_type');
+  });
+
+  test('a disallowed content encryption (A256CBC-HS512) is algorithm_not_allowed', async () => {
+    const token = await seal(await signAccessToken(claims(), es256), ecRecipient, { enc: 'A256CBC-HS512' });
+    await rejectsWith(verifierFor().verify(token), 'algorithm_not_allowed');
+  });
+
+  test('an RSA algorithm naming an EC key is algorithm_not_allowed', async () => {
+    const token = await seal(await signAccessToken(claims(), es256), { ...rsaRecipient, kid: ecRecipient.kid });
+    await rejectsWith(verifierFor().verify(token), 'algorithm_not_allowed');
+  });
+
+  test('garbage strings are token_malformed', async () => {
+    const garbage = [
+      '',
+      'garbage',
+      'a.b',
+      'a.b.c',
+      '..',
+      '....',
+      'x.y.z.w.v',
+      '!!!.@@@.###.$$$.%%%',
+      'ü.ü.ü.ü.ü',
+      `${b64url('not json')}.a.b.c.d`,
+      `${b64url([1, 2])}.a.b.c.d`,
+      'Bearer abc',
+      null as unknown as string,
+      42 as unknown as string,
+    ];
+    for (const token of garbage) await rejectsWith(verifierFor().verify(token), 'token_malformed');
+  });
+});
+
+describe('inner JWT failures', () => {
+  test('wrong audience is audience_mismatch', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ aud: 'https://other-api.example.test' })), 'audience_mismatch');
+  });
+
+  test('wrong issuer is issuer_mismatch', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ iss: 'https://evil.example.test' })), 'issuer_mismatch');
+  });
+
+  test('expired is token_expired', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await rejectsWith(verifierFor().verify(await sealedToken({ iat: now - 600, exp: now - 60 })), 'token_expired');
+  });
+
+  test('not yet valid (nbf in the future) is token_not_yet_valid', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await rejectsWith(verifierFor().verify(await sealedToken({ nbf: now + 120 })), 'token_not_yet_valid');
+  });
+
+  test('issued in the future (iat beyond the clock tolerance) is token_not_yet_valid', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await rejectsWith(verifierFor().verify(await sealedToken({ iat: now + 120, exp: now + 600 })), 'token_not_yet_valid');
+  });
+
+  test('alg none inner token is algorithm_not_allowed', async () => {
+    const unsigned = `${b64url({ alg: 'none', typ: 'at+jwt' })}.${b64url(claims())}.`;
+    await rejectsWith(verifierFor().verify(await seal(unsigned, ecRecipient)), 'algorithm_not_allowed');
+  });
+
+  test('HS256 keyed with the signer public key is algorithm_not_allowed', async () => {
+    const publicPem = await exportSPKI(rs256.publicKey);
+    const forged = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: rs256.kid }).sign(encoder.encode(publicPem));
+    await rejectsWith(verifierFor().verify(await seal(forged, ecRecipient)), 'algorithm_not_allowed');
+  });
+
+  test('unknown signing kid is signing_key_unknown', async () => {
+    const unpublished = await generateSigner('ES256');
+    await rejectsWith(verifierFor().verify(await sealedToken({}, unpublished)), 'signing_key_unknown');
+  });
+
+  test('a signature that does not verify is signature_invalid', async () => {
+    const [header, payload] = (await signAccessToken(claims(), es256)).split('.');
+    const otherSignature = (await signAccessToken(claims({ sub: 'someone-else' }), es256)).split('.')[2];
+    await rejectsWith(verifierFor().verify(await seal(`${header}.${payload}.${otherSignature}`, ecRecipient)), 'signature_invalid');
+  });
+
+  test('typ JWT instead of at+jwt is wrong_token_type', async () => {
+    const jws = await signAccessToken(claims(), es256, { typ: 'JWT' });
+    await rejectsWith(verifierFor().verify(await seal(jws, ecRecipient)), 'wrong_token_type');
+  });
+
+  test('a JWE inside the JWE is wrong_token_type', async () => {
+    const inner = await sealedToken();
+    await rejectsWith(verifierFor().verify(await seal(inner, ecRecipient)), 'wrong_token_type');
+  });
+
+  test('a sender-constrained (cnf) token is wrong_token_type: no proof-of-possession check here', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ cnf: { jkt: 'abc' } })), 'wrong_token_type');
+  });
+
+  test('a missing client_id is claims_invalid', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ client_id: undefined })), 'claims_invalid');
+  });
+
+  test('a mistyped scope claim is claims_invalid', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ scope: ['read'] })), 'claims_invalid');
+  });
+});
+
+describe('issuer signing keys', () => {
+  test('a new signing kid makes the verifier fetch the JWKS again', async () => {
+    const verifier = verifierFor(ecRecipient, { jwksCooldownMs: 0 });
+    await verifier.verify(await sealedToken());
+    const fetchesBefore = issuer.jwksFetches;
+
+    const rotated = await generateSigner('ES256');
+    issuer.jwks.push(rotated.publicJwk);
+    try {
+      const verified = await verifier.verify(await sealedToken({}, rotated));
+      assert.equal(verified.header.jws.kid, rotated.kid);
+      assert.equal(issuer.jwksFetches, fetchesBefore + 1, 'exactly one re-fetch for the new kid');
+    } finally {
+      issuer.jwks.pop();
+    }
+  });
+
+  test('an unreachable JWKS is jwks_unavailable (rejected, not blamed on the token)', async () => {
+    issuer.jwksUp = false;
+    try {
+      await rejectsWith(verifierFor().verify(await sealedToken()), 'jwks_unavailable');
+    } finally {
+      issuer.jwksUp = true;
+    }
+  });
+});
+
+describe('introspection', () => {
+  const introspect = { clientId: 'rs:api example', clientSecret: 's3cr:t/+' };
+
+  test('active: posts the original token with form-encoded Basic client authentication', async () => {
+    issuer.introspectionCalls.length = 0;
+    issuer.introspection = 'active';
+    const token = await sealedToken();
+    await verifierFor(ecRecipient, { introspect }).verify(token);
+
+    assert.equal(issuer.introspectionCalls.length, 1);
+    const [call] = issuer.introspectionCalls;
+    assert.equal(call!.params.get('token'), token, 'the sealed token itself is introspected');
+    // RFC 6749 §2.3.1: form-urlencode, then join with ":" and base64.
+    const expected = `Basic ${Buffer.from('rs%3Aapi+example:s3cr%3At%2F%2B').toString('base64')}`;
+    assert.equal(call!.authorization, expected);
+  });
+
+  test('inactive is token_inactive', async () => {
+    issuer.introspection = 'inactive';
+    try {
+      await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(await sealedToken()), 'token_inactive');
+    } finally {
+      issuer.introspection = 'active';
+    }
+  });
+
+  test('an introspection endpoint failure is introspection_failed (fails closed)', async () => {
+    issuer.introspection = 'error';
+    try {
+      await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(await sealedToken()), 'introspection_failed');
+    } finally {
+      issuer.introspection = 'active';
+    }
+  });
+
+  test('positive answers are cached for cacheSeconds; without cacheSeconds every call asks', async () => {
+    const token = await sealedToken();
+    issuer.introspectionCalls.length = 0;
+    const cached = verifierFor(ecRecipient, { introspect: { ...introspect, cacheSeconds: 60 } });
+    await cached.verify(token);
+    await cached.verify(token);
+    assert.equal(issuer.introspectionCalls.length, 1, 'second verification used the cache');
+
+    // Once revoked, a cached verifier keeps accepting until the cache entry expires; an uncached one does not.
+    issuer.introspection = 'inactive';
+    try {
+      await cached.verify(token);
+      await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(token), 'token_inactive');
+    } finally {
+      issuer.introspection = 'active';
+    }
+  });
+
+  test('a token failing local checks is never sent to introspection', async () => {
+    issuer.introspectionCalls.length = 0;
+    await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(await sealedToken({ aud: 'https://other.example.test' })), 'audience_mismatch');
+    assert.equal(issuer.introspectionCalls.length, 0);
+  });
+});
+
+describe('options', () => {
+  test('exactly one key source, and no unsafe algorithms', () => {
+    const base = { issuer: 'https://veil.example.test', audience: AUDIENCE };
+    assert.throws(() => createVerifier({ ...base } as VerifierOptions), TypeError);
+    assert.throws(
+      () => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], decryptionJwks: { keys: [] } } as unknown as VerifierOptions),
+      TypeError,
+    );
+    assert.throws(
+      () => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], algorithms: { signing: ['HS256' as 'RS256'] } }),
+      /cannot include HS256/,
+    );
+    const { d: _d, ...publicOnly } = ecRecipient.privateJwk;
+    assert.throws(() => createVerifier({ ...base, decryptionKeys: [publicOnly] }), /no private part/);
+  });
+});
+
+describe('middleware', () => {
+  let goodToken: string;
+  let readOnlyToken: string;
+  before(async () => {
+    goodToken = await sealedToken({ scope: 'read write' });
+    readOnlyToken = await sealedToken({ scope: 'read' });
+  });
+
+  const apps = {
+    koa: async () => {
+      const app = new Koa();
+      app.use(koaRequireAccessToken(verifierFor(), { scopes: ['write'] }));
+      app.use((ctx) => {
+        ctx.body = { sub: ctx.state.accessToken.claims.sub };
+      });
+      return listen(app.callback());
+    },
+    express: async () => {
+      const app = express();
+      app.get('/', expressRequireAccessToken(verifierFor(), { scopes: ['write'] }), (req, res) => {
+        res.json({ sub: req.accessToken?.claims.sub });
+      });
+      return listen(app);
+    },
+  };
+
+  for (const [name, start] of Object.entries(apps)) {
+    describe(name, () => {
+      let server: { url: string; close(): Promise<void> };
+      before(async () => {
+        server = await start();
+      });
+      after(() => server.close());
+
+      const get = (authorization?: string) => fetch(`${server.url}/`, { headers: authorization ? { authorization } : {} });
+
+      test('401 without a token, challenge without an error attribute', async () => {
+        const res = await get();
+        assert.equal(res.status, 401);
+        assert.equal(res.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`);
+        assert.equal(((await res.json()) as { error: string }).error, 'unauthorized');
+        // Another scheme is no bearer token at all.
+        assert.equal((await get('Basic dXNlcjpwYXNz')).status, 401);
+      });
+
+      test('401 invalid_token with the error code, never echoing the token', async () => {
+        const bad = await seal(await signAccessToken(claims(), es256), stranger);
+        const res = await get(`Bearer ${bad}`);
+        assert.equal(res.status, 401);
+        assert.equal(
+          res.headers.get('www-authenticate'),
+          `Bearer realm="${AUDIENCE}", error="invalid_token", error_description="decryption_key_unknown"`,
+        );
+        const text = await res.text();
+        assert.deepEqual(JSON.parse(text), { error: 'invalid_token', error_description: 'decryption_key_unknown' });
+        assert.ok(!text.includes(bad.slice(0, 20)));
+      });
+
+      test('400 invalid_request for more than one token', async () => {
+        const res = await get(`Bearer ${goodToken} ${goodToken}`);
+        assert.equal(res.status, 400);
+        assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_request"/);
+      });
+
+      test('403 insufficient_scope naming the required scope', async () => {
+        const res = await get(`Bearer ${readOnlyToken}`);
+        assert.equal(res.status, 403);
+        const challenge = res.headers.get('www-authenticate') ?? '';
+        assert.match(challenge, /^Bearer realm="https:\/\/api\.example\.test", error="insufficient_scope"/);
+        assert.match(challenge, /scope="write"/);
+        assert.equal(((await res.json()) as { error: string }).error, 'insufficient_scope');
+      });
+
+      test('200 with a good token; the scheme is case-insensitive', async () => {
+        const res = await get(`bearer ${goodToken}`);
+        assert.equal(res.status, 200);
+        assert.deepEqual(await res.json(), { sub: 'user-1' });
+      });
+    });
+  }
+
+  test('503 when introspection is unavailable (fails closed without blaming the token)', async () => {
+    const app = new Koa();
+    app.use(koaRequireAccessToken(verifierFor(ecRecipient, { introspect: { clientId: 'a', clientSecret: 'b' } })));
+    app.use((ctx) => {
+      ctx.body = 'reached';
+    });
+    const server = await listen(app.callback());
+    issuer.introspection = 'error';
+    try {
+      const res = await fetch(`${server.url}/`, { headers: { authorization: `Bearer ${goodToken}` } });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers.get('www-authenticate'), null);
+      assert.deepEqual(await res.json(), { error: 'temporarily_unavailable', error_description: 'introspection_failed' });
+    } finally {
+      issuer.introspection = 'active';
+      await server.close();
+    }
+  });
+});
