@@ -1,0 +1,66 @@
+/**
+ * Per-client request limits at the token and introspection endpoints. The client is read from
+ * HTTP Basic credentials only, because the form body belongs to oidc-provider and must not be
+ * consumed here; callers without Basic (client_secret_post, private_key_jwt, public clients)
+ * are counted by address. The count is taken before authentication, so it limits requests that
+ * name a client, not requests a client proved it made.
+ */
+import type { Context, Next } from 'koa';
+import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible';
+import { addressKey, createLimiter, type RedisBackend } from './limiter.js';
+
+const THROTTLED_PATHS = new Set(['/token', '/token/introspection']);
+// Longer than this is no registered client id; counting it by address keeps keys small.
+const MAX_CLIENT_ID_LENGTH = 256;
+// A client may exceed its rate by up to one second's worth of requests per this many seconds.
+const BURST_WINDOW_SECONDS = 10;
+
+export interface RequestLimiter {
+  consume(key: string): Promise<unknown>;
+}
+
+/** `perSecond` requests a second per key, plus a burst allowance of the same size. */
+export function createTokenRateLimiter(perSecond: number, redis?: RedisBackend): RequestLimiter {
+  return new BurstyRateLimiter(
+    createLimiter('token', perSecond, 1, redis),
+    createLimiter('token-burst', perSecond, BURST_WINDOW_SECONDS, redis),
+  );
+}
+
+/** The client id of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1 form-encoding). */
+export function basicClientId(authorization: string | undefined): string | undefined {
+  const match = /^basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(authorization ?? '');
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return undefined;
+  try {
+    const id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    return id && id.length <= MAX_CLIENT_ID_LENGTH ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function clientRateLimit(limiter: RequestLimiter, onError: (err: unknown) => void = () => {}) {
+  return async (ctx: Context, next: Next) => {
+    if (ctx.method !== 'POST' || !THROTTLED_PATHS.has(ctx.path)) return next();
+    const clientId = basicClientId(ctx.get('authorization'));
+    try {
+      await limiter.consume(clientId ? `client:${clientId}` : `ip:${addressKey(ctx.ip)}`);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) {
+        // Store errors fall back to in-process counters inside the limiter; anything else is a
+        // throttle failure, which must not take the token endpoint down with it.
+        onError(rejection);
+        return next();
+      }
+      ctx.status = 429;
+      ctx.set('Retry-After', String(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000))));
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { error: 'temporarily_unavailable', error_description: 'too many requests' };
+      return;
+    }
+    return next();
+  };
+}

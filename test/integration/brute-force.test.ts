@@ -1,0 +1,147 @@
+/**
+ * Brute force against the login page, over real HTTP with real PostgreSQL and Redis: after the
+ * configured number of failures the account (or the address) is locked, a correct password is
+ * then refused with exactly the answer a wrong one gets, and the lock lifts after its time.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { postLogin, startLoginInteraction } from '../helpers/http-flow.js';
+import { createTestStores, type TestStores } from '../helpers/stores.js';
+import { startTestVeil, type TestVeil } from '../helpers/veil.js';
+
+const PASSWORD = 'the right password';
+const LOCK_SECONDS = 2;
+
+function errorMessage(body: string) {
+  return body.match(/role="alert"[^>]*>([\s\S]*?)<\//)?.[1]?.replace(/<[^>]+>/g, '').trim();
+}
+
+/** The page with what differs per attempt anyway (the interaction id in the form actions) removed. */
+function normalised(body: string, interactionPath: string) {
+  return body.replaceAll(interactionPath, '/interaction/UID');
+}
+
+async function setUp(env: Record<string, string>) {
+  const stores = await createTestStores();
+  const veil = await startTestVeil(stores, { LOGIN_LOCK_SECONDS: String(LOCK_SECONDS), ...env });
+  const c = await veil.admin<{ client: { client_id: string } }>('POST', '/admin/clients', {
+    client_name: 'Brute force',
+    redirect_uris: ['https://app.example/cb'],
+    public: true,
+  });
+  const attempt = async (email: string, password: string) => {
+    const interaction = await startLoginInteraction(veil.issuer, c.body.client.client_id, 'https://app.example/cb');
+    const res = await postLogin(veil.issuer, interaction, email, password);
+    return { ...res, page: normalised(res.body, interaction.path) };
+  };
+  return { stores, veil, attempt };
+}
+
+/** Every string and list value under the test prefix, with its key. */
+async function redisContents(stores: TestStores): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await stores.redis.scan(cursor, 'MATCH', `${stores.keyPrefix}*`, 'COUNT', 500);
+    for (const key of keys) {
+      const type = await stores.redis.type(key);
+      if (type === 'string') out.push(key, (await stores.redis.get(key)) ?? '');
+      else if (type === 'list') out.push(key, ...(await stores.redis.lrange(key, 0, -1)));
+      else out.push(key);
+    }
+    cursor = next;
+  } while (cursor !== '0');
+  return out;
+}
+
+describe('per-account lockout', () => {
+  let stores: TestStores;
+  let veil: TestVeil;
+  let attempt: Awaited<ReturnType<typeof setUp>>['attempt'];
+
+  before(async () => {
+    ({ stores, veil, attempt } = await setUp({ LOGIN_MAX_FAILURES_PER_ACCOUNT: '3', LOGIN_MAX_FAILURES_PER_IP: '1000' }));
+    await veil.admin('POST', '/admin/users', { email: 'victim@example.com', password: PASSWORD });
+    await veil.admin('POST', '/admin/users', { email: 'bystander@example.com', password: PASSWORD });
+  });
+
+  after(async () => {
+    await veil?.stop();
+    await stores?.cleanup();
+  });
+
+  test('after 3 failures the right password gets exactly the wrong-password answer, until the lock lifts', async () => {
+    const wrong = await attempt('victim@example.com', 'guess 1');
+    assert.equal(wrong.status, 401);
+    assert.equal(errorMessage(wrong.body), 'Invalid email or password.');
+    await attempt('victim@example.com', 'guess 2');
+    await attempt('victim@example.com', 'guess 3');
+
+    const locked = await attempt('victim@example.com', PASSWORD);
+    assert.equal(locked.status, wrong.status);
+    assert.equal(locked.page, wrong.page);
+    // Still locked on the next try, and only this account is.
+    assert.equal((await attempt('victim@example.com', PASSWORD)).page, wrong.page);
+    assert.equal((await attempt('bystander@example.com', PASSWORD)).status, 303);
+
+    const lines = veil.logs.filter((l) => l.includes('"login.throttled"'));
+    assert.ok(lines.length >= 2, 'throttled attempts are logged');
+    for (const l of lines) assert.doesNotMatch(l, /victim/);
+
+    await sleep(LOCK_SECONDS * 1000 + 300);
+    assert.equal((await attempt('victim@example.com', PASSWORD)).status, 303);
+  });
+
+  test('an unknown email is counted and locked the same way', async () => {
+    const wrong = await attempt('nobody@example.com', 'guess');
+    await attempt('nobody@example.com', 'guess');
+    await attempt('nobody@example.com', 'guess');
+    const locked = await attempt('nobody@example.com', 'guess');
+    assert.equal(locked.status, 401);
+    assert.equal(locked.page, wrong.page);
+  });
+
+  test('a success resets the account count', async () => {
+    await attempt('bystander@example.com', 'guess');
+    await attempt('bystander@example.com', 'guess');
+    assert.equal((await attempt('bystander@example.com', PASSWORD)).status, 303);
+    await attempt('bystander@example.com', 'guess');
+    await attempt('bystander@example.com', 'guess');
+    assert.equal((await attempt('bystander@example.com', PASSWORD)).status, 303);
+  });
+
+  test('nothing in Redis contains an email in clear', async () => {
+    await attempt('Clear.Text@Example.com', 'guess');
+    const contents = await redisContents(stores);
+    assert.ok(contents.some((c) => c.startsWith(`${stores.keyPrefix}throttle:login-account:`)), 'the throttle writes under the prefix');
+    for (const c of contents) assert.doesNotMatch(c, /victim|nobody|bystander|clear\.text/i);
+  });
+});
+
+describe('per-address lockout', () => {
+  let stores: TestStores;
+  let veil: TestVeil;
+  let attempt: Awaited<ReturnType<typeof setUp>>['attempt'];
+
+  before(async () => {
+    ({ stores, veil, attempt } = await setUp({ LOGIN_MAX_FAILURES_PER_ACCOUNT: '100', LOGIN_MAX_FAILURES_PER_IP: '4' }));
+    await veil.admin('POST', '/admin/users', { email: 'fresh@example.com', password: PASSWORD });
+  });
+
+  after(async () => {
+    await veil?.stop();
+    await stores?.cleanup();
+  });
+
+  test('failures across different accounts lock the address, then the lock lifts', async () => {
+    let wrong: Awaited<ReturnType<typeof attempt>> | undefined;
+    for (let i = 0; i < 4; i++) wrong = await attempt(`spray-${i}@example.com`, 'Password1');
+    const locked = await attempt('fresh@example.com', PASSWORD);
+    assert.equal(locked.status, 401);
+    assert.equal(errorMessage(locked.body), errorMessage(wrong!.body));
+
+    await sleep(LOCK_SECONDS * 1000 + 300);
+    assert.equal((await attempt('fresh@example.com', PASSWORD)).status, 303);
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * LoginThrottle on both backends (in-process memory and a real Redis under a test prefix),
+ * plus the address normalisation and the HTTP Basic client-id parsing the throttles key on.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { basicClientId } from '../../src/abuse/client-throttle.js';
+import { addressKey, type RedisBackend } from '../../src/abuse/limiter.js';
+import { LoginThrottle } from '../../src/abuse/login-throttle.js';
+import { createRedisClient } from '../../src/store/redis-store.js';
+import { REDIS_TEST_URL } from '../helpers/stores.js';
+
+const SECRET = 'a cookie key of at least thirty-two characters';
+const LIMITS = { maxFailuresPerAccount: 3, maxFailuresPerIp: 5, lockSeconds: 1, secret: SECRET };
+const email = () => `user-${randomBytes(4).toString('hex')}@example.com`;
+
+async function fail(throttle: LoginThrottle, times: number, email: string, ip: string) {
+  for (let i = 0; i < times; i++) await throttle.recordFailure(email, ip);
+}
+
+function behaviour(backend: () => RedisBackend | undefined) {
+  const make = () => new LoginThrottle({ ...LIMITS, redis: backend() });
+
+  test('locks the account after the maximum of failures, for the lock time', async () => {
+    const t = make();
+    const e = email();
+    await fail(t, 2, e, '192.0.2.1');
+    assert.deepEqual(await t.check(e, '192.0.2.1'), { allowed: true });
+    assert.deepEqual(await t.recordFailure(e, '192.0.2.1'), ['account']);
+    const locked = await t.check(e, '192.0.2.2');
+    assert.equal(locked.allowed, false);
+    assert.ok(!locked.allowed && locked.scope === 'account' && locked.retryAfterSeconds >= 1);
+    // The same email however it is written.
+    assert.equal((await t.check(`  ${e.toUpperCase()} `, '192.0.2.3')).allowed, false);
+    await sleep(1100);
+    assert.deepEqual(await t.check(e, '192.0.2.1'), { allowed: true });
+  });
+
+  test('a success clears the account count (failures must be consecutive)', async () => {
+    const t = make();
+    const e = email();
+    await fail(t, 2, e, '192.0.2.10');
+    await t.recordSuccess(e, '192.0.2.10');
+    await fail(t, 2, e, '192.0.2.10');
+    assert.deepEqual(await t.check(e, '192.0.2.10'), { allowed: true });
+  });
+
+  test('locks an address after the maximum of failures across accounts', async () => {
+    const t = make();
+    const ip = `198.51.100.${1 + (randomBytes(1)[0]! % 200)}`;
+    for (let i = 0; i < 4; i++) await t.recordFailure(email(), ip);
+    assert.deepEqual(await t.recordFailure(email(), ip), ['ip']);
+    const locked = await t.check(email(), ip);
+    assert.ok(!locked.allowed && locked.scope === 'ip');
+    assert.deepEqual(await t.check(email(), '203.0.113.1'), { allowed: true });
+  });
+}
+
+describe('LoginThrottle on RateLimiterMemory', () => {
+  behaviour(() => undefined);
+
+  test('IPv6 addresses in one /64 share a count', async () => {
+    const t = new LoginThrottle({ ...LIMITS, maxFailuresPerIp: 2 });
+    await t.recordFailure('a@example.com', '2001:db8:1:2::1');
+    await t.recordFailure('b@example.com', '2001:db8:1:2:ffff::9');
+    assert.equal((await t.check('c@example.com', '2001:db8:1:2:abcd::1')).allowed, false);
+    assert.equal((await t.check('c@example.com', '2001:db8:1:3::1')).allowed, true);
+  });
+});
+
+describe('LoginThrottle on RateLimiterRedis', () => {
+  const keyPrefix = `veiltest:${process.pid}_${randomBytes(4).toString('hex')}:`;
+  let client: Redis;
+  const backend = () => ({ client, keyPrefix });
+
+  before(async () => {
+    // As Veil creates it: no offline queue, fail fast.
+    client = createRedisClient(REDIS_TEST_URL);
+    await client.connect();
+  });
+
+  after(async () => {
+    const keys = await client.keys(`${keyPrefix}*`);
+    if (keys.length) await client.del(...keys);
+    await client.quit();
+  });
+
+  behaviour(backend);
+
+  test('Redis holds keyed hashes under the prefix, never the email or the address', async () => {
+    const t = new LoginThrottle({ ...LIMITS, redis: backend() });
+    await t.recordFailure('Secret.Person@Example.com', '192.0.2.77');
+    const keys = await client.keys(`${keyPrefix}*`);
+    assert.ok(keys.some((k) => k.startsWith(`${keyPrefix}throttle:login-account:`)));
+    assert.ok(keys.some((k) => k.startsWith(`${keyPrefix}throttle:login-ip:`)));
+    for (const k of keys) assert.doesNotMatch(k, /secret\.person|example\.com|192\.0\.2\.77/i);
+  });
+
+  test('with Redis unreachable it neither throws nor locks everyone out, and still counts', async () => {
+    const down = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null });
+    down.on('error', () => {});
+    const errors: unknown[] = [];
+    const t = new LoginThrottle({ ...LIMITS, redis: { client: down, keyPrefix }, onError: (e) => errors.push(e) });
+    const e = email();
+    assert.deepEqual(await t.check(e, '192.0.2.200'), { allowed: true });
+    await fail(t, 3, e, '192.0.2.200');
+    // The in-process insurance counter took over.
+    assert.equal((await t.check(e, '192.0.2.200')).allowed, false);
+    await t.recordSuccess(e, '192.0.2.200');
+    assert.deepEqual(await t.check(e, '192.0.2.200'), { allowed: true });
+    assert.deepEqual(errors, []);
+    down.disconnect();
+  });
+});
+
+describe('throttle keys', () => {
+  test('addressKey', () => {
+    assert.equal(addressKey('192.0.2.1'), '192.0.2.1');
+    assert.equal(addressKey('::ffff:192.0.2.1'), '192.0.2.1');
+    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('2001:0db8:0001:0002:0003:0004:0005:0006'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(addressKey('::1'), '0:0:0:0::/64');
+  });
+
+  test('basicClientId', () => {
+    const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`;
+    assert.equal(basicClientId(basic('my-client:secret')), 'my-client');
+    assert.equal(basicClientId(basic('a%3Ab+c:secret')), 'a:b c');
+    assert.equal(basicClientId(basic('no-colon')), undefined);
+    assert.equal(basicClientId(basic(':secret')), undefined);
+    assert.equal(basicClientId(basic('%E0%A4%A:x')), undefined);
+    assert.equal(basicClientId(basic(`${'x'.repeat(300)}:s`)), undefined);
+    assert.equal(basicClientId('Bearer abc'), undefined);
+    assert.equal(basicClientId(undefined), undefined);
+  });
+});
