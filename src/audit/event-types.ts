@@ -1,0 +1,31 @@
+/**
+ * The audit event types (pure data, no dependencies: the admin contract and the CLI import it).
+ * `audit-log.ts` has one helper per type.
+ */
+export const AUDIT_EVENT_TYPES = [
+  'login.succeeded',
+  'login.failed',
+  'login.locked',
+  'consent.granted',
+  'consent.withdrawn',
+  'token.revoked',
+  'client.created',
+  'client.deleted',
+  'resource.created',
+  'resource.deleted',
+  'user.created',
+  'user.disabled',
+  'user.enabled',
+  'key.rotated',
+  'key.retired',
+] as const;
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
+
+/** `login`, `consent`, ...: a filter on every type of that category. */
+export const AUDIT_EVENT_CATEGORIES: readonly string[] = [...new Set(AUDIT_EVENT_TYPES.map((t) => t.split('.')[0]!))];
+
+/** Whether `value` names an event type or a category of them (the read side's `type` filter). */
+export function isAuditTypeFilter(value: string): boolean {
+  return (AUDIT_EVENT_TYPES as readonly string[]).includes(value) || AUDIT_EVENT_CATEGORIES.includes(value);
+}
