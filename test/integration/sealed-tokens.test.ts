@@ -65,8 +65,9 @@ describe('sealed access tokens', () => {
     httpAuthorizationCodeFlow(web, user, 'openid offline_access', { resource: ec.identifier, scope: 'openid offline_access read' });
   const rsCredentials = (rs: TestResourceServer) => ({ id: rs.clientId, secret: rs.clientSecret });
 
-  test('client credentials, EC (P-256) resource server: a JWE only its key opens, with exactly the RFC 9068 claims', async () => {
+  test('client credentials, EC (P-256) resource server: a JWE only its key opens, with exactly the RFC 9068 claims', async (t) => {
     const token = await clientCredentials(ec.identifier);
+    t.diagnostic(`client token: ${token.length} bytes`);
     assert.equal(token.split('.').length, 5);
     assert.ok(token.length <= 1000, `token is ${token.length} bytes`);
     const { jweHeader, jwsHeader, payload } = await openSealed(token, ec.privateKey, veil.issuer, ec.identifier);
@@ -95,9 +96,10 @@ describe('sealed access tokens', () => {
     assert.deepEqual(Object.keys(payload).sort(), RFC9068_CLIENT_CLAIMS);
   });
 
-  test('authorization code: the token carries the authentication event and only the claims the API may have', async () => {
+  test('authorization code: the token carries the authentication event and only the claims the API may have', async (t) => {
     const tokens = await codeFlow();
     const { payload } = await openSealed(tokens.access_token, ec.privateKey, veil.issuer, ec.identifier);
+    t.diagnostic(`user token: ${tokens.access_token.length} bytes, claims ${JSON.stringify(payload)}`);
     const allowed = new Set([...RFC9068_CLIENT_CLAIMS, 'auth_time', 'acr', 'amr', 'email']);
     for (const claim of [...RFC9068_CLIENT_CLAIMS, 'auth_time', 'email']) assert.ok(claim in payload, claim);
     for (const claim of Object.keys(payload)) assert.ok(allowed.has(claim), `unexpected claim ${claim}`);
