@@ -7,7 +7,7 @@
  */
 import type { Context, Next } from 'koa';
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible';
-import { addressKey, createLimiter, type RedisBackend } from './limiter.js';
+import { addressKey, createLimiter } from './limiter.js';
 
 const THROTTLED_PATHS = new Set(['/token', '/token/introspection']);
 // Longer than this is no registered client id; counting it by address keeps keys small.
@@ -19,12 +19,14 @@ export interface RequestLimiter {
   consume(key: string): Promise<unknown>;
 }
 
-/** `perSecond` requests a second per key, plus a burst allowance of the same size. */
-export function createTokenRateLimiter(perSecond: number, redis?: RedisBackend): RequestLimiter {
-  return new BurstyRateLimiter(
-    createLimiter('token', perSecond, 1, redis),
-    createLimiter('token-burst', perSecond, BURST_WINDOW_SECONDS, redis),
-  );
+/**
+ * `perSecond` requests a second per key, plus a burst allowance of the same size, counted in
+ * this process. These endpoints are the hot path: a shared Redis counter would add two round
+ * trips to every token request. With WEB_CONCURRENCY workers the effective limit is that many
+ * times higher; login throttling, where sharing matters for security, stays in Redis.
+ */
+export function createTokenRateLimiter(perSecond: number): RequestLimiter {
+  return new BurstyRateLimiter(createLimiter('token', perSecond, 1), createLimiter('token-burst', perSecond, BURST_WINDOW_SECONDS));
 }
 
 /** The client id of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1 form-encoding). */

@@ -22,7 +22,7 @@ export interface AdapterStores {
   bus: InvalidationBus;
   grants: GrantRepository;
   shortLived: ShortLivedStore;
-  sealer: Sealer;
+  sealer: Pick<Sealer, 'seal'>;
   /** How long a revoked grant stays marked revoked: longer than any of its tokens can live. */
   revokedGrantTtl: number;
 }
@@ -130,7 +130,7 @@ class ShortLivedAdapter implements Adapter {
  * resource server sees as `jti` and must not be able to use as a bearer token here.
  */
 class AccessTokenAdapter extends ShortLivedAdapter {
-  constructor(model: string, store: ShortLivedStore, revokedGrantTtl: number, private readonly sealer: Sealer) {
+  constructor(model: string, store: ShortLivedStore, revokedGrantTtl: number, private readonly sealer: Pick<Sealer, 'seal'>) {
     super(model, store, revokedGrantTtl);
   }
 

@@ -26,14 +26,20 @@ import { TokenLookup } from './token-lookup.js';
 /** Access tokens are signed with ES256: the fastest of Veil's algorithms, and compact. */
 const ACCESS_TOKEN_SIGNING_ALG: SigningAlg = 'ES256';
 
+/** Token machinery that does not depend on Veil's signing keys: built once per process. */
 export interface TokenServices {
   bus: InvalidationBus;
   registry: ResourceServerRegistry;
-  sealer: Sealer;
+  encryptionKeys: EncryptionKeys;
   grantRevocation: GrantRevocation;
-  tokenLookup: TokenLookup;
   /** How long a revoked grant stays marked: longer than any token of it lives. */
   revokedGrantTtl: number;
+}
+
+/** What signs and verifies with Veil's current keys: rebuilt when the keys rotate. */
+export interface KeyBoundTokenServices {
+  sealer: Sealer;
+  tokenLookup: TokenLookup;
 }
 
 export async function createInvalidationBus(shortLived: ShortLivedStore, keyPrefix: string): Promise<InvalidationBus> {
@@ -54,23 +60,27 @@ export function createTokenServices(deps: {
   shortLived: ShortLivedStore;
   grants: GrantRepository;
   resources: ResourceServerRepository;
-  signingKeys: SigningJwk[];
 }): TokenServices {
   const { config } = deps;
-  // The active key: keys that only verify (next, retiring) carry key_ops ["verify"].
-  const jwk = deps.signingKeys.find((k) => k.alg === ACCESS_TOKEN_SIGNING_ALG && !k.key_ops);
-  if (!jwk) throw new Error(`no ${ACCESS_TOKEN_SIGNING_ALG} signing key`);
-  const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as import('node:crypto').JsonWebKey, format: 'jwk' }) };
-  const keys = new EncryptionKeys({ jwksCacheSeconds: config.resourceJwks.cacheSeconds, jwksCooldownSeconds: config.resourceJwks.cooldownSeconds });
-  const registry = new ResourceServerRegistry(deps.resources, keys, deps.bus);
+  const encryptionKeys = new EncryptionKeys({ jwksCacheSeconds: config.resourceJwks.cacheSeconds, jwksCooldownSeconds: config.resourceJwks.cooldownSeconds });
   const revokedGrantTtl = Math.max(config.ttl.refreshToken, config.ttl.accessToken, config.ttl.authorizationCode) + 60;
   return {
     bus: deps.bus,
-    registry,
-    sealer: new Sealer({ issuer: config.issuer, signer, registry, keys }),
+    registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus),
+    encryptionKeys,
     grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl),
-    tokenLookup: new TokenLookup(deps.shortLived, config.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
     revokedGrantTtl,
+  };
+}
+
+export function bindSigningKeys(services: TokenServices, deps: { issuer: string; shortLived: ShortLivedStore; signingKeys: SigningJwk[] }): KeyBoundTokenServices {
+  // The active key: keys that only verify (next, retiring) carry key_ops ["verify"].
+  const jwk = deps.signingKeys.find((k) => k.alg === ACCESS_TOKEN_SIGNING_ALG && !k.key_ops);
+  if (!jwk) throw new Error(`no active ${ACCESS_TOKEN_SIGNING_ALG} signing key`);
+  const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as import('node:crypto').JsonWebKey, format: 'jwk' }) };
+  return {
+    sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys }),
+    tokenLookup: new TokenLookup(deps.shortLived, deps.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
   };
 }
 
@@ -78,16 +88,17 @@ export function createTokenServices(deps: {
 export function mountTokenEndpoints(
   provider: Provider,
   services: TokenServices,
+  bound: KeyBoundTokenServices,
   deps: { issuer: string; shortLived: ShortLivedStore; grants: GrantRepository; onRevoked?: RevocationDeps['onRevoked'] },
 ): void {
   const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, store: deps.shortLived });
   provider.use(sealedTokenResponse('/token'));
-  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: services.tokenLookup, grants: deps.grants }));
+  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: bound.tokenLookup, grants: deps.grants }));
   provider.use(
     revocationEndpoint({
       issuer: deps.issuer,
       callers,
-      tokens: services.tokenLookup,
+      tokens: bound.tokenLookup,
       store: deps.shortLived,
       grants: services.grantRevocation,
       onRevoked: deps.onRevoked,
