@@ -2,8 +2,11 @@
  * The one validated configuration object. Every default lives here and nowhere else.
  * Values come from the environment (and `.env`, loaded by the entry points).
  */
+import fs from 'node:fs';
 import { isIP } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { z } from 'zod';
 
 const bool = z
@@ -32,6 +35,11 @@ const envSchema = z.object({
   REDIS_KEY_PREFIX: z.string().default('veil:'),
   VEIL_DATA_DIR: z.string().min(1).default('.veil-data'),
   KEYS_DIR: z.string().min(1).default('keys'),
+  /** Master key(s) protecting secrets at rest: base64url 32-byte keys, current first ("new,old" while rotating). */
+  VEIL_MASTER_KEY: z.string().min(1).optional(),
+  VEIL_MASTER_KEY_FILE: z.string().min(1).optional(),
+  /** How often each process checks KEYS_DIR for rotated signing keys (rotations through the admin API are announced at once). */
+  KEYS_RELOAD_SECONDS: seconds.default(10),
   VEIL_MIGRATE_ON_START: bool.default(true),
   VEIL_SEED: z.enum(['on', 'off']).default('on'),
   ADMIN_PORT: port.default(3001),
@@ -47,6 +55,8 @@ const envSchema = z.object({
   SESSION_TTL: seconds.default(14 * 24 * 3600),
   INTERACTION_TTL: seconds.default(3600),
   GRANT_TTL: seconds.default(365 * 24 * 3600),
+  RESOURCE_JWKS_CACHE_SECONDS: seconds.default(300),
+  RESOURCE_JWKS_COOLDOWN_SECONDS: seconds.default(30),
   ARGON2_MEMORY_KIB: z.coerce.number().int().min(19456, 'must be at least 19456 (OWASP minimum)').default(19456),
   ARGON2_ITERATIONS: z.coerce.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2),
   ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(16).default(1),
@@ -57,6 +67,21 @@ const envSchema = z.object({
     .regex(/^#[0-9a-fA-F]{6}$/, 'must be a hex colour such as #4f46e5')
     .default('#4f46e5'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOGIN_MAX_FAILURES_PER_ACCOUNT: z.coerce.number().int().positive().default(5),
+  LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().positive().default(20),
+  LOGIN_LOCK_SECONDS: seconds.default(15 * 60),
+  TOKEN_RATE_LIMIT_PER_CLIENT: z.coerce.number().int().positive().default(100),
+  // Worker processes; "auto" is one per core. Unset or empty: 1 (no cluster).
+  WEB_CONCURRENCY: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(auto|[1-9][0-9]{0,2})$/, 'must be a whole number from 1 to 999, or "auto" (one worker per core)')
+      .optional(),
+  ),
+  TLS_CERT: optionalString,
+  TLS_KEY: optionalString,
+  TRUST_PROXY: bool.default(false),
+  SHUTDOWN_TIMEOUT_SECONDS: seconds.default(10),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -70,6 +95,8 @@ export interface VeilConfig {
   redis: { kind: 'redis'; url: string; keyPrefix: string } | { kind: 'memory'; keyPrefix: string };
   dataDir: string;
   keysDir: string;
+  masterKey: { value: string | undefined; file: string | undefined };
+  keysReloadSeconds: number;
   migrateOnStart: boolean;
   seed: boolean;
   admin: { host: string; port: number; token: string | undefined };
@@ -83,9 +110,24 @@ export interface VeilConfig {
     interaction: number;
     grant: number;
   };
+  /** How resource servers' jwks_uri key sets are cached and how often they may be re-fetched. */
+  resourceJwks: { cacheSeconds: number; cooldownSeconds: number };
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   brand: { name: string; logoUrl: string | undefined; color: string };
   logLevel: Env['LOG_LEVEL'];
+  throttle: {
+    login: { maxFailuresPerAccount: number; maxFailuresPerIp: number; lockSeconds: number };
+    /** Requests per second per client at /token and /token/introspection. */
+    tokenPerClient: number;
+  };
+  /** Worker processes (`node:cluster`) over the shared stores; 1 runs Veil in this process. */
+  workers: number;
+  /** TLS on the public listener, read from TLS_CERT / TLS_KEY (PEM) when the config is loaded. */
+  tls: { certFile: string; keyFile: string; cert: Buffer; key: Buffer } | undefined;
+  /** Behind one TLS-terminating proxy: honour X-Forwarded-Proto/-Host, client address from X-Forwarded-For. */
+  trustProxy: boolean;
+  /** How long a shutdown waits for in-flight requests before cutting their connections. */
+  shutdownTimeoutSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -95,6 +137,28 @@ export class ConfigError extends Error {
 export function isLoopback(host: string): boolean {
   if (host === 'localhost' || host === '::1') return true;
   return isIP(host) === 4 && host.startsWith('127.');
+}
+
+/** Reads the PEM pair and checks that Node can use it; a problem is reported, not thrown. */
+function readTls(certFile: string, keyFile: string, problems: string[]): VeilConfig['tls'] {
+  const read = (name: string, file: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      problems.push(`${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      return undefined;
+    }
+  };
+  const cert = read('TLS_CERT', certFile);
+  const key = read('TLS_KEY', keyFile);
+  if (!cert || !key) return undefined;
+  try {
+    tls.createSecureContext({ cert, key });
+  } catch (err) {
+    problems.push(`TLS_CERT/TLS_KEY: not a usable PEM certificate and matching private key (${(err as Error).message})`);
+    return undefined;
+  }
+  return { certFile, keyFile, cert, key };
 }
 
 /** Parse and validate; throws ConfigError naming every offending variable. */
@@ -110,13 +174,33 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
   const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
 
   const problems: string[] = [];
+  let tlsFiles: VeilConfig['tls'];
+  if (e.TLS_CERT && e.TLS_KEY) tlsFiles = readTls(path.resolve(e.TLS_CERT), path.resolve(e.TLS_KEY), problems);
+  else if (e.TLS_CERT) problems.push('TLS_KEY: required with TLS_CERT (set both, or neither)');
+  else if (e.TLS_KEY) problems.push('TLS_CERT: required with TLS_KEY (set both, or neither)');
+  const workers = e.WEB_CONCURRENCY === 'auto' ? os.availableParallelism() : Number(e.WEB_CONCURRENCY ?? 1);
+  if (workers > 1) {
+    const missing = [e.DATABASE_URL ? '' : 'DATABASE_URL', e.REDIS_URL ? '' : 'REDIS_URL'].filter(Boolean);
+    if (missing.length) {
+      problems.push(
+        `WEB_CONCURRENCY: ${workers} workers need shared stores; set ${missing.join(' and ')} (embedded PGlite and the in-process store cannot be shared between processes)`,
+      );
+    }
+  }
   if (production) {
     if (!e.DATABASE_URL) problems.push('DATABASE_URL: required when NODE_ENV=production (embedded PGlite is for development)');
     if (!e.REDIS_URL) problems.push('REDIS_URL: required when NODE_ENV=production (the in-process store is for development)');
     if (!issuer.startsWith('https://')) problems.push('ISSUER: must be https:// when NODE_ENV=production');
     if (!e.COOKIE_KEYS) problems.push('COOKIE_KEYS: required when NODE_ENV=production');
+    if (!e.VEIL_MASTER_KEY && !e.VEIL_MASTER_KEY_FILE) problems.push('VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE: required when NODE_ENV=production (it encrypts keys and secrets at rest)');
+    if (issuer.startsWith('https://') && !e.TLS_CERT && !e.TLS_KEY && !e.TRUST_PROXY) {
+      problems.push(
+        'TLS_CERT/TLS_KEY or TRUST_PROXY: neither is set; with NODE_ENV=production and an https ISSUER, set TLS_CERT and TLS_KEY (Veil terminates TLS) or TRUST_PROXY=true (a proxy terminates TLS)',
+      );
+    }
     if (e.VEIL_SEED === 'on' && source.VEIL_SEED !== undefined) problems.push('VEIL_SEED: dev seeding is refused when NODE_ENV=production');
   }
+  if (e.VEIL_MASTER_KEY && e.VEIL_MASTER_KEY_FILE) problems.push('VEIL_MASTER_KEY and VEIL_MASTER_KEY_FILE: set one, not both');
   if (!isLoopback(e.ADMIN_HOST) && !e.ADMIN_TOKEN) {
     problems.push(`ADMIN_TOKEN: required when ADMIN_HOST (${e.ADMIN_HOST}) is not a loopback address`);
   }
@@ -135,6 +219,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
       : { kind: 'memory', keyPrefix: e.REDIS_KEY_PREFIX },
     dataDir,
     keysDir: path.resolve(e.KEYS_DIR),
+    masterKey: { value: e.VEIL_MASTER_KEY, file: e.VEIL_MASTER_KEY_FILE && path.resolve(e.VEIL_MASTER_KEY_FILE) },
+    keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
     migrateOnStart: e.VEIL_MIGRATE_ON_START,
     // Seeding only ever happens against embedded stores and never in production.
     seed: e.VEIL_SEED === 'on' && !production && !e.DATABASE_URL,
@@ -149,8 +235,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },
+    resourceJwks: { cacheSeconds: e.RESOURCE_JWKS_CACHE_SECONDS, cooldownSeconds: e.RESOURCE_JWKS_COOLDOWN_SECONDS },
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_ITERATIONS, parallelism: e.ARGON2_PARALLELISM },
     brand: { name: e.BRAND_NAME, logoUrl: e.BRAND_LOGO_URL, color: e.BRAND_COLOR },
     logLevel: e.LOG_LEVEL,
+    throttle: {
+      login: {
+        maxFailuresPerAccount: e.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+        maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+        lockSeconds: e.LOGIN_LOCK_SECONDS,
+      },
+      tokenPerClient: e.TOKEN_RATE_LIMIT_PER_CLIENT,
+    },
+    workers,
+    tls: tlsFiles,
+    trustProxy: e.TRUST_PROXY,
+    shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
   };
 }

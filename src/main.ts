@@ -1,13 +1,26 @@
-/** Process entry: load config, start Veil, shut down gracefully on SIGINT/SIGTERM. */
+/**
+ * Process entry: load config, start Veil, shut down gracefully on SIGINT/SIGTERM. With
+ * WEB_CONCURRENCY > 1 this process becomes the cluster primary (`cluster.ts`) and each worker
+ * it forks runs this file again, taking the worker branch.
+ */
+import cluster from 'node:cluster';
 import { config as loadDotenv } from 'dotenv';
-import { startVeil } from './app.js';
+import { startVeil, type Veil } from './app.js';
+import { reportReady, runPrimary, workerSlot } from './cluster.js';
 import { ConfigError, loadConfig } from './config.js';
 import { KeyFileError } from './crypto/keys.js';
-import { createLogger, errorFields } from './observability/logger.js';
+import { MasterKeyError } from './crypto/master-key.js';
+import { createLogger, errorFields, type Logger } from './observability/logger.js';
 import { MigrationError } from './store/migrator.js';
 import { StoreUnavailableError } from './store/errors.js';
 
 loadDotenv({ quiet: true });
+
+function startupFailed(logger: Logger, err: unknown): never {
+  const known = err instanceof KeyFileError || err instanceof MasterKeyError || err instanceof MigrationError || err instanceof StoreUnavailableError;
+  logger.fatal({ err: errorFields(err) }, known ? 'start-up failed' : 'start-up failed unexpectedly');
+  process.exit(1);
+}
 
 async function main(): Promise<void> {
   let config;
@@ -20,24 +33,42 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
-  let veil;
-  try {
-    veil = await startVeil(config, { logger });
-  } catch (err) {
-    const known = err instanceof KeyFileError || err instanceof MigrationError || err instanceof StoreUnavailableError;
-    logger.fatal(
-      { err: errorFields(err) },
-      known ? 'start-up failed' : 'start-up failed unexpectedly',
-    );
-    process.exit(1);
+  const base = createLogger(config.logLevel);
+
+  if (config.workers > 1 && cluster.isPrimary) {
+    const logger = base.child({ worker: 0 });
+    await runPrimary(config, logger).catch((err: unknown) => startupFailed(logger, err));
+    return;
   }
+
+  // A cluster worker: the primary has applied the migrations and created the key files already.
+  const slot = cluster.isWorker ? workerSlot() : undefined;
+  const logger = slot === undefined ? base : base.child({ worker: slot });
+  let veil: Veil;
+  try {
+    veil = await startVeil(slot === undefined ? config : { ...config, migrateOnStart: false }, {
+      logger,
+      // One admin listener per deployment: in a cluster, the worker in slot 1 serves it.
+      admin: slot === undefined || slot === 1,
+    });
+  } catch (err) {
+    startupFailed(logger, err);
+  }
+  if (slot !== undefined) reportReady(veil.publicUrl, veil.adminUrl);
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down');
+    // close() waits for in-flight requests up to SHUTDOWN_TIMEOUT_SECONDS; this only guards
+    // against a store close that hangs after that.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, (config.shutdownTimeoutSeconds + 5) * 1000).unref();
     await veil.close();
+    logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -17,6 +17,9 @@ const PRODUCTION: Record<string, string> = {
   DATABASE_URL: 'postgresql://veil@db.internal:5432/veil',
   REDIS_URL: 'rediss://cache.internal:6380',
   COOKIE_KEYS: `${COOKIE_KEY_A},${COOKIE_KEY_B}`,
+  VEIL_MASTER_KEY_FILE: '/run/secrets/veil-master-key',
+  // TLS ends at a proxy in front (the other choice, TLS_CERT/TLS_KEY, is in run-mode-config.test.ts).
+  TRUST_PROXY: 'true',
 };
 
 /** Asserts loadConfig(env) throws a ConfigError and returns its message. */
@@ -164,6 +167,11 @@ describe('loadConfig in production (NODE_ENV=production)', () => {
 
   test('refuses to start without COOKIE_KEYS', () => {
     assert.match(configError(without('COOKIE_KEYS')), /COOKIE_KEYS/);
+  });
+
+  test('refuses to start without a master key, and with two sources of one', () => {
+    assert.match(configError(without('VEIL_MASTER_KEY_FILE')), /VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE: required/);
+    assert.match(configError({ ...PRODUCTION, VEIL_MASTER_KEY: 'x' }), /set one, not both/);
   });
 
   test('refuses VEIL_SEED=on', () => {
