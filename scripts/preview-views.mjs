@@ -153,6 +153,51 @@ const samples = {
     errorDescription: 'End-User aborted interaction',
     state: 'c2b7a1e9f04d',
   }],
+  account: ['account', 'Connected apps', {
+    brand,
+    signedIn: true,
+    referrerPolicy: 'same-origin',
+    account: { email: 'jane.doe@example.com' },
+    csrf: 'pJ0v3cT9yQm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3E',
+    csrfField: 'csrf',
+    removed: 'Old <b>Reader</b>',
+    apps: [
+      {
+        name: 'Acme Dashboard',
+        headingId: 'app-1',
+        since: '2026-03-12T09:30:00.000Z',
+        sinceText: '12 March 2026',
+        action: '/account/apps/acme-dashboard/withdraw',
+        scopes: [
+          { name: 'email', description: 'See your email address' },
+          { name: 'offline_access', description: 'Stay connected when you are not using it' },
+        ],
+        apis: [{
+          identifier: 'https://api.acme.test/billing',
+          name: 'Billing API',
+          scopes: [{ name: 'invoices:read', description: 'Permission "invoices:read"' }],
+        }],
+      },
+      {
+        name: 'A client with a rather long name that has to wrap somewhere sensible',
+        headingId: 'app-2',
+        since: '2026-04-01T00:00:00.000Z',
+        sinceText: '1 April 2026',
+        action: '/account/apps/long/withdraw',
+        scopes: [{ name: 'openid', description: 'Sign you in with your account' }],
+        apis: [],
+      },
+    ],
+  }],
+  'account-empty': ['account', 'Connected apps', {
+    brand: brandWithLogo,
+    signedIn: true,
+    account: { email: 'a.very.long.email.address.for.testing+veil@subdomain.example-company.com' },
+    csrf: 'x',
+    csrfField: 'csrf',
+    apps: [],
+  }],
+  'account-signed-out': ['account', 'Connected apps', { brand, signedIn: false }],
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -4,23 +4,39 @@
  * needs as arguments.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import { clientRateLimit, createTokenRateLimiter } from './abuse/client-throttle.js';
+import { LoginThrottle } from './abuse/login-throttle.js';
 import { AccountService } from './accounts/account-service.js';
+import { AuditLog } from './audit/audit-log.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { createAdminApp } from './admin/server.js';
 import { ClientService } from './clients/client-service.js';
 import type { VeilConfig } from './config.js';
-import { loadOrCreateCookieKeys, loadOrCreateSigningKeys } from './crypto/keys.js';
+import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from './admin/contract.js';
+import { loadOrCreateKeyRing, readKeyRing, type KeyRing } from './crypto/key-ring.js';
+import { KeyWatcher } from './crypto/key-watcher.js';
+import { jwksCacheHeaders } from './http/jwks-cache.js';
+import { loadOrCreateCookieKeys } from './crypto/keys.js';
+import { Envelope, loadMasterKeys } from './crypto/master-key.js';
+import { envelopeAtRest } from './store/at-rest.js';
 import { notFound } from './http/not-found.js';
+import { securityHeaders } from './http/security-headers.js';
 import { demoCallbackRoute } from './interactions/demo.js';
+import { accountRoutes } from './interactions/account-routes.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { buildConfiguration } from './oidc/configuration.js';
+import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
+import { readiness } from './observability/health.js';
 import { errorFields, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
 import { demoBanner, seedDemo, type DemoLogin } from './seed.js';
 import { AccountRepository } from './store/accounts.js';
+import { AuditEventRepository } from './store/audit-events.js';
 import { ClientRepository } from './store/clients.js';
 import { openDatabase, reachDatabase, type Database } from './store/database.js';
 import { GrantRepository } from './store/grants.js';
@@ -36,6 +52,7 @@ export interface Veil {
   database: Database;
   shortLived: ShortLivedStore;
   publicUrl: string;
+  /** Empty when this process serves no admin listener (`StartOptions.admin: false`). */
   adminUrl: string;
   demo: DemoLogin | undefined;
   close(): Promise<void>;
@@ -45,6 +62,8 @@ export interface StartOptions {
   logger: Logger;
   /** Where human-facing start-up text (the demo banner) goes; defaults to stdout. */
   print?: (text: string) => void;
+  /** Bind the admin listener (default true). Cluster mode serves it from one worker only. */
+  admin?: boolean;
 }
 
 export function describeUrl(url: string): string {
@@ -53,7 +72,7 @@ export function describeUrl(url: string): string {
   return u.toString();
 }
 
-async function listen(server: http.Server, host: string, port: number): Promise<string> {
+async function listen(server: http.Server | https.Server, host: string, port: number): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -63,17 +82,43 @@ async function listen(server: http.Server, host: string, port: number): Promise<
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+  const scheme = server instanceof https.Server ? 'https' : 'http';
+  return `${scheme}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
 }
 
-function closeServer(server: http.Server): Promise<void> {
+/**
+ * Graceful drain: stop accepting, close keep-alive connections as soon as they are idle (also
+ * those whose request finishes during the drain), let in-flight requests finish, and cut what is
+ * left when `timeoutMs` is up.
+ */
+function drainServer(server: http.Server | https.Server, timeoutMs: number, onDeadline: () => void): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearInterval(idle);
+      clearTimeout(deadline);
+      clearTimeout(giveUp);
+      resolve();
+    };
+    server.close(finish);
     server.closeIdleConnections();
+    const idle = setInterval(() => server.closeIdleConnections(), 100);
+    const deadline = setTimeout(() => {
+      onDeadline();
+      server.closeAllConnections();
+    }, timeoutMs);
+    // Sockets that never became HTTP connections (e.g. a TLS handshake left hanging) are not
+    // closed by closeAllConnections; do not wait for them forever.
+    const giveUp = setTimeout(finish, timeoutMs + 2000);
   });
 }
 
-export async function startVeil(config: VeilConfig, { logger, print = (t) => process.stdout.write(`${t}\n`) }: StartOptions): Promise<Veil> {
+export async function startVeil(
+  config: VeilConfig,
+  { logger, print = (t) => process.stdout.write(`${t}\n`), admin: serveAdmin = true }: StartOptions,
+): Promise<Veil> {
   const started = performance.now();
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -90,9 +135,13 @@ export async function startVeil(config: VeilConfig, { logger, print = (t) => pro
     }
     await reachDatabase(() => database.ping());
 
+    const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
+    if (master.created) logger.warn({ file: master.origin }, 'generated a development master key; production needs VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE');
+    const envelope = new Envelope(master.keys);
+
     const shortLived: ShortLivedStore =
       config.redis.kind === 'redis'
-        ? await RedisStore.connect({ url: config.redis.url, keyPrefix: config.redis.keyPrefix })
+        ? await RedisStore.connect({ url: config.redis.url, keyPrefix: config.redis.keyPrefix, atRest: envelopeAtRest(envelope) })
         : new MemoryStore();
     cleanups.push(() => shortLived.close());
 
@@ -104,82 +153,214 @@ export async function startVeil(config: VeilConfig, { logger, print = (t) => pro
       'stores in use',
     );
 
-    const { keys: signingKeys, created } = await loadOrCreateSigningKeys(config.keysDir);
-    if (created) logger.info({ keysDir: config.keysDir, kids: signingKeys.map((k) => k.kid) }, 'generated signing keys');
+    const keyRing = await loadOrCreateKeyRing(config.keysDir, envelope);
+    let signingKeys = keyRing.ring.signingJwks(envelope);
+    if (keyRing.created) logger.info({ keysDir: config.keysDir, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
+    if (keyRing.upgraded) logger.info({ keysDir: config.keysDir }, 'signing keys sealed under the master key (key ring format)');
     const cookieKeys = config.cookieKeys ?? (await loadOrCreateCookieKeys(config.keysDir));
 
     const prisma = database.prisma;
-    const accountRepo = new AccountRepository(prisma);
-    const clientRepo = new ClientRepository(prisma);
+    const accountRepo = new AccountRepository(prisma, envelope);
+    const clientRepo = new ClientRepository(prisma, envelope);
     const grantRepo = new GrantRepository(prisma);
     const resourceRepo = new ResourceServerRepository(prisma);
+    // The audit trail (PostgreSQL). Its helpers never throw; pass it to whatever records events.
+    const auditLog = new AuditLog(new AuditEventRepository(prisma), logger);
     const accounts = new AccountService(accountRepo, new PasswordHasher(config.argon2));
     const views = new Views(config.brand);
+    const bus = await createInvalidationBus(shortLived, config.redis.keyPrefix);
+    cleanups.push(() => bus.close());
+    const tokens = createTokenServices({ config, bus, shortLived, grants: grantRepo, resources: resourceRepo });
+    const metrics = new Metrics();
+    const throttleStore = shortLived instanceof RedisStore ? { client: shortLived.client, keyPrefix: config.redis.keyPrefix } : undefined;
+    const throttleFailed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
+    const loginThrottle = new LoginThrottle({ ...config.throttle.login, secret: cookieKeys[0]!, redis: throttleStore, onError: throttleFailed });
+    const tokenLimiter = createTokenRateLimiter(config.throttle.tokenPerClient);
 
-    const provider = new Provider(
-      config.issuer,
-      buildConfiguration({
-        config,
-        adapter: createAdapterFactory({ clients: clientRepo, grants: grantRepo, shortLived }),
-        findAccount: accounts.findAccount,
-        signingKeys,
-        cookieKeys,
+    let demo: DemoLogin | undefined;
+    if (config.seed) demo = await seedDemo({ issuer: config.issuer, accounts, accountRepo, clients: clientRepo });
+
+    // Everything that signs or verifies with Veil's keys is built per key set (oidc-provider reads
+    // its keys once); the adapter reaches the current sealer through this reference.
+    let keyBound = bindSigningKeys(tokens, { issuer: config.issuer, shortLived, signingKeys });
+    const adapter = createAdapterFactory({
+      clients: clientRepo,
+      grants: grantRepo,
+      shortLived,
+      bus,
+      sealer: { seal: (jti, payload) => keyBound.sealer.seal(jti, payload) },
+      revokedGrantTtl: tokens.revokedGrantTtl,
+    });
+
+    /** The public app for one set of signing keys; a rotation builds a new one and swaps it in. */
+    const buildProvider = (): Provider => {
+      const provider = new Provider(
+        config.issuer,
+        buildConfiguration({
+          config,
+          adapter,
+          findAccount: accounts.findAccount,
+          signingKeys,
+          cookieKeys,
+          grants: grantRepo,
+          registry: tokens.registry,
+          views,
+        }),
+      );
+      // TRUST_PROXY: Koa takes the scheme (so cookies get Secure) and host from X-Forwarded-Proto
+      // and -Host, and the client address from the last X-Forwarded-For entry: the one proxy in front.
+      provider.proxy = config.trustProxy;
+      if (config.trustProxy) provider.maxIpsCount = 1;
+      provider.on('server_error', (ctx, err) => {
+        logger.error({ err: errorFields(err), path: ctx.path }, 'server error');
+      });
+      metrics.countIssuedTokens(provider);
+      provider.use(metrics.httpMiddleware('public')); // first, so it times everything below
+      provider.use(securityHeaders(config.issuer));
+      provider.use(notFound(views));
+      if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));
+      provider.use(async (ctx, next) => {
+        if (ctx.path !== '/static/veil.css') return next();
+        ctx.set('Cache-Control', 'public, max-age=3600');
+        ctx.set('ETag', views.stylesheet.etag);
+        ctx.type = 'text/css';
+        if (ctx.get('if-none-match') === views.stylesheet.etag) {
+          ctx.status = 304;
+          return;
+        }
+        ctx.body = views.stylesheet.body;
+      });
+      provider.use(jwksCacheHeaders(config.keysReloadSeconds));
+      provider.use(clientRateLimit(tokenLimiter, throttleFailed));
+      for (const mw of interactionRoutes({ provider, accounts, resources: resourceRepo, views, logger, metrics, loginThrottle, audit: auditLog })) provider.use(mw);
+      for (const mw of accountRoutes({
+        provider,
+        issuer: config.issuer,
+        accounts,
         grants: grantRepo,
+        grantRevocation: tokens.grantRevocation,
         resources: resourceRepo,
         views,
-      }),
+        logger,
+        csrfSecret: cookieKeys[0]!,
+        audit: auditLog,
+      })) provider.use(mw);
+      mountTokenEndpoints(provider, tokens, keyBound, {
+        issuer: config.issuer,
+        shortLived,
+        grants: grantRepo,
+        onRevoked: (event) => {
+          logger.info({ event: 'token.revoked', ...event }, 'token revoked');
+          void auditLog.tokenRevoked(event.clientId, event.kind, event.grantId);
+        },
+      });
+      return provider;
+    };
+    let provider = buildProvider();
+    let handleRequest = provider.callback();
+
+    const clients = new ClientService(
+      clientRepo,
+      grantRepo,
+      (metadata) => provider.Client.validate(metadata),
+      async (identifier) => (await tokens.registry.find(identifier)) !== null,
+      bus,
     );
-    provider.on('server_error', (ctx, err) => {
-      logger.error({ err: errorFields(err), path: ctx.path }, 'server error');
-    });
 
-    const clients = new ClientService(clientRepo, grantRepo, (metadata) => provider.Client.validate(metadata));
-
-    provider.use(notFound(views));
-    let demo: DemoLogin | undefined;
-    if (config.seed) {
-      demo = await seedDemo({ issuer: config.issuer, accounts, accountRepo, clients: clientRepo });
-      provider.use(demoCallbackRoute(config.issuer, demo, views));
-    }
-
-    provider.use(async (ctx, next) => {
-      if (ctx.path !== '/static/veil.css') return next();
-      ctx.set('Cache-Control', 'public, max-age=3600');
-      ctx.set('ETag', views.stylesheet.etag);
-      ctx.type = 'text/css';
-      if (ctx.get('if-none-match') === views.stylesheet.etag) {
-        ctx.status = 304;
-        return;
+    // Rotated keys (this process's admin API, another process's, or the CLI on KEYS_DIR) are
+    // picked up without a restart: new key set -> new provider, swapped in for new requests.
+    let retireTimer: NodeJS.Timeout | undefined;
+    const reloadKeys = async () => {
+      const ring = await readKeyRing(config.keysDir);
+      if (!ring) return;
+      signingKeys = ring.signingJwks(envelope);
+      keyBound = bindSigningKeys(tokens, { issuer: config.issuer, shortLived, signingKeys });
+      provider = buildProvider();
+      handleRequest = provider.callback();
+      logger.info({ keys: ring.live().map((k) => `${k.alg}:${k.kid}:${k.status}`) }, 'signing keys loaded');
+      scheduleRetirement(ring);
+    };
+    // A retiring key leaves the JWKS when its date passes, with no file change to notice.
+    const scheduleRetirement = (ring: KeyRing) => {
+      clearTimeout(retireTimer);
+      const next = Math.min(...ring.live().filter((k) => k.retire_after).map((k) => Date.parse(k.retire_after!)));
+      if (Number.isFinite(next)) {
+        retireTimer = setTimeout(() => void keyWatcher.check(true), Math.min(Math.max(next - Date.now(), 0) + 1000, 2 ** 31 - 1));
+        retireTimer.unref();
       }
-      ctx.body = views.stylesheet.body;
+    };
+    const keyWatcher = await KeyWatcher.start({
+      keysDir: config.keysDir,
+      intervalSeconds: config.keysReloadSeconds,
+      bus,
+      reload: reloadKeys,
+      onError: (err) => logger.error({ err: errorFields(err) }, 'reloading signing keys failed; keeping the current ones'),
     });
-    for (const mw of interactionRoutes({ provider, accounts, resources: resourceRepo, views, logger })) provider.use(mw);
+    scheduleRetirement(keyRing.ring);
+    cleanups.push(async () => {
+      keyWatcher.stop();
+      clearTimeout(retireTimer);
+    });
 
-    const publicServer = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000 }, provider.callback());
+    const limits = { maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 15_000 };
+    const publicServer = config.tls
+      ? https.createServer({ ...limits, cert: config.tls.cert, key: config.tls.key }, (req, res) => handleRequest(req, res))
+      : http.createServer(limits, (req, res) => handleRequest(req, res));
     const publicUrl = await listen(publicServer, config.http.host, config.http.port);
-    cleanups.push(() => closeServer(publicServer));
+    // Both listeners drain side by side, before the stores below them are closed.
+    const listeners: Array<http.Server | https.Server> = [publicServer];
+    cleanups.push(async () => {
+      const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+      const onDeadline = () => logger.warn({ timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutdown deadline reached; closing connections still open');
+      await Promise.all(listeners.map((server) => drainServer(server, timeoutMs, onDeadline)));
+    });
 
     const adminApp = createAdminApp({
       token: config.admin.token,
       accounts,
       clients,
-      resources: resourceRepo,
+      registry: tokens.registry,
+      grants: grantRepo,
+      grantRevocation: tokens.grantRevocation,
       logger,
       defaultAccessTokenTtl: config.ttl.accessToken,
+      keys: {
+        keysDir: config.keysDir,
+        envelope,
+        graceSeconds: Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_ACCESS_TOKEN_TTL),
+        async changed() {
+          await keyWatcher.check(true);
+          await bus.publish('keys', '');
+        },
+      },
+      metrics,
+      audit: auditLog,
+      readiness: () =>
+        readiness({
+          pingDatabase: () => database.ping(),
+          pingShortLived: () => shortLived.ping(),
+          keysLoaded: () => signingKeys.length > 0,
+          embedded: { database: database.kind === 'pglite', shortLived: shortLived.kind === 'memory' },
+        }),
     });
-    const adminServer = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000 }, adminApp.callback());
-    const adminUrl = await listen(adminServer, config.admin.host, config.admin.port);
-    cleanups.push(() => closeServer(adminServer));
+    let adminUrl = '';
+    if (serveAdmin) {
+      const adminServer = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000 }, adminApp.callback());
+      adminUrl = await listen(adminServer, config.admin.host, config.admin.port);
+      listeners.push(adminServer);
+    }
 
     logger.info(
-      { issuer: config.issuer, public: publicUrl, admin: adminUrl, startupMs: Math.round(performance.now() - started) },
+      { issuer: config.issuer, public: publicUrl, admin: adminUrl || 'none', startupMs: Math.round(performance.now() - started) },
       'Veil is ready',
     );
     if (demo) print(demoBanner(demo));
 
     return {
       config,
-      provider,
+      get provider() {
+        return provider;
+      },
       database,
       shortLived,
       publicUrl,

@@ -7,6 +7,8 @@ import { z } from 'zod';
 import type { PublicAccount } from '../accounts/account-service.js';
 import type { CreateClientInput, CreatedClient as CreatedClientResult, PublicClient } from '../clients/client-service.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
+import type { AuditEventRecord } from '../store/audit-events.js';
+import { isAuditTypeFilter } from '../audit/event-types.js';
 
 const absoluteUri = z.string().refine((v) => {
   const url = URL.parse(v);
@@ -32,14 +34,27 @@ export const createClientBody = z.object({
   token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
   jwks_uri: z.string().optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+  resources: z.array(absoluteUri).max(50).optional(),
 }) satisfies z.ZodType<CreateClientInput>;
 
-export const createResourceBody = z.object({
-  identifier: absoluteUri,
-  name: z.string().min(1).max(200),
-  scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens')).max(100),
-  access_token_ttl: z.number().int().positive().max(86400).optional(),
-});
+/** The longest access-token lifetime a resource server may have (signing keys stay published that long after rotation). */
+export const MAX_RESOURCE_ACCESS_TOKEN_TTL = 86400;
+
+export const createResourceBody = z
+  .object({
+    identifier: absoluteUri,
+    name: z.string().min(1).max(200),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens')).max(100),
+    access_token_ttl: z.number().int().positive().max(MAX_RESOURCE_ACCESS_TOKEN_TTL).optional(),
+    /** The resource server's public encryption key (a JWK with kid) ... */
+    jwk: z.record(z.string(), z.unknown()).optional(),
+    /** ... or the URL of its JWK Set. */
+    jwks_uri: z.url({ protocol: /^https?$/ }).optional(),
+    alg: z.string().max(40).optional(),
+    enc: z.string().max(40).optional(),
+    claims: z.array(z.string().max(100)).max(20).optional(),
+  })
+  .refine((b) => Boolean(b.jwk) !== Boolean(b.jwks_uri), { message: 'give exactly one of jwk or jwks_uri' });
 
 export type CreateUserBody = z.infer<typeof createUserBody>;
 export type CreateClientBody = z.infer<typeof createClientBody>;
@@ -60,14 +75,107 @@ export interface Resource {
   name: string;
   scopes: string[];
   access_token_ttl: number;
+  jwk?: Record<string, unknown>;
+  jwks_uri?: string;
+  alg: string;
+  enc: string;
+  claims: string[];
+  introspection_client_id?: string;
+}
+
+/** Returned once, when the resource server is created: the secret is stored only as a hash. */
+export interface CreatedResource {
+  resource: Resource;
+  introspection_client_id: string;
+  introspection_client_secret: string;
 }
 
 export function toPublicResource(r: ResourceServerRecord): Resource {
-  return { identifier: r.identifier, name: r.name, scopes: r.scopes, access_token_ttl: r.accessTokenTtl };
+  return {
+    identifier: r.identifier,
+    name: r.name,
+    scopes: r.scopes,
+    access_token_ttl: r.accessTokenTtl,
+    ...(r.encryptionJwk ? { jwk: r.encryptionJwk } : {}),
+    ...(r.jwksUri ? { jwks_uri: r.jwksUri } : {}),
+    alg: r.encryptionAlg,
+    enc: r.encryptionEnc,
+    claims: r.claims,
+    ...(r.introspectionClientId ? { introspection_client_id: r.introspectionClientId } : {}),
+  };
+}
+
+/** A user's consent to a client (oidc-provider Grant), as admins see it. */
+export interface Consent {
+  grant_id: string;
+  client_id: string;
+  created_at: string;
+  expires_at: string;
 }
 
 /** Every error body: `{ error, error_description }`. */
 export interface ErrorBody {
   error: string;
   error_description: string;
+}
+
+/** The most events `GET /admin/audit` returns (`limit`), and how many when no limit is given. */
+export const AUDIT_LIMIT_MAX = 1000;
+export const AUDIT_LIMIT_DEFAULT = 100;
+
+const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+/** A date, or a date and time with seconds optional and a zone required (Z or ±hh:mm). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * A time bound of the audit query: an ISO 8601 time (`2026-11-23T00:00:00Z`, `2026-11-23` for
+ * midnight UTC) or a duration back from `now` (`90s`, `15m`, `1h`, `7d`, `2w`). Null if neither.
+ */
+export function parseTimeBound(value: string, now: number = Date.now()): Date | null {
+  const duration = /^(\d{1,9})([smhdw])$/.exec(value.trim());
+  if (duration) return new Date(now - Number(duration[1]) * DURATION_UNITS[duration[2]!]!);
+  if (!ISO_TIME.test(value.trim())) return null;
+  const ms = Date.parse(value.trim());
+  return Number.isNaN(ms) ? null : new Date(ms);
+}
+
+const TIME_BOUND_HINT = 'must be an ISO 8601 time with a zone (2026-11-23T00:00:00Z) or a duration (15m, 1h, 7d)';
+const timeBound = z
+  .string()
+  .max(64)
+  .transform((value, ctx) => {
+    const date = parseTimeBound(value);
+    if (!date) {
+      ctx.addIssue({ code: 'custom', message: TIME_BOUND_HINT });
+      return z.NEVER;
+    }
+    return date;
+  });
+
+/** Query string of `GET /admin/audit`. */
+export const auditQuery = z.object({
+  since: timeBound,
+  until: timeBound.optional(),
+  type: z.string().max(64).refine(isAuditTypeFilter, 'not an audit event type or category').optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(AUDIT_LIMIT_MAX))
+    .optional(),
+});
+
+/** One audit trail entry. No personal data beyond `account_id`. */
+export interface AuditEvent {
+  id: string;
+  at: string;
+  type: string;
+  account_id: string | null;
+  client_id: string | null;
+  actor: 'user' | 'admin' | 'client' | 'system';
+  details: Record<string, unknown>;
+}
+
+export function toPublicAuditEvent(e: AuditEventRecord): AuditEvent {
+  return { id: e.id, at: e.at.toISOString(), type: e.type, account_id: e.accountId, client_id: e.clientId, actor: e.actor, details: e.details };
 }

@@ -7,22 +7,40 @@ import { Router } from '@koa/router';
 import Koa, { type Context, type Next } from 'koa';
 import { errors } from 'oidc-provider';
 import type { z } from 'zod';
-import { createClientBody, createResourceBody, createUserBody, emailBody, toPublicResource } from './contract.js';
+import { AUDIT_LIMIT_DEFAULT, auditQuery, createClientBody, createResourceBody, createUserBody, emailBody, toPublicAuditEvent, toPublicResource, type Consent, type CreatedResource } from './contract.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { InvalidAccountInput, toPublicAccount, type AccountService } from '../accounts/account-service.js';
 import { InvalidClientInput, type ClientService } from '../clients/client-service.js';
 import { BadRequestBody, jsonBody } from '../http/body.js';
+import type { ReadinessReport } from '../observability/health.js';
 import { errorFields, type Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { DuplicateAccountError } from '../store/accounts.js';
-import type { ResourceServerRepository } from '../store/resource-servers.js';
+import { KeyFileError } from '../crypto/keys.js';
+import type { GrantRevocation } from '../oidc/grant-revocation.js';
+import { keysRoutes, type KeysRoutesDeps } from './keys-routes.js';
+import { DuplicateResourceServer, InvalidResourceServer, type ResourceServerRegistry } from '../resource-servers/registry.js';
+import type { GrantRepository } from '../store/grants.js';
 import { StoreUnavailableError } from '../store/errors.js';
+import { operationsRoutes } from './operations.js';
 
 export interface AdminDeps {
   token: string | undefined;
   accounts: AccountService;
   clients: ClientService;
-  resources: ResourceServerRepository;
+  registry: ResourceServerRegistry;
+  grants: GrantRepository;
+  grantRevocation: GrantRevocation;
   logger: Logger;
   defaultAccessTokenTtl: number;
+  /** Serves `GET /metrics` and times admin requests when given. */
+  metrics?: Metrics | undefined;
+  /** Serves `GET /readyz` when given. */
+  readiness?: (() => Promise<ReadinessReport>) | undefined;
+  /** Records admin changes and serves `GET /admin/audit` when given. */
+  audit?: AuditLog | undefined;
+  /** Serves the signing-key lifecycle under /admin/keys when given. */
+  keys?: Pick<KeysRoutesDeps, 'keysDir' | 'envelope' | 'graceSeconds' | 'changed'> | undefined;
 }
 
 class AdminError extends Error {
@@ -52,6 +70,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
   const router = new Router();
   const json = jsonBody();
 
+  if (deps.metrics) app.use(deps.metrics.httpMiddleware('admin'));
   app.use(async (ctx: Context, next: Next) => {
     try {
       await next();
@@ -69,10 +88,10 @@ export function createAdminApp(deps: AdminDeps): Koa {
       } else if (err instanceof errors.InvalidClientMetadata) {
         status = 400;
         body = { error: 'invalid_client_metadata', error_description: e.error_description ?? e.message ?? '' };
-      } else if (err instanceof InvalidAccountInput || err instanceof InvalidClientInput) {
+      } else if (err instanceof InvalidAccountInput || err instanceof InvalidClientInput || err instanceof InvalidResourceServer || err instanceof KeyFileError) {
         status = 400;
         body = { error: 'invalid_request', error_description: err.message };
-      } else if (err instanceof DuplicateAccountError) {
+      } else if (err instanceof DuplicateAccountError || err instanceof DuplicateResourceServer) {
         status = 409;
         body = { error: 'conflict', error_description: err.message };
       } else if (err instanceof StoreUnavailableError) {
@@ -94,6 +113,8 @@ export function createAdminApp(deps: AdminDeps): Koa {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  // Probes and scrapers carry no admin token: mounted outside the /admin guard.
+  app.use(operationsRoutes(deps));
 
   // Everything under /admin requires the token when one is configured.
   router.use('/admin', async (ctx, next) => {
@@ -116,6 +137,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
     const body = parse(createUserBody, ctx.request.body);
     const user = await deps.accounts.create({ email: body.email, password: body.password, name: body.name, emailVerified: body.email_verified });
     deps.logger.info({ event: 'user.created', accountId: user.id }, 'user created');
+    await deps.audit?.userCreated(user.id);
     ctx.status = 201;
     ctx.body = { user: toPublicAccount(user) };
   });
@@ -126,6 +148,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
       const user = await deps.accounts.setDisabled(email, disabled);
       if (!user) throw new AdminError(404, 'not_found', 'no user with this email');
       deps.logger.info({ event: `user.${action}d`, accountId: user.id }, `user ${action}d`);
+      await (disabled ? deps.audit?.userDisabled(user.id) : deps.audit?.userEnabled(user.id));
       ctx.body = { user: toPublicAccount(user) };
     });
   }
@@ -138,6 +161,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
     const body = parse(createClientBody, ctx.request.body);
     const created = await deps.clients.create(body);
     deps.logger.info({ event: 'client.created', clientId: created.client.client_id }, 'client created');
+    await deps.audit?.clientCreated(created.client.client_id, { grantTypes: created.client.grant_types, authMethod: created.client.token_endpoint_auth_method });
     ctx.status = 201;
     ctx.body = created;
   });
@@ -145,31 +169,79 @@ export function createAdminApp(deps: AdminDeps): Koa {
   router.delete('/admin/clients/:clientId', async (ctx) => {
     if (!(await deps.clients.delete(ctx.params.clientId!))) throw new AdminError(404, 'not_found', 'no such client');
     deps.logger.info({ event: 'client.deleted', clientId: ctx.params.clientId }, 'client deleted');
+    await deps.audit?.clientDeleted(ctx.params.clientId!);
     ctx.status = 204;
   });
 
   router.get('/admin/resources', async (ctx) => {
-    ctx.body = { resources: (await deps.resources.list()).map(toPublicResource) };
+    ctx.body = { resources: (await deps.registry.list()).map(toPublicResource) };
   });
 
   router.post('/admin/resources', json, async (ctx) => {
     const body = parse(createResourceBody, ctx.request.body);
-    if (await deps.resources.find(body.identifier)) throw new AdminError(409, 'conflict', 'a resource server with this identifier exists');
-    const record = await deps.resources.create({
+    const { record, credentials } = await deps.registry.register({
       identifier: body.identifier,
       name: body.name,
-      scopes: [...new Set(body.scopes)],
+      scopes: body.scopes,
       accessTokenTtl: body.access_token_ttl ?? deps.defaultAccessTokenTtl,
+      jwk: body.jwk,
+      jwksUri: body.jwks_uri,
+      alg: body.alg,
+      enc: body.enc,
+      claims: body.claims,
     });
     deps.logger.info({ event: 'resource.created', identifier: record.identifier }, 'resource server created');
+    await deps.audit?.resourceCreated(record.identifier, credentials.introspection_client_id);
     ctx.status = 201;
-    ctx.body = { resource: toPublicResource(record) };
+    ctx.body = { resource: toPublicResource(record), ...credentials } satisfies CreatedResource;
   });
 
   router.delete('/admin/resources/:identifier', async (ctx) => {
-    if (!(await deps.resources.delete(ctx.params.identifier!))) throw new AdminError(404, 'not_found', 'no such resource server');
+    if (!(await deps.registry.delete(ctx.params.identifier!))) throw new AdminError(404, 'not_found', 'no such resource server');
     deps.logger.info({ event: 'resource.deleted', identifier: ctx.params.identifier }, 'resource server deleted');
+    await deps.audit?.resourceDeleted(ctx.params.identifier!);
     ctx.status = 204;
+  });
+
+  if (deps.keys) {
+    router.use(
+      keysRoutes({
+        ...deps.keys,
+        badRequest: (message) => new AdminError(400, 'invalid_request', message),
+        onRotated: (key) => {
+          deps.logger.info({ event: 'key.rotated', kid: key.kid, alg: key.alg }, 'signing key rotated');
+          void deps.audit?.keyRotated(key.kid, key.alg, 'admin');
+        },
+        onRetired: (kid) => {
+          deps.logger.info({ event: 'key.retired', kid }, 'signing key retired');
+          void deps.audit?.keyRetired(kid, 'admin');
+        },
+      }),
+    );
+  }
+
+  // Consents (oidc-provider grants) of one user; withdrawing one ends every token issued under it.
+  router.get('/admin/users/:id/consents', async (ctx) => {
+    const grants = await deps.grants.listFor(ctx.params.id!);
+    ctx.body = {
+      consents: grants.map((g): Consent => ({ grant_id: g.id, client_id: g.clientId, created_at: g.createdAt.toISOString(), expires_at: g.expiresAt.toISOString() })),
+    };
+  });
+
+  router.delete('/admin/users/:id/consents/:clientId', async (ctx) => {
+    const withdrawn = await deps.grantRevocation.withdraw(ctx.params.id!, ctx.params.clientId!);
+    if (!withdrawn) throw new AdminError(404, 'not_found', 'no consent of this user to this client');
+    deps.logger.info({ event: 'consent.withdrawn', accountId: ctx.params.id, clientId: ctx.params.clientId }, 'consent withdrawn');
+    await deps.audit?.consentWithdrawn(ctx.params.id!, ctx.params.clientId!, 'admin');
+    ctx.status = 204;
+  });
+
+  // The audit trail, newest first (docs/ADMIN_API.md).
+  router.get('/admin/audit', async (ctx) => {
+    if (!deps.audit) throw new AdminError(404, 'not_found', 'the audit trail is not enabled');
+    const q = parse(auditQuery, ctx.query);
+    const events = await deps.audit.list({ since: q.since, until: q.until, type: q.type, limit: q.limit ?? AUDIT_LIMIT_DEFAULT });
+    ctx.body = { events: events.map(toPublicAuditEvent) };
   });
 
   app.use(router.routes());

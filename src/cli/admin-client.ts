@@ -5,15 +5,19 @@
  */
 
 export type {
+  AuditEvent,
   Client,
   CreateClientRequest as CreateClientBody,
   CreatedClient,
+  CreatedResource,
   CreateResourceBody,
   CreateUserBody,
   Resource,
   User,
 } from '../admin/contract.js';
-import type { Client, CreateClientRequest as CreateClientBody, CreatedClient, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
+import type { AuditEvent, Client, CreateClientRequest as CreateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
+
+import type { PublicKeyInfo } from '../admin/keys-routes.js';
 
 /** The server answered with a non-2xx status; fields mirror the API's error body. */
 export class AdminApiError extends Error {
@@ -37,6 +41,13 @@ export class AdminUnreachableError extends Error {
   ) {
     super(message);
   }
+}
+
+export interface AuditQuery {
+  since: string;
+  until?: string | undefined;
+  type?: string | undefined;
+  limit?: number | undefined;
 }
 
 export interface AdminClientOptions {
@@ -112,12 +123,31 @@ export class AdminClient {
     await this.request('DELETE', `/admin/clients/${encodeURIComponent(clientId)}`);
   }
 
+  async listKeys(): Promise<PublicKeyInfo[]> {
+    return field<PublicKeyInfo[]>(await this.request('GET', '/admin/keys'), 'keys');
+  }
+
+  async rotateKeys(algs?: string[]): Promise<{ activated: PublicKeyInfo[]; keys: PublicKeyInfo[] }> {
+    const res = await this.request('POST', '/admin/keys/rotate', algs?.length ? { algs } : {});
+    return { activated: field<PublicKeyInfo[]>(res, 'activated'), keys: field<PublicKeyInfo[]>(res, 'keys') };
+  }
+
+  async retireKey(kid: string, force: boolean): Promise<PublicKeyInfo[]> {
+    return field<PublicKeyInfo[]>(await this.request('POST', `/admin/keys/${encodeURIComponent(kid)}/retire`, { force }), 'keys');
+  }
+
   async listResources(): Promise<Resource[]> {
     return field<Resource[]>(await this.request('GET', '/admin/resources'), 'resources');
   }
 
-  async createResource(body: CreateResourceBody): Promise<Resource> {
-    return field<Resource>(await this.request('POST', '/admin/resources', body), 'resource');
+  async createResource(body: CreateResourceBody): Promise<CreatedResource> {
+    const res = await this.request('POST', '/admin/resources', body);
+    const resource = field<Resource>(res, 'resource');
+    return {
+      resource,
+      introspection_client_id: field<string>(res, 'introspection_client_id'),
+      introspection_client_secret: field<string>(res, 'introspection_client_secret'),
+    };
   }
 
   async deleteResource(identifier: string): Promise<void> {
@@ -125,10 +155,20 @@ export class AdminClient {
     await this.request('DELETE', `/admin/resources/${encodeURIComponent(identifier)}`);
   }
 
+  /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */
+  async listAuditEvents(query: AuditQuery): Promise<AuditEvent[]> {
+    const params: Record<string, string> = { since: query.since };
+    if (query.until !== undefined) params.until = query.until;
+    if (query.type !== undefined) params.type = query.type;
+    if (query.limit !== undefined) params.limit = String(query.limit);
+    return field<AuditEvent[]>(await this.request('GET', '/admin/audit', undefined, params), 'events');
+  }
+
   /** One request; resolves to the parsed JSON body (undefined for 204), throws the typed errors. */
-  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+  private async request(method: string, path: string, body?: unknown, query?: Record<string, string>): Promise<unknown> {
     const url = new URL(this.base.href);
     url.pathname = this.basePath + path;
+    if (query) url.search = new URLSearchParams(query).toString();
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;

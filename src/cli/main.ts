@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { registerAudit } from './commands/audit.js';
 import { registerClients } from './commands/clients.js';
+import { registerKeys } from './commands/keys.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerResources } from './commands/resources.js';
 import { registerUsers } from './commands/users.js';
@@ -58,6 +60,8 @@ export function buildProgram(io: CliIo): Command {
   registerUsers(program, ctx);
   registerClients(program, ctx);
   registerResources(program, ctx);
+  registerAudit(program, ctx);
+  registerKeys(program, ctx);
   registerMigrate(program, ctx);
   return program;
 }

@@ -6,9 +6,12 @@
 import { Router } from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors, type InteractionResults, type Provider } from 'oidc-provider';
+import type { LoginThrottle } from '../abuse/login-throttle.js';
 import type { AccountService } from '../accounts/account-service.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { BadRequestBody, formBody } from '../http/body.js';
 import { errorFields, type Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
@@ -20,6 +23,12 @@ export interface InteractionDeps {
   resources: ResourceServerRepository;
   views: Views;
   logger: Logger;
+  /** Asked before every password check; a lock answers exactly like a wrong password. */
+  loginThrottle: LoginThrottle;
+  /** Counts sign-in outcomes (`veil_logins_total`). */
+  metrics?: Metrics | undefined;
+  /** Records sign-ins and consents in the audit trail (never fails the request). */
+  audit?: AuditLog | undefined;
 }
 
 const LOGIN_FAILED = 'Invalid email or password.';
@@ -100,13 +109,26 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (details.prompt.name !== 'login') throw new errors.InvalidRequest('this sign-in step is already complete');
     const body = (ctx.request.body ?? {}) as FormBody;
     const email = field(body, 'email').trim();
-    const accountId = await deps.accounts.authenticate(email, field(body, 'password'));
+    const throttle = await deps.loginThrottle.check(email, ctx.ip);
+    const accountId = throttle.allowed ? await deps.accounts.authenticate(email, field(body, 'password')) : undefined;
     if (!accountId) {
       const client = await clientView(String(details.params.client_id));
+      if (!throttle.allowed) {
+        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope, ip: ctx.ip }, 'login refused: locked');
+        await deps.audit?.loginLocked(String(details.params.client_id), throttle.scope);
+      } else {
+        const locked = await deps.loginThrottle.recordFailure(email, ctx.ip);
+        if (locked.length) deps.logger.warn({ event: 'login.locked', scopes: locked, ip: ctx.ip }, 'login locked after repeated failures');
+        await deps.audit?.loginFailed(String(details.params.client_id), locked);
+      }
       deps.logger.info({ event: 'login.failed', interaction: details.uid }, 'login failed');
+      deps.metrics?.login(throttle.allowed ? 'failure' : 'locked');
       return loginPage(ctx, details.uid, client, { email: email.slice(0, 320), error: LOGIN_FAILED }, 401);
     }
+    await deps.loginThrottle.recordSuccess(email, ctx.ip);
     deps.logger.info({ event: 'login.succeeded', accountId }, 'login succeeded');
+    await deps.audit?.loginSucceeded(accountId, String(details.params.client_id));
+    deps.metrics?.login('success');
     await finish(ctx, { login: { accountId } }, false);
   });
 
@@ -129,6 +151,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     const grantId = await grant.save();
     deps.logger.info({ event: 'consent.granted', accountId, clientId }, 'consent granted');
+    await deps.audit?.consentGranted(accountId, clientId, { grantId, scopes: missingOIDCScope ?? [], claims: missingOIDCClaims, resources: missingResourceScopes ?? {} });
     await finish(ctx, { consent: details.grantId ? {} : { grantId } }, true);
   });
 

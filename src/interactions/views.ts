@@ -20,7 +20,7 @@ export const PAGE_SECURITY_HEADERS: Record<string, string> = {
   'Cache-Control': 'no-store',
 };
 
-export type PageName = 'login' | 'consent' | 'logout' | 'logged-out' | 'error' | 'demo-callback';
+export type PageName = 'login' | 'consent' | 'logout' | 'logged-out' | 'error' | 'demo-callback' | 'account';
 
 export class Views {
   readonly #eta = new Eta({ views: VIEWS_DIR, autoEscape: true, cache: true, autoTrim: false });

@@ -3,12 +3,16 @@
  * creates a user and a client against a running server, and that client completes a flow.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { launchBrowser } from '../helpers/browser.js';
 import { loginAndConsent, oidc, relyingParty } from '../helpers/flows.js';
 import { startCallbackServer } from '../helpers/net.js';
+import { tokenRequest } from '../helpers/http-flow.js';
 import { runCli } from '../helpers/process.js';
+import { generateEncryptionKey, openSealed } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -99,18 +103,47 @@ describe('veil CLI against a running server', () => {
     assert.equal((JSON.parse(again.stderr) as { error: string }).error, 'not_found');
   });
 
-  test('creates, lists and deletes resource servers', async () => {
+  test('creates (with its encryption key), lists and deletes resource servers; a client may be allowed one', async () => {
+    const { publicJwk, privateKey } = await generateEncryptionKey('ec');
+    const jwkFile = path.join(veil.tmpDir, 'ledger-key.json');
+    await fs.writeFile(jwkFile, JSON.stringify(publicJwk));
+    const noKey = await runCli(['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'Ledger', '--scope', 'read', '--json'], { env });
+    assert.equal(noKey.code, 1);
+    assert.match(noKey.stderr, /--jwk-file FILE or --jwks-uri URL/);
+
     const made = await runCli(
-      ['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'Ledger', '--scope', 'read  write', '--access-token-ttl', '120', '--json'],
+      ['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'Ledger', '--scope', 'read  write', '--access-token-ttl', '120', '--jwk-file', jwkFile, '--claims', 'email', '--json'],
       { env },
     );
     assert.equal(made.code, 0, made.stderr);
-    assert.deepEqual(JSON.parse(made.stdout), { identifier: 'https://api.example.com/ledger', name: 'Ledger', scopes: ['read', 'write'], access_token_ttl: 120 });
-    const duplicate = await runCli(['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'x', '--scope', 'a', '--json'], { env });
+    const created = JSON.parse(made.stdout) as { resource: Record<string, unknown>; introspection_client_id: string; introspection_client_secret: string };
+    assert.deepEqual(created.resource, {
+      identifier: 'https://api.example.com/ledger',
+      name: 'Ledger',
+      scopes: ['read', 'write'],
+      access_token_ttl: 120,
+      jwk: publicJwk,
+      alg: 'ECDH-ES+A256KW',
+      enc: 'A256GCM',
+      claims: ['email'],
+      introspection_client_id: created.introspection_client_id,
+    });
+    assert.match(created.introspection_client_secret, /^[A-Za-z0-9_-]{43}$/);
+
+    const duplicate = await runCli(['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'x', '--scope', 'a', '--jwk-file', jwkFile, '--json'], { env });
     assert.equal(duplicate.code, 1);
     assert.equal((JSON.parse(duplicate.stderr) as { error: string }).error, 'conflict');
     const listed = await runCli(['resources', 'list', '--json'], { env });
     assert.deepEqual((JSON.parse(listed.stdout) as { resources: { identifier: string }[] }).resources.map((r) => r.identifier), ['https://api.example.com/ledger']);
+
+    // A client allowed that audience gets a token only the ledger's key opens.
+    const client = await runCli(['clients', 'create', '--name', 'ledger-sync', '--grant-type', 'client_credentials', '--resource', 'https://api.example.com/ledger', '--json'], { env });
+    assert.equal(client.code, 0, client.stderr);
+    const { client_id, client_secret } = JSON.parse(client.stdout) as { client_id: string; client_secret: string };
+    const token = await tokenRequest({ issuer: veil.issuer, clientId: client_id, clientSecret: client_secret, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: 'https://api.example.com/ledger' });
+    assert.equal(token.status, 200, JSON.stringify(token.body));
+    await openSealed(token.body.access_token!, privateKey, veil.issuer, 'https://api.example.com/ledger');
+
     const deleted = await runCli(['resources', 'delete', 'https://api.example.com/ledger', '--json'], { env });
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal(await veil.database.prisma.resourceServer.count(), 0);
@@ -140,5 +173,26 @@ describe('veil CLI against a running server', () => {
     } finally {
       await fresh.cleanup();
     }
+  });
+
+  test('audit --since 1h --json lists what was done, newest first, without personal data', async () => {
+    const res = await runCli(['audit', '--since', '1h', '--json'], { env });
+    assert.equal(res.code, 0, res.stderr);
+    const { events } = JSON.parse(res.stdout) as { events: { type: string; at: string; actor: string; account_id: string | null }[] };
+    const types = events.map((e) => e.type);
+    for (const type of ['user.created', 'user.disabled', 'user.enabled', 'client.created', 'client.deleted', 'login.succeeded', 'consent.granted']) {
+      assert.ok(types.includes(type), `${type} in ${types.join(', ')}`);
+    }
+    const times = events.map((e) => Date.parse(e.at));
+    assert.deepEqual(times, [...times].sort((a, b) => b - a));
+    assert.doesNotMatch(res.stdout, /grace@example\.com|Grace Hopper/);
+
+    const filtered = await runCli(['audit', '--since', new Date(Date.now() - 3_600_000).toISOString(), '--type', 'user.created', '--limit', '1', '--json'], { env });
+    assert.equal(filtered.code, 0, filtered.stderr);
+    assert.deepEqual((JSON.parse(filtered.stdout) as { events: { type: string }[] }).events.map((e) => e.type), ['user.created']);
+
+    const bad = await runCli(['audit', '--since', 'last tuesday', '--json'], { env });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /ISO 8601/);
   });
 });

@@ -4,6 +4,7 @@
  */
 import * as oidc from 'openid-client';
 import type { BrowserContext, Page } from 'playwright-core';
+import { rememberFields, rememberSecret, rememberTokens } from './secrets.js';
 
 export interface RelyingParty {
   config: oidc.Configuration;
@@ -11,10 +12,20 @@ export interface RelyingParty {
 }
 
 export async function relyingParty(issuer: string, clientId: string, clientSecret: string | undefined, redirectUri: string): Promise<RelyingParty> {
+  rememberSecret(clientSecret, 'client secret');
   const auth = clientSecret ? oidc.ClientSecretBasic(clientSecret) : oidc.None();
   const config = await oidc.discovery(new URL(issuer), clientId, undefined, auth, { execute: [oidc.allowInsecureRequests] });
+  config[oidc.customFetch] = rememberingFetch;
   return { config, redirectUri };
 }
+
+/** openid-client's fetch for the relying party: the codes and tokens it sends, and the tokens it gets, are remembered. */
+const rememberingFetch: oidc.CustomFetch = async (url, options) => {
+  if (options.body instanceof URLSearchParams) rememberFields(Object.fromEntries(options.body), ['code', 'code_verifier', 'refresh_token', 'token', 'client_secret']);
+  const res = await fetch(url, options);
+  if (res.headers.get('content-type')?.includes('json')) rememberTokens(await res.clone().json().catch(() => undefined));
+  return res;
+};
 
 export interface AuthorizationAttempt {
   url: URL;
@@ -25,6 +36,7 @@ export interface AuthorizationAttempt {
 
 export async function authorizationRequest(rp: RelyingParty, params: Record<string, string> = {}): Promise<AuthorizationAttempt> {
   const codeVerifier = oidc.randomPKCECodeVerifier();
+  rememberSecret(codeVerifier, 'PKCE verifier');
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
   const url = oidc.buildAuthorizationUrl(rp.config, {
@@ -40,6 +52,7 @@ export async function authorizationRequest(rp: RelyingParty, params: Record<stri
 }
 
 export async function signIn(page: Page, email: string, password: string): Promise<void> {
+  rememberFields({ email, password }, ['email', 'password']);
   await page.getByLabel(/email/i).fill(email);
   await page.getByLabel(/password/i).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -48,7 +61,9 @@ export async function signIn(page: Page, email: string, password: string): Promi
 /** Waits until the browser has been sent back to the relying party and returns that URL. */
 export async function waitForCallback(page: Page, redirectUri: string): Promise<URL> {
   await page.waitForURL((u) => u.toString().startsWith(redirectUri), { timeout: 15_000 });
-  return new URL(page.url());
+  const callback = new URL(page.url());
+  rememberSecret(callback.searchParams.get('code'), 'authorization code');
+  return callback;
 }
 
 /** Full interactive login + consent; returns the tokens. */

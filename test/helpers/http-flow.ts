@@ -3,6 +3,7 @@
  * for tests that need many grants quickly. The browser-driven flow lives in flows.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { rememberFields, rememberSecret, rememberTokens } from './secrets.js';
 
 export interface HttpFlowClient {
   issuer: string;
@@ -11,7 +12,8 @@ export interface HttpFlowClient {
   redirectUri: string;
 }
 
-class CookieJar {
+/** The cookies a browser would keep (no expiry handling); `header()` for the next request. */
+export class CookieJar {
   readonly #cookies = new Map<string, string>();
   store(res: Response) {
     for (const c of res.headers.getSetCookie()) {
@@ -30,8 +32,9 @@ export async function httpAuthorizationCodeFlow(
   client: HttpFlowClient,
   user: { email: string; password: string },
   scope = 'openid offline_access',
+  extra: Record<string, string> = {},
 ) {
-  const { code, verifier } = await httpAuthorize(client, user, scope);
+  const { code, verifier } = await httpAuthorize(client, user, scope, extra);
   return exchange(client, code, verifier);
 }
 
@@ -40,9 +43,23 @@ export async function httpAuthorize(
   client: HttpFlowClient,
   user: { email: string; password: string },
   scope = 'openid offline_access',
+  /** More authorization request parameters, e.g. `resource`. */
+  extra: Record<string, string> = {},
 ): Promise<{ code: string; verifier: string }> {
-  const jar = new CookieJar();
+  return httpAuthorizeIn(new CookieJar(), client, user, scope, extra);
+}
+
+/** Like `httpAuthorize`, in the caller's cookie jar: the browser session outlives the flow. */
+export async function httpAuthorizeIn(
+  jar: CookieJar,
+  client: HttpFlowClient,
+  user: { email: string; password: string },
+  scope = 'openid offline_access',
+  extra: Record<string, string> = {},
+): Promise<{ code: string; verifier: string }> {
+  rememberFields(user, ['email', 'password']);
   const verifier = randomBytes(32).toString('base64url');
+  rememberSecret(verifier, 'PKCE verifier');
   const authorize = new URL(`${client.issuer}/auth`);
   authorize.search = new URLSearchParams({
     client_id: client.clientId,
@@ -52,6 +69,7 @@ export async function httpAuthorize(
     redirect_uri: client.redirectUri,
     code_challenge: createHash('sha256').update(verifier).digest('base64url'),
     code_challenge_method: 'S256',
+    ...extra,
   }).toString();
 
   let url = authorize.toString();
@@ -59,6 +77,7 @@ export async function httpAuthorize(
     if (url.startsWith(client.redirectUri)) {
       const code = new URL(url).searchParams.get('code');
       if (!code) throw new Error(`no code in ${url}`);
+      rememberSecret(code, 'authorization code');
       return { code, verifier };
     }
     const res = await fetch(url, { headers: { cookie: jar.header() }, redirect: 'manual' });
@@ -86,6 +105,7 @@ export async function httpAuthorize(
 }
 
 function tokenHeaders(client: HttpFlowClient): Record<string, string> {
+  rememberSecret(client.clientSecret, 'client secret');
   return {
     'content-type': 'application/x-www-form-urlencoded',
     ...(client.clientSecret ? { authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}` } : {}),
@@ -93,12 +113,15 @@ function tokenHeaders(client: HttpFlowClient): Record<string, string> {
 }
 
 export async function tokenRequest(client: HttpFlowClient, params: Record<string, string>) {
+  rememberFields(params, ['code', 'code_verifier', 'refresh_token', 'client_secret', 'subject_token', 'assertion']);
   const res = await fetch(`${client.issuer}/token`, {
     method: 'POST',
     headers: tokenHeaders(client),
     body: new URLSearchParams({ ...(client.clientSecret ? {} : { client_id: client.clientId }), ...params }).toString(),
   });
-  return { status: res.status, body: (await res.json()) as Record<string, string> };
+  const body = (await res.json()) as Record<string, string>;
+  rememberTokens(body);
+  return { status: res.status, body };
 }
 
 export async function exchange(client: HttpFlowClient, code: string, verifier: string) {
@@ -126,6 +149,7 @@ export async function startLoginInteraction(issuer: string, clientId: string, re
 
 /** Posts the login form of an interaction; resolves with the response and its latency. */
 export async function postLogin(issuer: string, interaction: { path: string; cookie: string }, email: string, password: string) {
+  rememberFields({ email, password }, ['email', 'password']);
   const started = performance.now();
   const res = await fetch(`${issuer}${interaction.path}/login`, {
     method: 'POST',

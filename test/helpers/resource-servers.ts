@@ -1,5 +1,6 @@
 /** A test resource server: its own key pair, registered with Veil, able to open its sealed tokens. */
 import { calculateJwkThumbprint, compactDecrypt, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK } from 'jose';
+import { rememberSecret } from './secrets.js';
 import type { TestVeil } from './veil.js';
 
 export interface TestResourceServer {
@@ -45,6 +46,8 @@ export async function openSealed(token: string, privateKey: CryptoKey, issuer: s
 }
 
 export async function introspect(issuer: string, credentials: { id: string; secret: string }, token: string, extra: Record<string, string> = {}) {
+  rememberSecret(credentials.secret, 'introspection client secret');
+  rememberSecret(token, 'introspected token');
   const res = await fetch(`${issuer}/token/introspection`, {
     method: 'POST',
     headers: {
@@ -57,6 +60,8 @@ export async function introspect(issuer: string, credentials: { id: string; secr
 }
 
 export async function revoke(issuer: string, credentials: { id: string; secret: string }, token: string) {
+  rememberSecret(credentials.secret, 'client secret');
+  rememberSecret(token, 'revoked token');
   const res = await fetch(`${issuer}/token/revocation`, {
     method: 'POST',
     headers: {

@@ -7,6 +7,7 @@ import { startVeil, type Veil } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { freePort } from './net.js';
+import { assertNoSecretsLogged, rememberFields, rememberSecret } from './secrets.js';
 import type { TestStores } from './stores.js';
 
 export interface TestVeil extends Veil {
@@ -47,6 +48,8 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
     logs,
     tmpDir,
     async admin<T>(method: string, p: string, body?: unknown) {
+      rememberSecret(config.admin.token, 'admin token');
+      rememberFields(body, ['password', 'client_secret', 'introspection_client_secret', 'email']);
       const res = await fetch(`${veil.adminUrl}${p}`, {
         method,
         headers: {
@@ -56,11 +59,26 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
       const text = await res.text();
-      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+      const parsed = (text ? JSON.parse(text) : undefined) as T;
+      rememberFields(parsed, ['password', 'client_secret', 'introspection_client_secret']);
+      return { status: res.status, body: parsed };
     },
+    /** Stops Veil, then fails if any secret the helpers saw in this process reached its logs (whatever LOG_LEVEL). */
     async stop() {
-      await veil.close();
-      await fs.rm(tmpDir, { recursive: true, force: true });
+      try {
+        await veil.close();
+        await fs.rm(tmpDir, { recursive: true, force: true });
+      } finally {
+        // After close(), so the shutdown's own lines are checked too.
+        try {
+          assertNoSecretsLogged(logs);
+        } catch (leak) {
+          // The throw skips the rest of the caller's `after` (its store cleanup); don't let
+          // connections left open keep the failed test file running forever.
+          setTimeout(() => process.exit(1), 60_000).unref();
+          throw leak;
+        }
+      }
     },
   });
 }
