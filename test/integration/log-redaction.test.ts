@@ -136,7 +136,8 @@ describe('error paths that log leave no secret in the logs (LOG_LEVEL debug)', (
     try {
       const created = await veil.admin<{ error: string }>('POST', '/admin/users', { email: 'redaction.new@example.com', password: 'a brand new password' });
       assert.equal(created.status, 503);
-      const res = await postLogin(veil.issuer, interaction, user.email, user.password);
+      // An account no earlier test has locked; the password check needs PostgreSQL.
+      const res = await postLogin(veil.issuer, interaction, 'redaction.outage@example.com', 'an outage-time password');
       assert.equal(res.status, 503);
     } finally {
       pgProxy.restore();
