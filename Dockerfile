@@ -52,7 +52,7 @@ ENV HOST=0.0.0.0 \
     VEIL_DATA_DIR=/var/lib/veil/data
 
 # Application files stay owned by root (read-only to the server). Only /var/lib/veil is the
-# node user's: signing/cookie keys (mode 0600) and, without DATABASE_URL, the PGlite data.
+# node user's: signing/cookie keys and a development master key (mode 0600) and, without DATABASE_URL, the PGlite data.
 RUN mkdir -p /var/lib/veil/keys /var/lib/veil/data \
  && chown -R node:node /var/lib/veil \
  && chmod 700 /var/lib/veil/keys

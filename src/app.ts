@@ -249,6 +249,7 @@ export async function startVeil(
         issuer: config.issuer,
         shortLived,
         grants: grantRepo,
+        accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
         onRevoked: (event) => {
           logger.info({ event: 'token.revoked', ...event }, 'token revoked');
           void auditLog.tokenRevoked(event.clientId, event.kind, event.grantId);

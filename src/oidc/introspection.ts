@@ -12,11 +12,18 @@ import { toEndpointError } from './endpoint-errors.js';
 import { EndpointError, INTROSPECTION_PATH, sendEndpointError, type Caller, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
 
+/** Whether the parties a token names still stand (a deleted client, a disabled account end it). */
+export interface Liveness {
+  grants: GrantRepository;
+  clientExists(clientId: string): Promise<boolean>;
+  accountActive(accountId: string): Promise<boolean>;
+}
+
 export interface IntrospectionDeps {
   issuer: string;
   callers: CallerAuthenticator;
   tokens: TokenLookup;
-  grants: GrantRepository;
+  liveness: Liveness;
 }
 
 export function mayIntrospect(caller: Caller, token: FoundToken): boolean {
@@ -24,15 +31,20 @@ export function mayIntrospect(caller: Caller, token: FoundToken): boolean {
   return token.payload.clientId === caller.client.clientId;
 }
 
-/** Whether the token is live: not revoked, not expired, not consumed, and its grant still stands. */
-export async function isActive(token: FoundToken, grants: GrantRepository): Promise<boolean> {
+/**
+ * Whether the token is live: not revoked, not expired, not consumed, its grant still stands
+ * (PostgreSQL is the authority), its client still exists and its user is not disabled.
+ */
+export async function isActive(token: FoundToken, liveness: Liveness): Promise<boolean> {
   const { payload } = token;
   if (token.revoked || payload.consumed) return false;
   if (typeof payload.exp !== 'number' || payload.exp <= Math.floor(Date.now() / 1000)) return false;
   if (payload.grantId) {
-    const grant = await grants.find(payload.grantId);
+    const grant = await liveness.grants.find(payload.grantId);
     if (!grant || grant.clientId !== payload.clientId || grant.accountId !== payload.accountId) return false;
   }
+  if (typeof payload.clientId !== 'string' || !(await liveness.clientExists(payload.clientId))) return false;
+  if (typeof payload.accountId === 'string' && !(await liveness.accountActive(payload.accountId))) return false;
   return true;
 }
 
@@ -76,7 +88,7 @@ export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
       const token = await deps.tokens.find(value, hint);
       ctx.status = 200;
       ctx.body =
-        token && mayIntrospect(caller, token) && (await isActive(token, deps.grants))
+        token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness))
           ? introspectionResponse(deps.issuer, token)
           : { active: false };
     } catch (err) {

@@ -89,11 +89,23 @@ export function mountTokenEndpoints(
   provider: Provider,
   services: TokenServices,
   bound: KeyBoundTokenServices,
-  deps: { issuer: string; shortLived: ShortLivedStore; grants: GrantRepository; onRevoked?: RevocationDeps['onRevoked'] },
+  deps: {
+    issuer: string;
+    shortLived: ShortLivedStore;
+    grants: GrantRepository;
+    accountActive(accountId: string): Promise<boolean>;
+    onRevoked?: RevocationDeps['onRevoked'];
+  },
 ): void {
   const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, store: deps.shortLived });
   provider.use(sealedTokenResponse('/token'));
-  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: bound.tokenLookup, grants: deps.grants }));
+  const liveness = {
+    grants: deps.grants,
+    // Cached (and invalidated across processes) by the client adapter.
+    clientExists: async (clientId: string) => (await provider.Client.find(clientId)) !== undefined,
+    accountActive: deps.accountActive,
+  };
+  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: bound.tokenLookup, liveness }));
   provider.use(
     revocationEndpoint({
       issuer: deps.issuer,

@@ -98,6 +98,9 @@ export function createRedisClient(url: string, extra: RedisOptions = {}): Redis 
     maxRetriesPerRequest: 1,
     connectTimeout: 3000,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    // Commands issued in the same tick share one write: under load that is one syscall for
+    // many requests' store calls instead of one each.
+    enableAutoPipelining: true,
     ...extra,
   });
   // Connection errors surface on the commands that fail; the event only needs a listener so

@@ -222,6 +222,25 @@ describe('sealed access tokens', () => {
     }
   });
 
+  test('deleting the client, or disabling the user, makes their tokens inactive at once', async () => {
+    const rs = rsCredentials(ec);
+    const doomed = await veil.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'doomed', grant_types: ['client_credentials'], resources: [ec.identifier] });
+    const cc = await tokenRequest(
+      { issuer: veil.issuer, clientId: doomed.body.client.client_id, clientSecret: doomed.body.client_secret!, redirectUri: 'x' },
+      { grant_type: 'client_credentials', resource: ec.identifier },
+    );
+    assert.equal((await introspect(veil.issuer, rs, cc.body.access_token!)).body.active, true);
+    assert.equal((await veil.admin('DELETE', `/admin/clients/${doomed.body.client.client_id}`)).status, 204);
+    assert.deepEqual((await introspect(veil.issuer, rs, cc.body.access_token!)).body, { active: false });
+
+    const other = { email: 'disable-me@example.com', password: 'soon to be disabled' };
+    await veil.admin('POST', '/admin/users', other);
+    const tokens = await httpAuthorizationCodeFlow(web, other, 'openid offline_access', { resource: ec.identifier, scope: 'openid offline_access read' });
+    assert.equal((await introspect(veil.issuer, rs, tokens.access_token)).body.active, true);
+    assert.equal((await veil.admin('POST', '/admin/users/disable', { email: other.email })).status, 200);
+    assert.deepEqual((await introspect(veil.issuer, rs, tokens.access_token)).body, { active: false });
+  });
+
   test('unknown, malformed or not-allowed resources are invalid_target', async () => {
     for (const resource of ['https://unknown.example/api', 'not a uri', 'https://orders.example/api#frag']) {
       const res = await tokenRequest(worker, { grant_type: 'client_credentials', resource });

@@ -137,7 +137,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
       }
       ctx.output().result({ signing_keys: signingKeys, client_secrets: clients, account_names: accounts }, () => [
         `re-sealed ${signingKeys} signing keys, ${clients} client secrets, ${accounts} account names`,
-        'short-lived Redis entries sealed under the old key expire by themselves; drop the old key once they have (REFRESH_TOKEN_TTL)',
+        'Redis entries sealed under the old key expire by themselves: keep the old key configured until the longest of REFRESH_TOKEN_TTL and SESSION_TTL has passed, then drop it',
       ]);
     });
 }
