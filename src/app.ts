@@ -16,11 +16,10 @@ import { createAdminApp } from './admin/server.js';
 import { ClientService } from './clients/client-service.js';
 import type { VeilConfig } from './config.js';
 import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from './admin/contract.js';
-import { loadOrCreateKeyRing, readKeyRing, type KeyRing } from './crypto/key-ring.js';
+import { readKeyRing, type KeyRing } from './crypto/key-ring.js';
 import { KeyWatcher } from './crypto/key-watcher.js';
 import { jwksCacheHeaders } from './http/jwks-cache.js';
-import { loadOrCreateCookieKeys } from './crypto/keys.js';
-import { Envelope, loadMasterKeys } from './crypto/master-key.js';
+import { applyMigrations, loadKeyMaterial } from './key-material.js';
 import { envelopeAtRest } from './store/at-rest.js';
 import { notFound } from './http/not-found.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -41,7 +40,6 @@ import { ClientRepository } from './store/clients.js';
 import { openDatabase, reachDatabase, type Database } from './store/database.js';
 import { GrantRepository } from './store/grants.js';
 import { MemoryStore } from './store/memory-store.js';
-import { migrate, readMigrations } from './store/migrator.js';
 import { RedisStore } from './store/redis-store.js';
 import { ResourceServerRepository } from './store/resource-servers.js';
 import type { ShortLivedStore } from './store/short-lived-store.js';
@@ -124,20 +122,10 @@ export async function startVeil(
   try {
     const database = await openDatabase(config.database);
     cleanups.push(() => database.close());
-    if (config.migrateOnStart) {
-      const runner = await reachDatabase(() => database.openSqlRunner());
-      try {
-        const result = await migrate(runner, await readMigrations());
-        if (result.applied.length) logger.info({ applied: result.applied }, 'database migrations applied');
-      } finally {
-        await runner.close();
-      }
-    }
+    if (config.migrateOnStart) await applyMigrations(database, logger);
     await reachDatabase(() => database.ping());
 
-    const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
-    if (master.created) logger.warn({ file: master.origin }, 'generated a development master key; production needs VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE');
-    const envelope = new Envelope(master.keys);
+    const { envelope, keyRing, cookieKeys } = await loadKeyMaterial(config, logger);
 
     const shortLived: ShortLivedStore =
       config.redis.kind === 'redis'
@@ -153,11 +141,7 @@ export async function startVeil(
       'stores in use',
     );
 
-    const keyRing = await loadOrCreateKeyRing(config.keysDir, envelope);
     let signingKeys = keyRing.ring.signingJwks(envelope);
-    if (keyRing.created) logger.info({ keysDir: config.keysDir, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
-    if (keyRing.upgraded) logger.info({ keysDir: config.keysDir }, 'signing keys sealed under the master key (key ring format)');
-    const cookieKeys = config.cookieKeys ?? (await loadOrCreateCookieKeys(config.keysDir));
 
     const prisma = database.prisma;
     const accountRepo = new AccountRepository(prisma, envelope);

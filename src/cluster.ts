@@ -10,12 +10,9 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { VeilConfig } from './config.js';
-import { loadOrCreateKeyRing } from './crypto/key-ring.js';
-import { loadOrCreateCookieKeys } from './crypto/keys.js';
-import { Envelope, loadMasterKeys } from './crypto/master-key.js';
+import { applyMigrations, loadKeyMaterial } from './key-material.js';
 import type { Logger } from './observability/logger.js';
-import { openDatabase, reachDatabase } from './store/database.js';
-import { migrate, readMigrations } from './store/migrator.js';
+import { openDatabase } from './store/database.js';
 
 /** Set by the primary on each fork: the worker's slot, 1..WEB_CONCURRENCY (kept across restarts). */
 export const WORKER_SLOT_ENV = 'VEIL_WORKER_SLOT';
@@ -53,24 +50,13 @@ async function prepare(config: VeilConfig, logger: Logger): Promise<void> {
   if (config.migrateOnStart) {
     const database = await openDatabase(config.database);
     try {
-      const runner = await reachDatabase(() => database.openSqlRunner());
-      try {
-        const result = await migrate(runner, await readMigrations());
-        if (result.applied.length) logger.info({ applied: result.applied }, 'database migrations applied');
-      } finally {
-        await runner.close();
-      }
+      await applyMigrations(database, logger);
     } finally {
       await database.close();
     }
   }
   // The same key files, in the same order, as startVeil (src/app.ts) loads them.
-  const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
-  if (master.created) logger.warn({ file: master.origin }, 'generated a development master key; production needs VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE');
-  const keyRing = await loadOrCreateKeyRing(config.keysDir, new Envelope(master.keys));
-  if (keyRing.created) logger.info({ keysDir: config.keysDir, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
-  if (keyRing.upgraded) logger.info({ keysDir: config.keysDir }, 'signing keys sealed under the master key (key ring format)');
-  if (!config.cookieKeys) await loadOrCreateCookieKeys(config.keysDir);
+  await loadKeyMaterial(config, logger);
 }
 
 interface Slot {

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { KeyFileError, SIGNING_KEYS_FILE, shortThumbprint, type SigningJwk } from './keys.js';
+import { KeyFileError, SIGNING_KEYS_FILE, assertSigningKeys, readJsonIfPresent, shortThumbprint, type SigningJwk } from './keys.js';
 import type { Envelope } from './master-key.js';
 
 /** RS256 first: the default ID token algorithm every relying party supports. ES256 signs access tokens. */
@@ -109,20 +109,8 @@ export function assertKeyRing(file: string, value: unknown): KeyRingFile {
 }
 
 async function readRing(file: string): Promise<KeyRingFile | undefined> {
-  let raw: string;
-  try {
-    raw = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new KeyFileError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new KeyFileError(`${file} is not valid JSON; fix or restore it (it is never overwritten while unreadable)`);
-  }
-  return assertKeyRing(file, parsed);
+  const parsed = await readJsonIfPresent(file);
+  return parsed === undefined ? undefined : assertKeyRing(file, parsed);
 }
 
 async function writeRing(file: string, ring: KeyRingFile): Promise<void> {
@@ -211,28 +199,10 @@ export async function loadOrCreateKeyRing(keysDir: string, envelope: Envelope, n
 }
 
 async function readRingOrPlain(file: string): Promise<{ kind: 'ring'; ring: KeyRingFile } | { kind: 'plain'; keys: SigningJwk[] } | undefined> {
-  let raw: string;
-  try {
-    raw = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new KeyFileError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  let parsed: { version?: unknown; keys?: unknown };
-  try {
-    parsed = JSON.parse(raw) as typeof parsed;
-  } catch {
-    throw new KeyFileError(`${file} is not valid JSON; fix or restore it (it is never overwritten while unreadable)`);
-  }
+  const parsed = (await readJsonIfPresent(file)) as { version?: unknown; keys?: unknown } | undefined;
+  if (parsed === undefined) return undefined;
   if (parsed?.version === 2) return { kind: 'ring', ring: assertKeyRing(file, parsed) };
-  const keys = parsed?.keys;
-  if (!Array.isArray(keys) || keys.length === 0) throw new KeyFileError(`${file} has no "keys" array`);
-  for (const key of keys as SigningJwk[]) {
-    if (typeof key?.kid !== 'string' || typeof key.alg !== 'string' || typeof key.kty !== 'string' || !key.d) {
-      throw new KeyFileError(`${file} holds a key without kid, alg, kty or private part`);
-    }
-  }
-  return { kind: 'plain', keys: keys as SigningJwk[] };
+  return { kind: 'plain', keys: assertSigningKeys(file, parsed) };
 }
 
 /** A wrong master key must stop start-up with a clear message, before anything is written. */

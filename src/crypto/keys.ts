@@ -25,7 +25,8 @@ export interface SigningJwk extends JWK {
   use: 'sig';
 }
 
-async function readJsonIfPresent(file: string): Promise<unknown | undefined> {
+/** The parsed JSON of a key file, or undefined when it does not exist; unreadable or invalid is a KeyFileError. */
+export async function readJsonIfPresent(file: string): Promise<unknown | undefined> {
   let raw: string;
   try {
     raw = await fs.readFile(file, 'utf8');
@@ -71,7 +72,7 @@ async function generateSigningKey(alg: string): Promise<SigningJwk> {
   return { ...jwk, kid, alg, use: 'sig' };
 }
 
-function assertSigningKeys(file: string, value: unknown): SigningJwk[] {
+export function assertSigningKeys(file: string, value: unknown): SigningJwk[] {
   const keys = (value as { keys?: unknown })?.keys;
   if (!Array.isArray(keys) || keys.length === 0) throw new KeyFileError(`${file} has no "keys" array`);
   for (const key of keys as SigningJwk[]) {

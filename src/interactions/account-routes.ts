@@ -14,12 +14,12 @@ import type { AdapterPayload, Provider } from 'oidc-provider';
 import type { AccountService } from '../accounts/account-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { BadRequestBody, formBody } from '../http/body.js';
-import { errorFields, type Logger } from '../observability/logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { GrantRevocation } from '../oidc/grant-revocation.js';
-import { StoreUnavailableError } from '../store/errors.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
+import { sendFailurePage } from './failure-page.js';
 import type { Views } from './views.js';
 
 export const ACCOUNT_PATH = '/account';
@@ -233,14 +233,7 @@ function accountErrors({ views, logger }: Pick<AccountRouteDeps, 'views' | 'logg
           hint: 'Open your connected apps again and retry from there.',
         }, e.status);
       }
-      const unavailable = err instanceof StoreUnavailableError || e.status === 503;
-      logger.error({ err: errorFields(err), path: ctx.path }, 'account page failed');
-      return views.send(ctx, 'error', unavailable ? 'Temporarily unavailable' : 'Something went wrong', {
-        status: unavailable ? 503 : 500,
-        error: unavailable ? 'temporarily_unavailable' : 'server_error',
-        description: unavailable ? 'The service is temporarily unavailable.' : 'An unexpected error occurred.',
-        hint: 'Please try again in a moment.',
-      }, unavailable ? 503 : 500);
+      return sendFailurePage(ctx, views, logger, err, 'account page failed');
     }
   };
 }

@@ -10,11 +10,11 @@ import type { LoginThrottle } from '../abuse/login-throttle.js';
 import type { AccountService } from '../accounts/account-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { BadRequestBody, formBody } from '../http/body.js';
-import { errorFields, type Logger } from '../observability/logger.js';
+import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
-import { StoreUnavailableError } from '../store/errors.js';
 import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
+import { sendFailurePage } from './failure-page.js';
 import type { Views } from './views.js';
 
 export interface InteractionDeps {
@@ -196,14 +196,7 @@ function interactionErrors({ views, logger }: InteractionDeps) {
           hint: 'Return to the application and start again.',
         }, e.status);
       }
-      const unavailable = err instanceof StoreUnavailableError || (err as { status?: number }).status === 503;
-      logger.error({ err: errorFields(err), path: ctx.path }, 'interaction failed');
-      return views.send(ctx, 'error', unavailable ? 'Temporarily unavailable' : 'Something went wrong', {
-        status: unavailable ? 503 : 500,
-        error: unavailable ? 'temporarily_unavailable' : 'server_error',
-        description: unavailable ? 'The service is temporarily unavailable.' : 'An unexpected error occurred.',
-        hint: 'Please try again in a moment.',
-      }, unavailable ? 503 : 500);
+      return sendFailurePage(ctx, views, logger, err, 'interaction failed');
     }
   };
 }

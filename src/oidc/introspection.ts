@@ -6,10 +6,8 @@
  * unknown or malformed, is `{ "active": false }`.
  */
 import type { Middleware } from 'koa';
-import { BadRequestBody, formBody } from '../http/body.js';
 import type { GrantRepository } from '../store/grants.js';
-import { toEndpointError } from './endpoint-errors.js';
-import { EndpointError, INTROSPECTION_PATH, sendEndpointError, type Caller, type CallerAuthenticator } from './token-endpoints.js';
+import { INTROSPECTION_PATH, tokenEndpoint, type Caller, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
 
 /** Whether the parties a token names still stand (a deleted client, a disabled account end it). */
@@ -71,29 +69,10 @@ export function introspectionResponse(issuer: string, token: FoundToken): Record
 }
 
 export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
-  const parse = formBody('64kb');
-  const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
-  return async (ctx, next) => {
-    if (ctx.path !== INTROSPECTION_PATH) return next();
-    ctx.set('Cache-Control', 'no-store');
-    try {
-      if (ctx.method !== 'POST') throw new EndpointError(405, 'invalid_request', 'use POST');
-      if (!ctx.is('application/x-www-form-urlencoded')) throw new EndpointError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
-      await parse(ctx, async () => {});
-      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
-      const caller = await deps.callers.authenticate(ctx, body, endpointUrl);
-      const value = body.token;
-      if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
-      const hint = typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined;
-      const token = await deps.tokens.find(value, hint);
-      ctx.status = 200;
-      ctx.body =
-        token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness))
-          ? introspectionResponse(deps.issuer, token)
-          : { active: false };
-    } catch (err) {
-      if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
-      sendEndpointError(ctx, toEndpointError(err));
-    }
-  };
+  return tokenEndpoint(deps.issuer, INTROSPECTION_PATH, deps.callers, async (ctx, { caller, value, hint }) => {
+    const token = await deps.tokens.find(value, hint);
+    ctx.status = 200;
+    ctx.body =
+      token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness)) ? introspectionResponse(deps.issuer, token) : { active: false };
+  });
 }

@@ -5,11 +5,9 @@
  * Only the client a token was issued to may revoke it. Unknown tokens are a 200, as the RFC says.
  */
 import type { Middleware } from 'koa';
-import { BadRequestBody, formBody } from '../http/body.js';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
-import { toEndpointError } from './endpoint-errors.js';
 import type { GrantRevocation } from './grant-revocation.js';
-import { EndpointError, REVOCATION_PATH, sendEndpointError, type CallerAuthenticator } from './token-endpoints.js';
+import { EndpointError, REVOCATION_PATH, tokenEndpoint, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
 
 export interface RevocationDeps {
@@ -34,32 +32,15 @@ export async function revokeToken(deps: Pick<RevocationDeps, 'store' | 'grants'>
 }
 
 export function revocationEndpoint(deps: RevocationDeps): Middleware {
-  const parse = formBody('64kb');
-  const endpointUrl = `${deps.issuer}${REVOCATION_PATH}`;
-  return async (ctx, next) => {
-    if (ctx.path !== REVOCATION_PATH) return next();
-    ctx.set('Cache-Control', 'no-store');
-    try {
-      if (ctx.method !== 'POST') throw new EndpointError(405, 'invalid_request', 'use POST');
-      if (!ctx.is('application/x-www-form-urlencoded')) throw new EndpointError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
-      await parse(ctx, async () => {});
-      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
-      const caller = await deps.callers.authenticate(ctx, body, endpointUrl);
-      if (caller.kind !== 'client') throw new EndpointError(401, 'invalid_client', 'resource servers cannot revoke tokens; the client that holds a token revokes it');
-      const value = body.token;
-      if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
-      const hint = typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined;
-      const token = await deps.tokens.find(value, hint);
-      if (token) {
-        if (token.payload.clientId !== caller.client.clientId) throw new EndpointError(400, 'unauthorized_client', 'the token was not issued to this client');
-        await revokeToken(deps, token);
-        deps.onRevoked?.({ kind: token.kind, clientId: caller.client.clientId, grantId: token.payload.grantId });
-      }
-      ctx.status = 200;
-      ctx.body = '';
-    } catch (err) {
-      if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
-      sendEndpointError(ctx, toEndpointError(err));
+  return tokenEndpoint(deps.issuer, REVOCATION_PATH, deps.callers, async (ctx, { caller, value, hint }) => {
+    if (caller.kind !== 'client') throw new EndpointError(401, 'invalid_client', 'resource servers cannot revoke tokens; the client that holds a token revokes it');
+    const token = await deps.tokens.find(value, hint);
+    if (token) {
+      if (token.payload.clientId !== caller.client.clientId) throw new EndpointError(400, 'unauthorized_client', 'the token was not issued to this client');
+      await revokeToken(deps, token);
+      deps.onRevoked?.({ kind: token.kind, clientId: caller.client.clientId, grantId: token.payload.grantId });
     }
-  };
+    ctx.status = 200;
+    ctx.body = '';
+  });
 }

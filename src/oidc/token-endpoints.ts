@@ -5,11 +5,13 @@
  *   - an OAuth client, by its registered method: client_secret_basic, client_secret_post,
  *     private_key_jwt (verified with jose, replay-checked) or none (public clients, own tokens only).
  */
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Client, Provider } from 'oidc-provider';
 import type { ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
+import { BadRequestBody, formBody } from '../http/body.js';
+import { StoreUnavailableError } from '../store/errors.js';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
@@ -141,6 +143,57 @@ export class CallerAuthenticator {
     if (!remote) this.#remoteKeys.set(uri, (remote = createRemoteJWKSet(new URL(uri), { timeoutDuration: 3000 })));
     return remote;
   }
+}
+
+export interface TokenEndpointRequest {
+  caller: Caller;
+  /** The presented `token`. */
+  value: string;
+  hint: string | undefined;
+}
+
+/**
+ * Serves one of Veil's token endpoints at `path`: POST with a form body only, caller
+ * authenticated, `token` present; failures answered as OAuth JSON errors, never cached.
+ */
+export function tokenEndpoint(
+  issuer: string,
+  path: string,
+  callers: CallerAuthenticator,
+  handle: (ctx: Context, request: TokenEndpointRequest) => Promise<void>,
+): Middleware {
+  const parse = formBody('64kb');
+  const endpointUrl = `${issuer}${path}`;
+  return async (ctx, next) => {
+    if (ctx.path !== path) return next();
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      if (ctx.method !== 'POST') throw new EndpointError(405, 'invalid_request', 'use POST');
+      if (!ctx.is('application/x-www-form-urlencoded')) throw new EndpointError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
+      await parse(ctx, async () => {});
+      const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+      const caller = await callers.authenticate(ctx, body, endpointUrl);
+      const value = body.token;
+      if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
+      await handle(ctx, { caller, value, hint: typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined });
+    } catch (err) {
+      if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
+      sendEndpointError(ctx, toEndpointError(err));
+    }
+  };
+}
+
+/** The one place a failure at these endpoints becomes an OAuth error; anything else is a bug and rethrown. */
+export function toEndpointError(err: unknown): EndpointError {
+  if (err instanceof EndpointError) return err;
+  if (err instanceof StoreUnavailableError) return new EndpointError(503, 'temporarily_unavailable', 'the service is temporarily unavailable, try again shortly');
+  const status = (err as { statusCode?: number; status?: number }).statusCode ?? (err as { status?: number }).status;
+  const oauth = err as { error?: string; error_description?: string; expose?: boolean };
+  // oidc-provider's own errors (from Client.find, say) carry their OAuth code.
+  if (oauth.expose && typeof oauth.error === 'string' && status && status < 500) {
+    return new EndpointError(status, oauth.error, oauth.error_description ?? oauth.error);
+  }
+  throw err;
 }
 
 /** Writes an endpoint error in the OAuth JSON format. */
