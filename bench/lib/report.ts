@@ -1,7 +1,7 @@
 /**
  * docs/BENCHMARKS.md is shared by several bench scripts: each owns one marked section
  * (`<!-- bench:NAME:begin -->` ... `<!-- bench:NAME:end -->`) and replaces only that, appending
- * it when absent. bench/foundation.ts rewrites the whole file, so `npm run bench` runs it first.
+ * it when absent, so the scripts can run in any order.
  */
 import fs from 'node:fs/promises';
 
