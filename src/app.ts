@@ -150,10 +150,10 @@ export async function startVeil(
     const resourceRepo = new ResourceServerRepository(prisma);
     // The audit trail (PostgreSQL). Its helpers never throw; pass it to whatever records events.
     const auditLog = new AuditLog(new AuditEventRepository(prisma), logger);
-    const accounts = new AccountService(accountRepo, new PasswordHasher(config.argon2));
     const views = new Views(config.brand);
     const bus = await createInvalidationBus(shortLived, config.redis.keyPrefix);
     cleanups.push(() => bus.close());
+    const accounts = new AccountService(accountRepo, new PasswordHasher(config.argon2), bus);
     const tokens = createTokenServices({ config, bus, shortLived, grants: grantRepo, resources: resourceRepo });
     const metrics = new Metrics();
     const throttleStore = shortLived instanceof RedisStore ? { client: shortLived.client, keyPrefix: config.redis.keyPrefix } : undefined;

@@ -2,8 +2,10 @@
  * Account domain: authentication (constant-shape, argon2id, transparent rehash), creation and
  * the OIDC claims an account exposes. Routes and the admin API call this, never the repository.
  */
+import { LRUCache } from 'lru-cache';
 import type { Account, AccountClaims, FindAccount } from 'oidc-provider';
 import { AccountRepository, normaliseEmail, type AccountRecord } from '../store/accounts.js';
+import type { InvalidationBus } from '../store/invalidation.js';
 import type { PasswordHasher } from './passwords.js';
 
 export const MAX_PASSWORD_LENGTH = 1024; // bounds argon2 input; far above any real passphrase
@@ -36,7 +38,34 @@ export function toPublicAccount(a: AccountRecord): PublicAccount {
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
 export class AccountService {
-  constructor(private readonly accounts: AccountRepository, private readonly hasher: PasswordHasher) {}
+  /**
+   * Accounts by id, for the hot paths (every refresh and introspection of a user's token asks
+   * whether the account still stands). Bounded, short-lived, and dropped in every process when
+   * an account is disabled or enabled; without a bus (tests), nothing is cached.
+   */
+  readonly #byId: LRUCache<string, { record: AccountRecord | null }> | undefined;
+
+  constructor(
+    private readonly accounts: AccountRepository,
+    private readonly hasher: PasswordHasher,
+    private readonly bus?: InvalidationBus,
+  ) {
+    if (!bus) return;
+    const cache = new LRUCache<string, { record: AccountRecord | null }>({ max: 10_000, ttl: 30_000 });
+    this.#byId = cache;
+    bus.subscribe((topic, key) => {
+      if (topic === 'all') cache.clear();
+      else if (topic === 'account') cache.delete(key);
+    });
+  }
+
+  async #findById(id: string): Promise<AccountRecord | null> {
+    const hit = this.#byId?.get(id);
+    if (hit) return hit.record;
+    const record = await this.accounts.findById(id);
+    this.#byId?.set(id, { record });
+    return record;
+  }
 
   async create(input: { email: string; password: string; name?: string | null; emailVerified?: boolean }): Promise<AccountRecord> {
     const email = normaliseEmail(input.email ?? '');
@@ -76,17 +105,23 @@ export class AccountService {
 
   /** The account as shown on Veil's own pages; undefined when unknown or disabled. */
   async profile(id: string): Promise<PublicAccount | undefined> {
-    const account = await this.accounts.findById(id);
+    const account = await this.#findById(id);
     return account && !account.disabled ? toPublicAccount(account) : undefined;
   }
 
-  setDisabled(email: string, disabled: boolean) {
-    return this.accounts.setDisabled(email, disabled);
+  async setDisabled(email: string, disabled: boolean) {
+    const account = await this.accounts.setDisabled(email, disabled);
+    if (account) {
+      // Here at once (delivery is asynchronous), then everywhere else.
+      this.#byId?.delete(account.id);
+      await this.bus?.publish('account', account.id);
+    }
+    return account;
   }
 
   /** oidc-provider's findAccount: disabled accounts no longer resolve, ending their sessions and tokens. */
   readonly findAccount: FindAccount = async (_ctx, sub) => {
-    const account = await this.accounts.findById(sub);
+    const account = await this.#findById(sub);
     if (!account || account.disabled) return undefined;
     return {
       accountId: account.id,

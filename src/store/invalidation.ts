@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 
 /** `all`: this process may have missed announcements (its subscription dropped); drop everything. */
-export type InvalidationTopic = 'client' | 'resource' | 'keys' | 'all';
+export type InvalidationTopic = 'client' | 'resource' | 'account' | 'keys' | 'all';
 export type InvalidationHandler = (topic: InvalidationTopic, key: string) => void;
 
 export interface InvalidationBus {

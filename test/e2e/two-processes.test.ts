@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { freePort } from '../helpers/net.js';
 import { ManagedProcess } from '../helpers/process.js';
 import { introspect, openSealed, registerResourceServer, revoke } from '../helpers/resource-servers.js';
-import { tokenRequest } from '../helpers/http-flow.js';
+import { httpAuthorizationCodeFlow, tokenRequest } from '../helpers/http-flow.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -70,6 +70,27 @@ describe('two Veil processes sharing PostgreSQL and Redis', () => {
     assert.equal((await revoke(bIssuer, creds, viaA.body.access_token!)).status, 200);
     assert.deepEqual((await introspect(a.issuer, { id: rs.clientId, secret: rs.clientSecret }, viaA.body.access_token!)).body, { active: false });
     assert.deepEqual((await introspect(bIssuer, { id: rs.clientId, secret: rs.clientSecret }, viaA.body.access_token!)).body, { active: false });
+  });
+
+  test('a user disabled through one process has their tokens refused by the other at once', async () => {
+    const rs = await registerResourceServer(a, { identifier: 'https://accounts.example/api' });
+    const created = await a.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
+      client_name: 'web',
+      redirect_uris: ['http://127.0.0.1:9/cb'],
+      grant_types: ['authorization_code', 'refresh_token'],
+      resources: [rs.identifier],
+    });
+    const user = { email: 'two-procs@example.com', password: 'shared between processes' };
+    await a.admin('POST', '/admin/users', user);
+    const web = { issuer: a.issuer, clientId: created.body.client.client_id, clientSecret: created.body.client_secret, redirectUri: 'http://127.0.0.1:9/cb' };
+    const tokens = await httpAuthorizationCodeFlow(web, user, 'openid', { resource: rs.identifier, scope: 'openid read' });
+    const rsCreds = { id: rs.clientId, secret: rs.clientSecret };
+    // B looks the account up (and caches it) while it is active...
+    assert.equal((await introspect(bIssuer, rsCreds, tokens.access_token)).body.active, true);
+    assert.equal((await a.admin('POST', '/admin/users/disable', { email: user.email })).status, 200);
+    // ...and drops it when A announces the change.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual((await introspect(bIssuer, rsCreds, tokens.access_token)).body, { active: false });
   });
 
   test('a client deleted through one process stops working in the other at once', async () => {
