@@ -53,9 +53,11 @@ export function resolveAlgorithms(key: KeyObject, alg: string | undefined, enc: 
   return { alg: chosenAlg, enc: chosenEnc };
 }
 
-/** Picks the encryption key from a JWK Set: `use` enc (or unset), `alg` matching (or unset), with a kid. */
-export function selectEncryptionJwk(keys: JWK[], alg: string): JWK | undefined {
-  return keys.find((k) => typeof k.kid === 'string' && (k.use === undefined || k.use === 'enc') && (k.alg === undefined || k.alg === alg) && !('d' in k));
+/** Picks the encryption key from a JWK Set: `use` enc (or unset), with a kid, and `alg` matching (or unset) when one is asked for. */
+export function selectEncryptionJwk(keys: JWK[], alg?: string): JWK | undefined {
+  return keys.find(
+    (k) => typeof k.kid === 'string' && (k.use === undefined || k.use === 'enc') && (alg === undefined || k.alg === undefined || k.alg === alg) && !('d' in k),
+  );
 }
 
 export interface EncryptionKeysOptions {

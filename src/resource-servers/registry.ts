@@ -130,11 +130,11 @@ export class ResourceServerRegistry {
         if (!res.ok) throw new EncryptionKeyError(`${input.jwksUri} answered ${res.status}`);
         const body = (await res.json()) as { keys?: JWK[] };
         if (!Array.isArray(body.keys)) throw new EncryptionKeyError(`${input.jwksUri} is not a JWK Set`);
-        const probeAlg = input.alg ?? 'ECDH-ES+A256KW';
-        jwk = selectEncryptionJwk(body.keys, input.alg ?? probeAlg) ?? selectEncryptionJwk(body.keys, 'RSA-OAEP-256');
+        jwk = selectEncryptionJwk(body.keys, input.alg);
         if (!jwk) throw new EncryptionKeyError(`${input.jwksUri} has no public encryption key with a kid`);
         const key = await importPublicEncryptionJwk(jwk);
-        return { ...resolveAlgorithms(key, input.alg, input.enc) };
+        // As for an inline JWK: the key's own `alg`, when it names one, is the default.
+        return { ...resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc) };
       }
       if (typeof jwk!.kid !== 'string' || !jwk!.kid) throw new EncryptionKeyError('the JWK needs a "kid"');
       const key = await importPublicEncryptionJwk(jwk!);

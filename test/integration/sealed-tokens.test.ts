@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { compactDecrypt, type JWK } from 'jose';
+import { compactDecrypt, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
 import { generateEncryptionKey, introspect, openSealed, registerResourceServer, revoke, type TestResourceServer } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
@@ -250,6 +250,33 @@ describe('sealed access tokens', () => {
     const other = await registerResourceServer(veil, { identifier: 'https://other.example/api' });
     const res = await tokenRequest(worker, { grant_type: 'client_credentials', resource: other.identifier });
     assert.equal(res.body.error, 'invalid_target');
+  });
+
+  test('a jwks_uri key that names its own alg gets that alg, as an inline JWK does', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('RSA-OAEP', { extractable: true });
+    const publicJwk = { ...(await exportJWK(publicKey)), kid: 'oaep-1', use: 'enc', alg: 'RSA-OAEP' };
+    const server = http.createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys: [publicJwk] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const identifier = 'https://oaep.example/api';
+      const created = await veil.admin<{ resource: { alg: string } }>('POST', '/admin/resources', {
+        identifier,
+        name: 'OAEP',
+        scopes: ['read'],
+        jwks_uri: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`,
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      assert.equal(created.body.resource.alg, 'RSA-OAEP');
+      const c = await veil.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'oaep', grant_types: ['client_credentials'], resources: [identifier] });
+      const res = await tokenRequest({ issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: identifier });
+      const { jweHeader } = await openSealed(res.body.access_token!, privateKey, veil.issuer, identifier);
+      assert.equal(jweHeader.alg, 'RSA-OAEP');
+    } finally {
+      server.close();
+    }
   });
 
   test('a jwks_uri resource server whose key rotates: Veil seals to the new key once its cache expires', async () => {
