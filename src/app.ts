@@ -64,10 +64,10 @@ export interface StartOptions {
   admin?: boolean;
 }
 
+/** A store URL as it may be logged: scheme, host, port and path; never user, password or query (which may hold one). */
 export function describeUrl(url: string): string {
   const u = new URL(url);
-  if (u.password) u.password = '***';
-  return u.toString();
+  return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
 }
 
 async function listen(server: http.Server | https.Server, host: string, port: number): Promise<string> {
@@ -197,6 +197,11 @@ export async function startVeil(
       if (config.trustProxy) provider.maxIpsCount = 1;
       provider.on('server_error', (ctx, err) => {
         logger.error({ err: errorFields(err), path: ctx.path }, 'server error');
+      });
+      // Koa's own last resort (errors no handler answered) would print a whole stack to stderr,
+      // past redaction: through the logger instead.
+      (provider as unknown as import('node:events').EventEmitter).on('error', (err: unknown, ctx?: { path?: string }) => {
+        logger.error({ err: errorFields(err), path: ctx?.path }, 'request failed');
       });
       metrics.countIssuedTokens(provider);
       provider.use(metrics.httpMiddleware('public')); // first, so it times everything below

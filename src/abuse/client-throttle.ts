@@ -2,14 +2,16 @@
  * Per-client request limits at the token and introspection endpoints. The client is read from
  * HTTP Basic credentials only, because the form body belongs to oidc-provider and must not be
  * consumed here; callers without Basic (client_secret_post, private_key_jwt, public clients)
- * are counted by address. The count is taken before authentication, so it limits requests that
- * name a client, not requests a client proved it made.
+ * are counted by address. The count is taken before authentication, so a named client is
+ * counted per client and address: a client id is public, and nobody else may spend its allowance.
  */
 import type { Context, Next } from 'koa';
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible';
+import { parseBasicCredentials } from '../http/basic-auth.js';
+import { INTROSPECTION_PATH } from '../oidc/token-endpoints.js';
 import { addressKey, createLimiter } from './limiter.js';
 
-const THROTTLED_PATHS = new Set(['/token', '/token/introspection']);
+const THROTTLED_PATHS = new Set(['/token', INTROSPECTION_PATH]);
 // Longer than this is no registered client id; counting it by address keeps keys small.
 const MAX_CLIENT_ID_LENGTH = 256;
 // A client may exceed its rate by up to one second's worth of requests per this many seconds.
@@ -29,15 +31,10 @@ export function createTokenRateLimiter(perSecond: number): RequestLimiter {
   return new BurstyRateLimiter(createLimiter('token', perSecond, 1), createLimiter('token-burst', perSecond, BURST_WINDOW_SECONDS));
 }
 
-/** The client id of an HTTP Basic `Authorization` header (RFC 6749 §2.3.1 form-encoding). */
+/** The client id of an HTTP Basic `Authorization` header, when it is a plausible one. */
 export function basicClientId(authorization: string | undefined): string | undefined {
-  const match = /^basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(authorization ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
   try {
-    const id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    const id = parseBasicCredentials(authorization)?.id;
     return id && id.length <= MAX_CLIENT_ID_LENGTH ? id : undefined;
   } catch {
     return undefined;
@@ -49,7 +46,9 @@ export function clientRateLimit(limiter: RequestLimiter, onError: (err: unknown)
     if (ctx.method !== 'POST' || !THROTTLED_PATHS.has(ctx.path)) return next();
     const clientId = basicClientId(ctx.get('authorization'));
     try {
-      await limiter.consume(clientId ? `client:${clientId}` : `ip:${addressKey(ctx.ip)}`);
+      // The client id is claimed, not yet proven, and client ids are public: counted per client
+      // *and* address, so nobody can spend another client's allowance from elsewhere.
+      await limiter.consume(clientId ? `client:${clientId}:${addressKey(ctx.ip)}` : `ip:${addressKey(ctx.ip)}`);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) {
         // Store errors fall back to in-process counters inside the limiter; anything else is a

@@ -1,13 +1,13 @@
 /**
  * Login throttling: failures are counted per account and per client address, and either count
  * reaching its maximum locks that account or address for a while. The login route asks before
- * it verifies a password, so a locked attempt costs no argon2 work and gets the same answer as
- * a wrong password. Unknown emails are counted exactly like known ones (no enumeration).
+ * it verifies a password (counting the attempt atomically, so parallel guesses cannot exceed the
+ * limit), so a locked attempt costs no argon2 work and gets the same answer as a wrong password. Unknown emails are counted exactly like known ones (no enumeration).
  *
  * Counters are keyed by an HMAC, so Redis never holds an email or an address in clear.
  */
 import { createHmac, hkdfSync } from 'node:crypto';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { normaliseEmail } from '../store/accounts.js';
 import { addressKey, createLimiter, type RedisBackend } from './limiter.js';
 
@@ -27,45 +27,54 @@ export interface LoginThrottleOptions {
   onError?: (err: unknown) => void;
 }
 
-/** Failures under one key; reaching `max` locks the key for `lockSeconds`. */
-class FailureCounter {
+/**
+ * Attempts under one key. Each attempt is counted *before* its password is checked, in one
+ * atomic step, so parallel guesses cannot all slip in under the limit; a success gives its
+ * point back. Reaching `max` failures locks the key for `lockSeconds` from that failure.
+ */
+class AttemptCounter {
   readonly #limiter: RateLimiterAbstract;
 
   constructor(name: string, readonly max: number, readonly lockSeconds: number, redis: RedisBackend | undefined) {
     this.#limiter = createLimiter(name, max, lockSeconds, redis);
   }
 
-  /** Seconds until the key unlocks; 0 when it is not locked. */
-  async lockedFor(key: string): Promise<number> {
-    const res = await this.#limiter.get(key);
-    if (!res || res.consumedPoints < this.max || res.msBeforeNext <= 0) return 0;
-    return Math.ceil(res.msBeforeNext / 1000);
+  /** Counts an attempt; returns the seconds until the key unlocks when it is locked (0 otherwise). */
+  async attempt(key: string): Promise<number> {
+    try {
+      await this.#limiter.consume(key);
+      return 0;
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      return Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+    }
   }
 
-  /** Counts a failure; true when this one locked the key. */
-  async fail(key: string): Promise<boolean> {
-    // penalty() counts without rejecting; the lock is an explicit block() so it lasts
-    // lockSeconds from the failure that caused it, not from the first failure of the window.
-    const res = await this.#limiter.penalty(key);
-    if (res.consumedPoints !== this.max) return false;
+  /** The attempt failed; true when this failure locked the key. */
+  async failed(key: string): Promise<boolean> {
+    const res = await this.#limiter.get(key);
+    if (!res || res.consumedPoints < this.max) return false;
+    // An explicit block, so the lock lasts lockSeconds from the failure that caused it.
     await this.#limiter.block(key, this.lockSeconds);
     return true;
   }
 
-  async reset(key: string): Promise<void> {
-    await this.#limiter.delete(key);
+  /** The attempt succeeded: give its point back, or forget the key's failures altogether. */
+  async succeeded(key: string, forget: boolean): Promise<void> {
+    if (forget) await this.#limiter.delete(key);
+    else await this.#limiter.reward(key, 1);
   }
 }
 
 export class LoginThrottle {
-  readonly #account: FailureCounter;
-  readonly #ip: FailureCounter;
+  readonly #account: AttemptCounter;
+  readonly #ip: AttemptCounter;
   readonly #hmacKey: Buffer;
   readonly #onError: (err: unknown) => void;
 
   constructor(options: LoginThrottleOptions) {
-    this.#account = new FailureCounter('login-account', options.maxFailuresPerAccount, options.lockSeconds, options.redis);
-    this.#ip = new FailureCounter('login-ip', options.maxFailuresPerIp, options.lockSeconds, options.redis);
+    this.#account = new AttemptCounter('login-account', options.maxFailuresPerAccount, options.lockSeconds, options.redis);
+    this.#ip = new AttemptCounter('login-ip', options.maxFailuresPerIp, options.lockSeconds, options.redis);
     // A subkey of its own, so the secret (a cookie key) is never used directly for this.
     this.#hmacKey = Buffer.from(hkdfSync('sha256', options.secret, '', 'veil login throttle', 32));
     this.#onError = options.onError ?? (() => {});
@@ -79,11 +88,11 @@ export class LoginThrottle {
     return { account: this.#key('account', normaliseEmail(email)), ip: this.#key('ip', addressKey(ip)) };
   }
 
-  /** Call before verifying the password. */
+  /** Call before verifying the password: counts the attempt, and refuses it when a lock is on. */
   async check(email: string, ip: string): Promise<ThrottleDecision> {
     const keys = this.#keys(email, ip);
     try {
-      const [account, address] = await Promise.all([this.#account.lockedFor(keys.account), this.#ip.lockedFor(keys.ip)]);
+      const [account, address] = await Promise.all([this.#account.attempt(keys.account), this.#ip.attempt(keys.ip)]);
       if (account > 0) return { allowed: false, scope: 'account', retryAfterSeconds: Math.max(account, address) };
       if (address > 0) return { allowed: false, scope: 'ip', retryAfterSeconds: address };
       return { allowed: true };
@@ -95,11 +104,11 @@ export class LoginThrottle {
     }
   }
 
-  /** Counts a failed attempt; returns the scopes this failure locked. */
+  /** The checked attempt failed; returns the scopes this failure locked. */
   async recordFailure(email: string, ip: string): Promise<ThrottleScope[]> {
     const keys = this.#keys(email, ip);
     try {
-      const [account, address] = await Promise.all([this.#account.fail(keys.account), this.#ip.fail(keys.ip)]);
+      const [account, address] = await Promise.all([this.#account.failed(keys.account), this.#ip.failed(keys.ip)]);
       return [...(account ? (['account'] as const) : []), ...(address ? (['ip'] as const) : [])];
     } catch (err) {
       this.#onError(err);
@@ -107,10 +116,11 @@ export class LoginThrottle {
     }
   }
 
-  /** A successful sign-in clears the account's failures; the address keeps its count. */
-  async recordSuccess(email: string, _ip: string): Promise<void> {
+  /** The checked attempt succeeded: the account's failures are cleared; the address gets its point back. */
+  async recordSuccess(email: string, ip: string): Promise<void> {
+    const keys = this.#keys(email, ip);
     try {
-      await this.#account.reset(this.#key('account', normaliseEmail(email)));
+      await Promise.all([this.#account.succeeded(keys.account, true), this.#ip.succeeded(keys.ip, false)]);
     } catch (err) {
       this.#onError(err);
     }

@@ -38,8 +38,8 @@ export interface KeysRoutesDeps {
   graceSeconds: number;
   /** Reload here and tell the other processes. */
   changed(): Promise<void>;
-  onRotated?(key: RingKey): void;
-  onRetired?(kid: string): void;
+  onRotated?(key: RingKey): Promise<void> | void;
+  onRetired?(kid: string): Promise<void> | void;
   /** Turns a bad request into the admin API's error (thrown). */
   badRequest(message: string): Error;
 }
@@ -58,7 +58,7 @@ export function keysRoutes(deps: KeysRoutesDeps): Middleware {
     if (!parsed.success) throw deps.badRequest(parsed.error.issues[0]!.message);
     const { ring, activated } = await rotateKeys(deps.keysDir, deps.envelope, { algs: parsed.data.algs, graceSeconds: deps.graceSeconds });
     await deps.changed();
-    for (const key of activated) deps.onRotated?.(key);
+    for (const key of activated) await deps.onRotated?.(key);
     ctx.body = { activated: activated.map(toKeyInfo), keys: ring.live().map(toKeyInfo) };
   });
 
@@ -67,7 +67,7 @@ export function keysRoutes(deps: KeysRoutesDeps): Middleware {
     if (!parsed.success) throw deps.badRequest(parsed.error.issues[0]!.message);
     const ring = await retireKey(deps.keysDir, ctx.params.kid!, { force: parsed.data.force });
     await deps.changed();
-    deps.onRetired?.(ctx.params.kid!);
+    await deps.onRetired?.(ctx.params.kid!);
     ctx.body = { keys: ring.live().map(toKeyInfo) };
   });
 

@@ -208,13 +208,13 @@ export function createAdminApp(deps: AdminDeps): Koa {
       keysRoutes({
         ...deps.keys,
         badRequest: (message) => new AdminError(400, 'invalid_request', message),
-        onRotated: (key) => {
+        onRotated: async (key) => {
           deps.logger.info({ event: 'key.rotated', kid: key.kid, alg: key.alg }, 'signing key rotated');
-          void deps.audit?.keyRotated(key.kid, key.alg, 'admin');
+          await deps.audit?.keyRotated(key.kid, key.alg, 'admin');
         },
-        onRetired: (kid) => {
+        onRetired: async (kid) => {
           deps.logger.info({ event: 'key.retired', kid }, 'signing key retired');
-          void deps.audit?.keyRetired(kid, 'admin');
+          await deps.audit?.keyRetired(kid, 'admin');
         },
       }),
     );

@@ -127,7 +127,8 @@ export class AuditLog {
     return this.record({ type: 'user.enabled', actor: 'admin', accountId });
   }
 
-  // Signing keys (called by key rotation: by Veil on schedule, or by an administrator).
+  // Signing keys (called by the admin API's key routes; `veil keys ... --local` works on the
+  // files alone and records nothing).
 
   keyRotated(kid: string, alg: string, actor: 'system' | 'admin' = 'system'): Promise<void> {
     return this.record({ type: 'key.rotated', actor, details: { kid, alg } });

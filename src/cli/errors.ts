@@ -27,7 +27,9 @@ export function toErrorReport(err: unknown): ErrorReport {
   if (err instanceof AdminUnreachableError) return { error: 'server_unreachable', error_description: err.message };
   if (err instanceof CliError) return { error: err.error, error_description: err.message };
   if (err instanceof CommanderError) {
-    return { error: 'invalid_usage', error_description: err.message.replace(/^error: /, '') };
+    // Commander quotes a mistyped option whole, value included: `--pasword=hunter2` must not
+    // come back on the terminal (or in a CI log).
+    return { error: 'invalid_usage', error_description: err.message.replace(/^error: /, '').replace(/'(--?[^'=\s]+)=[^']*'/g, "'$1=…'") };
   }
   return { error: 'internal_error', error_description: err instanceof Error ? err.message : String(err) };
 }

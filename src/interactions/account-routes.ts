@@ -133,6 +133,12 @@ export function accountRoutes(deps: AccountRouteDeps) {
     return client?.clientName ?? clientId;
   }
 
+  /** Only for a client that exists: the query string is anyone's to write. */
+  async function knownClientName(clientId: string): Promise<string | undefined> {
+    const client = await provider.Client.find(clientId);
+    return client ? (client.clientName ?? clientId) : undefined;
+  }
+
   async function resourceName(identifier: string): Promise<string> {
     return (await deps.resources.find(identifier))?.name ?? identifier;
   }
@@ -182,7 +188,7 @@ export function accountRoutes(deps: AccountRouteDeps) {
 
     // The confirmation after a withdrawal, shown only when it is true (the app is gone).
     const removedId = typeof ctx.query.removed === 'string' ? ctx.query.removed.slice(0, 256) : undefined;
-    const removed = removedId && !byClient.has(removedId) ? await clientName(removedId) : undefined;
+    const removed = removedId && !byClient.has(removedId) ? await knownClientName(removedId) : undefined;
 
     appsPage(ctx, {
       account: { email: user.account.email },

@@ -114,11 +114,11 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (!accountId) {
       const client = await clientView(String(details.params.client_id));
       if (!throttle.allowed) {
-        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope, ip: ctx.ip }, 'login refused: locked');
+        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope }, 'login refused: locked');
         await deps.audit?.loginLocked(String(details.params.client_id), throttle.scope);
       } else {
         const locked = await deps.loginThrottle.recordFailure(email, ctx.ip);
-        if (locked.length) deps.logger.warn({ event: 'login.locked', scopes: locked, ip: ctx.ip }, 'login locked after repeated failures');
+        if (locked.length) deps.logger.warn({ event: 'login.locked', scopes: locked }, 'login locked after repeated failures');
         await deps.audit?.loginFailed(String(details.params.client_id), locked);
       }
       deps.logger.info({ event: 'login.failed', interaction: details.uid }, 'login failed');

@@ -44,17 +44,21 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   );
 }
 
+/** Errors whose messages can echo the values of a failed query (an email, a sealed secret). */
+const QUERY_ECHOING_ERRORS = /^(Prisma|DriverAdapter)/;
+const MAX_CAUSE_DEPTH = 4;
+
 /**
- * What of an error may be logged: its name, code and message, plus its cause's. Prisma's
- * messages are left out: they can echo the arguments of the query that failed (an email, a
- * client secret inside metadata), which redaction by path cannot see.
+ * What of an error may be logged: its name, code and message, plus its causes'. Messages of
+ * Prisma and driver-adapter errors are left out: they can echo the arguments of the query that
+ * failed, which redaction by path cannot see. Cause chains are bounded (and may be cyclic).
  */
-export function errorFields(err: unknown): Record<string, unknown> {
+export function errorFields(err: unknown, depth = 0): Record<string, unknown> {
   const e = (err ?? {}) as { name?: string; code?: unknown; message?: string; cause?: unknown };
-  const name = e.name ?? 'Error';
+  const name = typeof e.name === 'string' ? e.name : 'Error';
   const fields: Record<string, unknown> = { name };
   if (e.code !== undefined) fields.code = e.code;
-  if (!name.startsWith('Prisma')) fields.message = e.message;
-  if (e.cause !== undefined && e.cause !== err) fields.cause = errorFields(e.cause);
+  if (!QUERY_ECHOING_ERRORS.test(name)) fields.message = e.message;
+  if (e.cause !== undefined && e.cause !== err && depth < MAX_CAUSE_DEPTH) fields.cause = errorFields(e.cause, depth + 1);
   return fields;
 }

@@ -8,8 +8,9 @@
 import type { Context, Middleware } from 'koa';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Client, Provider } from 'oidc-provider';
-import type { ResourceServerRegistry } from '../resource-servers/registry.js';
+import { INTROSPECTION_CLIENT_PREFIX, type ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
+import { parseBasicCredentials } from '../http/basic-auth.js';
 import { BadRequestBody, formBody } from '../http/body.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
@@ -39,22 +40,11 @@ export interface CallerAuthDeps {
   store: ShortLivedStore;
 }
 
-function decodeFormComponent(value: string): string {
-  return decodeURIComponent(value.replace(/\+/g, ' '));
-}
-
-/** RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64. */
 function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
-  if (!header) return undefined;
-  const match = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-  if (!match) throw new EndpointError(400, 'invalid_request', 'malformed Authorization header');
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const sep = decoded.indexOf(':');
-  if (sep < 0) throw new EndpointError(400, 'invalid_request', 'malformed Basic credentials');
   try {
-    return { id: decodeFormComponent(decoded.slice(0, sep)), secret: decodeFormComponent(decoded.slice(sep + 1)) };
-  } catch {
-    throw new EndpointError(400, 'invalid_request', 'malformed Basic credentials');
+    return parseBasicCredentials(header);
+  } catch (err) {
+    throw new EndpointError(400, 'invalid_request', (err as Error).message);
   }
 }
 
@@ -91,10 +81,10 @@ export class CallerAuthenticator {
   }
 
   async #bySecret(id: string, secret: string, method: string): Promise<Caller> {
-    if (id.startsWith('rs_')) {
+    // Random client ids can start with the prefix too: only a matching resource server wins here.
+    if (id.startsWith(INTROSPECTION_CLIENT_PREFIX)) {
       const rs = await this.deps.registry.authenticate(id, secret);
-      if (!rs) throw invalidClient();
-      return { kind: 'resource-server', rs };
+      if (rs) return { kind: 'resource-server', rs };
     }
     const client = await this.deps.provider.Client.find(id);
     if (!client || client.clientAuthMethod !== method || !client.clientSecret) throw invalidClient();
@@ -178,7 +168,16 @@ export function tokenEndpoint(
       await handle(ctx, { caller, value, hint: typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined });
     } catch (err) {
       if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
-      sendEndpointError(ctx, toEndpointError(err));
+      let answer: EndpointError;
+      try {
+        answer = toEndpointError(err);
+      } catch {
+        // A bug, not the caller's doing: logged (through the app's error listener), answered in
+        // the protocol's format without details.
+        ctx.app.emit('error', err, ctx);
+        answer = new EndpointError(500, 'server_error', 'an unexpected error occurred');
+      }
+      sendEndpointError(ctx, answer);
     }
   };
 }

@@ -1,6 +1,7 @@
 /**
- * One error class with one precise code per way an access token can fail, and the single place
- * where jose's typed errors are translated into those codes.
+ * One error class with one precise code per way an access token can fail, and the translation
+ * of jose's typed errors into those codes (a failed JWKS fetch is classified where it happens,
+ * in verifier.ts, as `jwks_unavailable`).
  */
 import { errors } from 'jose';
 
@@ -65,7 +66,10 @@ const CLAIM_CODES: Readonly<Record<string, VeilTokenErrorCode>> = {
  */
 export function toVeilTokenError(err: unknown, stage: VerificationStage): VeilTokenError {
   if (err instanceof VeilTokenError) return err;
-  const fail = (code: VeilTokenErrorCode) => new VeilTokenError(code, err instanceof Error ? err.message : undefined, { cause: err });
+  // Not the jose error itself as the cause: its `payload` holds the decoded claims (sub, email),
+  // which a caller logging the error would print.
+  const cause = err instanceof Error ? { name: err.name, code: (err as { code?: unknown }).code } : undefined;
+  const fail = (code: VeilTokenErrorCode) => new VeilTokenError(code, err instanceof Error ? err.message : undefined, { cause });
 
   if (err instanceof errors.JWTExpired) return fail('token_expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
@@ -80,7 +84,6 @@ export function toVeilTokenError(err: unknown, stage: VerificationStage): VeilTo
   if (err instanceof errors.JWEInvalid) return fail(stage === 'decrypt' ? 'decryption_failed' : 'token_malformed');
   if (err instanceof errors.JWSSignatureVerificationFailed) return fail('signature_invalid');
   if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return fail('signing_key_unknown');
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return fail('jwks_unavailable');
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return fail('token_malformed');
   return fail(stage === 'decrypt' ? 'decryption_failed' : 'signature_invalid');
 }

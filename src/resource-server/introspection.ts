@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { VeilTokenError } from './errors.js';
+import { positiveOption } from './options.js';
 
 export interface IntrospectionOptions {
   /** The API's `introspection_client_id`, printed by `veil resources create`. */
@@ -65,12 +66,6 @@ class ActiveTokenCache {
   }
 }
 
-function nonNegative(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0) throw new TypeError(`introspect.${name} must be a non-negative number`);
-  return value;
-}
-
 async function fetchJson(url: string, init: RequestInit, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
   let response: Response;
   try {
@@ -98,9 +93,9 @@ export function createIntrospector(issuer: string, options: IntrospectionOptions
   if (typeof options.clientId !== 'string' || !options.clientId || typeof options.clientSecret !== 'string' || !options.clientSecret) {
     throw new TypeError('introspect.clientId and introspect.clientSecret are required');
   }
-  const cacheMs = nonNegative(options.cacheSeconds, 0, 'cacheSeconds') * 1000;
-  const maxEntries = Math.max(1, Math.floor(nonNegative(options.cacheMaxEntries, 1000, 'cacheMaxEntries')));
-  const timeoutMs = nonNegative(options.timeoutMs, 5000, 'timeoutMs');
+  const cacheMs = positiveOption(options.cacheSeconds, 0, 'introspect.cacheSeconds', true) * 1000;
+  const maxEntries = Math.max(1, Math.floor(positiveOption(options.cacheMaxEntries, 1000, 'introspect.cacheMaxEntries')));
+  const timeoutMs = positiveOption(options.timeoutMs, 5000, 'introspect.timeoutMs');
   const authorization = basicAuthorization(options.clientId, options.clientSecret);
   const cache = cacheMs > 0 ? new ActiveTokenCache(maxEntries) : undefined;
 

@@ -18,6 +18,7 @@ import {
 } from 'jose';
 import { toVeilTokenError, VeilTokenError } from './errors.js';
 import { createIntrospector, type IntrospectionOptions, type Introspector } from './introspection.js';
+import { positiveOption } from './options.js';
 
 const ECDH_ALGORITHMS = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW'] as const;
 const RSA_ALGORITHMS = ['RSA-OAEP', 'RSA-OAEP-256', 'RSA-OAEP-384', 'RSA-OAEP-512'] as const;
@@ -185,12 +186,6 @@ function allowList<T extends string>(given: readonly T[] | undefined, defaults: 
   return [...list];
 }
 
-function positive(value: number | undefined, fallback: number, name: string, allowZero = false): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) throw new TypeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number`);
-  return value;
-}
-
 function decodeJsonObject(segment: string): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
@@ -255,14 +250,14 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   const keyManagementAlgorithms = allowList(options.algorithms?.keyManagement, DEFAULT_ALGORITHMS.keyManagement, SUPPORTED.keyManagement, 'keyManagement');
   const contentEncryptionAlgorithms = allowList(options.algorithms?.contentEncryption, DEFAULT_ALGORITHMS.contentEncryption, SUPPORTED.contentEncryption, 'contentEncryption');
   const signingAlgorithms = allowList(options.algorithms?.signing, DEFAULT_ALGORITHMS.signing, SUPPORTED.signing, 'signing');
-  const clockTolerance = positive(options.clockToleranceSeconds, 5, 'clockToleranceSeconds', true);
-  const maxTokenLength = positive(options.maxTokenLength, 8192, 'maxTokenLength');
+  const clockTolerance = positiveOption(options.clockToleranceSeconds, 5, 'clockToleranceSeconds', true);
+  const maxTokenLength = positiveOption(options.maxTokenLength, 8192, 'maxTokenLength');
   const introspector: Introspector | undefined = options.introspect && createIntrospector(issuer, options.introspect);
 
   const remoteJwks = createRemoteJWKSet(new URL(options.jwksUri ?? `${issuer.replace(/\/+$/, '')}/jwks`), {
-    cooldownDuration: positive(options.jwksCooldownMs, 30_000, 'jwksCooldownMs', true),
-    cacheMaxAge: positive(options.jwksCacheMaxAgeMs, 600_000, 'jwksCacheMaxAgeMs', true),
-    timeoutDuration: Math.floor(positive(options.jwksTimeoutMs, 5000, 'jwksTimeoutMs')),
+    cooldownDuration: positiveOption(options.jwksCooldownMs, 30_000, 'jwksCooldownMs', true),
+    cacheMaxAge: positiveOption(options.jwksCacheMaxAgeMs, 600_000, 'jwksCacheMaxAgeMs', true),
+    timeoutDuration: Math.floor(positiveOption(options.jwksTimeoutMs, 5000, 'jwksTimeoutMs')),
   });
   // jose re-fetches the JWKS on an unknown kid (rate-limited by the cooldown); only a genuinely
   // unknown kid is the token's fault, a failed fetch is Veil being unreachable.

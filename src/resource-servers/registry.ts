@@ -41,6 +41,8 @@ export class DuplicateResourceServer extends Error {
 export const RELEASABLE_CLAIMS = ['email', 'email_verified', 'name'] as const;
 
 const CACHE_TTL_MS = 60_000;
+/** Introspection client ids start with this, to tell them from OAuth clients' ids at a glance. */
+export const INTROSPECTION_CLIENT_PREFIX = 'rs_';
 const hashSecret = (secret: string) => createHash('sha256').update(secret).digest();
 
 export class ResourceServerRegistry {
@@ -92,7 +94,7 @@ export class ResourceServerRegistry {
 
     const { alg, enc, jwk } = await this.#validateKey(input);
     const secret = randomBytes(32).toString('base64url');
-    const credentials = { introspection_client_id: `rs_${randomBytes(16).toString('base64url')}`, introspection_client_secret: secret };
+    const credentials = { introspection_client_id: `${INTROSPECTION_CLIENT_PREFIX}${randomBytes(16).toString('base64url')}`, introspection_client_secret: secret };
     const record = await this.repository.create({
       identifier: input.identifier,
       name: input.name,

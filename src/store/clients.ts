@@ -6,7 +6,7 @@
  */
 import type { ClientMetadata } from 'oidc-provider';
 import type { Envelope } from '../crypto/master-key.js';
-import type { PrismaClient } from './database.js';
+import { storableKey, type PrismaClient } from './database.js';
 import type { Prisma } from '../generated/prisma/client.js';
 
 export interface ClientRecord {
@@ -40,6 +40,7 @@ export class ClientRepository {
   }
 
   async find(clientId: string): Promise<ClientMetadata | undefined> {
+    if (!storableKey(clientId)) return undefined;
     const row = await this.prisma.client.findUnique({ where: { clientId } });
     return row ? this.#opened(row.metadata as ClientMetadata) : undefined;
   }

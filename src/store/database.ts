@@ -14,6 +14,13 @@ import { classifyDatabaseError } from './errors.js';
 
 export type { PrismaClient };
 
+/**
+ * Whether a look-up key can be in PostgreSQL at all: text cannot hold NUL, and querying with one
+ * is an error, not a miss. Keys from requests (client ids, identifiers) are checked with this so
+ * a caller's odd input is a plain "not found", never a 500.
+ */
+export const storableKey = (value: string): boolean => !value.includes('\0');
+
 /** Minimal SQL surface the migrator needs; implemented for both pg and PGlite. */
 export interface SqlRunner {
   /** Runs one or more statements (simple query protocol). */

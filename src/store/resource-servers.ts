@@ -1,6 +1,6 @@
 /** Resource server (API) registry (PostgreSQL). The identifier is the RFC 8707 resource URI and the token audience. */
 import type { Prisma } from '../generated/prisma/client.js';
-import type { PrismaClient } from './database.js';
+import { storableKey, type PrismaClient } from './database.js';
 
 export interface ResourceServerRecord {
   identifier: string;
@@ -42,10 +42,12 @@ export class ResourceServerRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
   async find(identifier: string): Promise<ResourceServerRecord | null> {
+    if (!storableKey(identifier)) return null;
     return toRecord(await this.prisma.resourceServer.findUnique({ where: { identifier }, select: SELECT }));
   }
 
   async findByIntrospectionClientId(clientId: string): Promise<ResourceServerRecord | null> {
+    if (!storableKey(clientId)) return null;
     return toRecord(await this.prisma.resourceServer.findUnique({ where: { introspectionClientId: clientId }, select: SELECT }));
   }
 

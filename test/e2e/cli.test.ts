@@ -149,6 +149,15 @@ describe('veil CLI against a running server', () => {
     assert.equal(await veil.database.prisma.resourceServer.count(), 0);
   });
 
+  test('a mistyped option does not echo the value typed after it', async () => {
+    for (const json of [[], ['--json']]) {
+      const res = await runCli(['users', 'create', '--email', 'x@example.com', '--pasword=hunter2-is-a-secret', ...json], { env });
+      assert.notEqual(res.code, 0);
+      assert.match(res.stderr, /--pasword/);
+      assert.doesNotMatch(res.stderr + res.stdout, /hunter2/);
+    }
+  });
+
   test('a wrong admin token is refused', async () => {
     const res = await runCli(['users', 'list'], { env: { ...env, VEIL_ADMIN_TOKEN: 'wrong-token' } });
     assert.equal(res.code, 1);

@@ -131,6 +131,23 @@ describe('bad input', () => {
       assert.equal((await json(res)).error, 'invalid_client');
     });
 
+    test('a client id no database can hold (NUL): 401 invalid_client, not a 500', async () => {
+      const res = await token('grant_type=client_credentials', { authorization: `Basic ${Buffer.from('bad%00id:secret').toString('base64')}` });
+      const body = await json(res);
+      // oidc-provider refuses it before any look-up (400 invalid_request) or finds no client (401).
+      assert.ok([400, 401].includes(res.status), `status ${res.status}`);
+      assert.ok(['invalid_request', 'invalid_client'].includes(body.error), body.error);
+      for (const id of ['rs_%00x', 'bad%00id']) {
+        const introspection = await fetch(`${veil.issuer}/token/introspection`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`${id}:anything`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'token=x',
+        });
+        assert.equal(introspection.status, 401, id);
+        assert.equal((await json(introspection)).error, 'invalid_client');
+      }
+    });
+
     test('password and implicit grants are off', async () => {
       const res = await token('grant_type=password&username=a&password=b');
       assert.equal(res.status, 400);

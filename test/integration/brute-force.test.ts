@@ -94,12 +94,15 @@ describe('per-account lockout', () => {
   });
 
   test('an unknown email is counted and locked the same way', async () => {
+    const throttledBefore = veil.logs.filter((l) => l.includes('"login.throttled"')).length;
     const wrong = await attempt('nobody@example.com', 'guess');
     await attempt('nobody@example.com', 'guess');
     await attempt('nobody@example.com', 'guess');
     const locked = await attempt('nobody@example.com', 'guess');
     assert.equal(locked.status, 401);
     assert.equal(locked.page, wrong.page);
+    // Same answer, but it was the lock that answered (the page alone cannot tell).
+    assert.equal(veil.logs.filter((l) => l.includes('"login.throttled"')).length, throttledBefore + 1);
   });
 
   test('a success resets the account count', async () => {

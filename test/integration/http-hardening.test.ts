@@ -57,6 +57,27 @@ describe('token endpoint throttling and security headers', () => {
     assert.equal(other.status, 200);
   });
 
+  test('naming a client from another address does not spend that client\'s allowance', async () => {
+    // Behind a proxy, so the test can speak from two addresses.
+    const proxied = await startTestVeil(stores, { TOKEN_RATE_LIMIT_PER_CLIENT: '1', TRUST_PROXY: 'true' });
+    try {
+      const c = await proxied.admin<Created>('POST', '/admin/clients', { client_name: 'victim', grant_types: ['client_credentials'] });
+      const forged = `Basic ${Buffer.from(`${c.body.client.client_id}:not-the-secret`).toString('base64')}`;
+      const real = `Basic ${Buffer.from(`${c.body.client.client_id}:${c.body.client_secret}`).toString('base64')}`;
+      const from = (ip: string, authorization: string) =>
+        fetch(`${proxied.issuer}/token`, {
+          method: 'POST',
+          headers: { authorization, 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': ip },
+          body: 'grant_type=client_credentials',
+        });
+      const attack = await Promise.all(Array.from({ length: 6 }, () => from('203.0.113.9', forged)));
+      assert.ok(attack.some((r) => r.status === 429), `the attacker is throttled: ${attack.map((r) => r.status).join(', ')}`);
+      assert.equal((await from('198.51.100.7', real)).status, 200);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   test('/token responses carry nosniff and no-referrer, and no HSTS for an http issuer', async () => {
     const res = await post('/token', 'Basic bm9ib2R5Om5vdGhpbmc=', { grant_type: 'client_credentials' });
     assert.equal(res.status, 401);

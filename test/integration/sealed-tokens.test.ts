@@ -134,6 +134,30 @@ describe('sealed access tokens', () => {
     assert.deepEqual((await introspect(veil.issuer, rsCredentials(ec), String(payload.jti))).body, { active: false });
   });
 
+  test('a client whose random id happens to start like an introspection client id still authenticates', async () => {
+    const lookalike = { clientId: 'rs_lookalike-client', secret: 'a-long-client-secret-0123456789abcdef' };
+    await veil.database.prisma.client.create({
+      data: {
+        clientId: lookalike.clientId,
+        metadata: {
+          client_id: lookalike.clientId,
+          client_secret: lookalike.secret,
+          client_name: 'lookalike',
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: 'client_secret_basic',
+          allowed_resources: [ec.identifier],
+        },
+      },
+    });
+    const res = await tokenRequest({ issuer: veil.issuer, clientId: lookalike.clientId, clientSecret: lookalike.secret, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: ec.identifier });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const own = await introspect(veil.issuer, { id: lookalike.clientId, secret: lookalike.secret }, res.body.access_token!);
+    assert.equal(own.status, 200, JSON.stringify(own.body));
+    assert.equal(own.body.active, true);
+  });
+
   test('introspection refuses bad credentials with invalid_client', async () => {
     const res = await introspect(veil.issuer, { id: ec.clientId, secret: 'wrong' }, 'x');
     assert.equal(res.status, 401);

@@ -176,6 +176,10 @@ describe('self-service connected apps', () => {
     // The confirmation is shown only when true: Other App still has access.
     const lie = await accountPage(jar, `?removed=${encodeURIComponent(other.clientId)}`);
     assert.doesNotMatch(lie.html, /role="status"/);
+    // Nor for a made-up name: the query string is anyone's to write.
+    const forged = await accountPage(jar, `?removed=${encodeURIComponent('Your bank')}`);
+    assert.doesNotMatch(forged.html, /role="status"/);
+    assert.doesNotMatch(forged.html, /Your bank/);
 
     // The session still names the deleted grant; oidc-provider finds no grant and asks again.
     assert.equal(await authorizeAgain(jar, notes), 'consent');

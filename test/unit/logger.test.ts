@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { describeUrl } from '../../src/app.js';
 import { createLogger, errorFields } from '../../src/observability/logger.js';
 
 function capture() {
@@ -49,5 +50,24 @@ describe('logger', () => {
     assert.equal(fields.message, 'PostgreSQL is unavailable');
     assert.deepEqual(fields.cause, { name: 'PrismaClientValidationError' });
     assert.ok(!JSON.stringify(fields).includes('ada@example.com'));
+  });
+
+  test('errorFields hides driver-adapter messages and survives cyclic or endless cause chains', () => {
+    const driver = Object.assign(new Error('value "ada@example.com" violates constraint'), { name: 'DriverAdapterError' });
+    assert.deepEqual(errorFields(driver), { name: 'DriverAdapterError' });
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    (a as { cause?: unknown }).cause = b;
+    const fields = errorFields(a);
+    assert.equal(fields.message, 'a');
+    assert.ok(JSON.stringify(fields).length < 1000, 'the chain is cut');
+  });
+
+  test('describeUrl never shows a user, a password or a query (which may carry a password)', () => {
+    for (const url of ['postgresql://veil:s3cret@db:5432/veil?password=s3cret&sslmode=require', 'redis://:s3cret@cache:6379/0']) {
+      const shown = describeUrl(url);
+      assert.doesNotMatch(shown, /s3cret|veil@|password/);
+      assert.match(shown, /^(postgresql|redis):\/\/(db:5432\/veil|cache:6379\/0)$/);
+    }
   });
 });

@@ -17,8 +17,12 @@ const SECRET = 'a cookie key of at least thirty-two characters';
 const LIMITS = { maxFailuresPerAccount: 3, maxFailuresPerIp: 5, lockSeconds: 1, secret: SECRET };
 const email = () => `user-${randomBytes(4).toString('hex')}@example.com`;
 
+/** Failed attempts as the login route makes them: counted by check(), then settled. */
 async function fail(throttle: LoginThrottle, times: number, email: string, ip: string) {
-  for (let i = 0; i < times; i++) await throttle.recordFailure(email, ip);
+  for (let i = 0; i < times; i++) {
+    await throttle.check(email, ip);
+    await throttle.recordFailure(email, ip);
+  }
 }
 
 function behaviour(backend: () => RedisBackend | undefined) {
@@ -39,6 +43,13 @@ function behaviour(backend: () => RedisBackend | undefined) {
     assert.deepEqual(await t.check(e, '192.0.2.1'), { allowed: true });
   });
 
+  test('parallel attempts cannot outrun the limit: each is counted before its password is checked', async () => {
+    const t = make();
+    const e = email();
+    const decisions = await Promise.all(Array.from({ length: 10 }, (_, i) => t.check(e, `192.0.2.${100 + i}`)));
+    assert.equal(decisions.filter((d) => d.allowed).length, LIMITS.maxFailuresPerAccount);
+  });
+
   test('a success clears the account count (failures must be consecutive)', async () => {
     const t = make();
     const e = email();
@@ -51,8 +62,10 @@ function behaviour(backend: () => RedisBackend | undefined) {
   test('locks an address after the maximum of failures across accounts', async () => {
     const t = make();
     const ip = `198.51.100.${1 + (randomBytes(1)[0]! % 200)}`;
-    for (let i = 0; i < 4; i++) await t.recordFailure(email(), ip);
-    assert.deepEqual(await t.recordFailure(email(), ip), ['ip']);
+    for (let i = 0; i < 4; i++) await fail(t, 1, email(), ip);
+    const last = email();
+    await t.check(last, ip);
+    assert.deepEqual(await t.recordFailure(last, ip), ['ip']);
     const locked = await t.check(email(), ip);
     assert.ok(!locked.allowed && locked.scope === 'ip');
     assert.deepEqual(await t.check(email(), '203.0.113.1'), { allowed: true });
@@ -64,8 +77,8 @@ describe('LoginThrottle on RateLimiterMemory', () => {
 
   test('IPv6 addresses in one /64 share a count', async () => {
     const t = new LoginThrottle({ ...LIMITS, maxFailuresPerIp: 2 });
-    await t.recordFailure('a@example.com', '2001:db8:1:2::1');
-    await t.recordFailure('b@example.com', '2001:db8:1:2:ffff::9');
+    await fail(t, 1, 'a@example.com', '2001:db8:1:2::1');
+    await fail(t, 1, 'b@example.com', '2001:db8:1:2:ffff::9');
     assert.equal((await t.check('c@example.com', '2001:db8:1:2:abcd::1')).allowed, false);
     assert.equal((await t.check('c@example.com', '2001:db8:1:3::1')).allowed, true);
   });

@@ -216,6 +216,16 @@ describe('inner JWT failures', () => {
     await rejectsWith(verifierFor().verify(await sealedToken({ aud: 'https://other-api.example.test' })), 'audience_mismatch');
   });
 
+  test('the error carries no decoded claims a caller could log', async () => {
+    await assert.rejects(verifierFor().verify(await sealedToken({ aud: 'https://other-api.example.test', email: 'ada@example.com' })), (err: unknown) => {
+      assert.ok(err instanceof VeilTokenError);
+      assert.equal(err.code, 'audience_mismatch');
+      assert.doesNotMatch(JSON.stringify({ message: err.message, cause: err.cause }), /ada@example\.com/);
+      assert.equal((err.cause as { payload?: unknown } | undefined)?.payload, undefined);
+      return true;
+    });
+  });
+
   test('wrong issuer is issuer_mismatch', async () => {
     await rejectsWith(verifierFor().verify(await sealedToken({ iss: 'https://evil.example.test' })), 'issuer_mismatch');
   });
