@@ -96,7 +96,9 @@ let credentials: { id: string; secret: string } | undefined;
 
 async function register(adminPort: number) {
   const post = async <T>(p: string, body: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    // No ADMIN_TOKEN configured: the primary generated one into KEYS_DIR.
+    const authorization = `Bearer ${readFileSync(path.join(env.KEYS_DIR, 'admin-token'), 'utf8').trim()}`;
+    const res = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify(body) });
     if (res.status !== 201) throw new Error(`${p}: ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   };

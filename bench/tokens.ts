@@ -91,9 +91,11 @@ async function mustPost(what: string, url: string, headers: Record<string, strin
   return r.json;
 }
 
-function admin(adminUrl: string) {
+function admin(adminUrl: string, keysDir: string) {
   return async <T>(p: string, body: unknown): Promise<T> => {
-    const res = await fetch(`${adminUrl}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    // No ADMIN_TOKEN configured: Veil generated one into KEYS_DIR at its first start.
+    const authorization = `Bearer ${fs.readFileSync(path.join(keysDir, 'admin-token'), 'utf8').trim()}`;
+    const res = await fetch(`${adminUrl}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify(body) });
     const text = await res.text();
     if (res.status !== 201 && res.status !== 200) throw new Error(`admin POST ${p}: ${res.status} ${text}`);
     return JSON.parse(text) as T;
@@ -240,7 +242,7 @@ async function benchVeil(): Promise<VeilResults> {
   // "Veil is ready" is logged at info, so at LOG_LEVEL=warn readiness is the admin listener
   // (the last thing Veil opens before that line) answering.
   await server.waitUntil('"Veil is ready" / the admin listener', async () => server.output.includes('"Veil is ready"') || (await responds(`${adminUrl}/healthz`)));
-  const call = admin(adminUrl);
+  const call = admin(adminUrl, path.join(tmp, 'keys'));
 
   // The resource server, with its own P-256 encryption key.
   const { publicKey, privateKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256', extractable: true });

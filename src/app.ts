@@ -13,8 +13,9 @@ import { AccountService } from './accounts/account-service.js';
 import { AuditLog } from './audit/audit-log.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { createAdminApp } from './admin/server.js';
+import { hostMatcher } from './admin/guard.js';
 import { ClientService } from './clients/client-service.js';
-import type { VeilConfig } from './config.js';
+import { isLoopback, type VeilConfig } from './config.js';
 import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from './admin/contract.js';
 import { readKeyRing, type KeyRing } from './crypto/key-ring.js';
 import { KeyWatcher } from './crypto/key-watcher.js';
@@ -53,6 +54,8 @@ export interface Veil {
   /** Empty when this process serves no admin listener (`StartOptions.admin: false`). */
   adminUrl: string;
   demo: DemoLogin | undefined;
+  /** The admin API's bearer token: configured, or generated into KEYS_DIR/admin-token. */
+  adminToken: string;
   close(): Promise<void>;
 }
 
@@ -125,7 +128,7 @@ export async function startVeil(
     if (config.migrateOnStart) await applyMigrations(database, logger);
     await reachDatabase(() => database.ping());
 
-    const { envelope, keyRing, cookieKeys } = await loadKeyMaterial(config, logger);
+    const { envelope, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger);
 
     const shortLived: ShortLivedStore =
       config.redis.kind === 'redis'
@@ -306,13 +309,17 @@ export async function startVeil(
     });
 
     const adminApp = createAdminApp({
-      token: config.admin.token,
+      token: adminToken,
+      hostAllowed: (host) => adminHostAllowed(host),
+      openProbes: isLoopback(config.admin.host),
       accounts,
       clients,
       registry: tokens.registry,
       grants: grantRepo,
       grantRevocation: tokens.grantRevocation,
       logger,
+    // The Host names served depend on the bound port (ADMIN_PORT may be 0): set once listening.
+    let adminHostAllowed: (host: string) => boolean = () => false;
       defaultAccessTokenTtl: config.ttl.accessToken,
       keys: {
         keysDir: config.keysDir,
@@ -335,7 +342,10 @@ export async function startVeil(
     });
     let adminUrl = '';
     if (serveAdmin) {
-      const adminServer = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 30_000 }, adminApp.callback());
+      const adminLimits = { maxHeaderSize: 16 * 1024, requestTimeout: 30_000 };
+      const adminServer = config.admin.tls
+        ? https.createServer({ ...adminLimits, cert: config.admin.tls.cert, key: config.admin.tls.key }, adminApp.callback())
+        : http.createServer(adminLimits, adminApp.callback());
       adminUrl = await listen(adminServer, config.admin.host, config.admin.port);
       listeners.push(adminServer);
     }
@@ -345,6 +355,7 @@ export async function startVeil(
       'Veil is ready',
     );
     if (demo) print(demoBanner(demo));
+      adminHostAllowed = hostMatcher(config.admin.host, (adminServer.address() as AddressInfo).port, config.admin.tls ? 'https' : 'http', config.admin.allowedHosts);
 
     return {
       config,
@@ -363,5 +374,6 @@ export async function startVeil(
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
     throw err;
+      adminToken,
   }
 }

@@ -45,6 +45,15 @@ const envSchema = z.object({
   ADMIN_PORT: port.default(3001),
   ADMIN_HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
+  /** A file holding the admin token (a mounted secret); neither set: generated into KEYS_DIR/admin-token. */
+  ADMIN_TOKEN_FILE: optionalString,
+  /** Extra Host names the admin listener answers to (a proxy's name), comma-separated host[:port]. */
+  ADMIN_ALLOWED_HOSTS: optionalString.transform((v) => v?.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean) ?? []).pipe(
+    z.array(z.string().regex(/^([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$/, 'each entry must be host or host:port')),
+  ),
+  /** TLS on the admin listener (PEM files); required when ADMIN_HOST is not loopback. */
+  ADMIN_TLS_CERT: optionalString,
+  ADMIN_TLS_KEY: optionalString,
   COOKIE_KEYS: optionalString.transform((v) => v?.split(',').map((k) => k.trim()).filter(Boolean)).pipe(
     z.array(z.string().min(32, 'each key must be at least 32 characters')).optional(),
   ),
@@ -99,7 +108,15 @@ export interface VeilConfig {
   keysReloadSeconds: number;
   migrateOnStart: boolean;
   seed: boolean;
-  admin: { host: string; port: number; token: string | undefined };
+  admin: {
+    host: string;
+    port: number;
+    /** ADMIN_TOKEN or the content of ADMIN_TOKEN_FILE; undefined: generated into KEYS_DIR/admin-token at start. */
+    token: string | undefined;
+    /** Host header values served besides the bind address and localhost (lower case, host or host:port). */
+    allowedHosts: string[];
+    tls: { certFile: string; keyFile: string; cert: Buffer; key: Buffer } | undefined;
+  };
   cookieKeys: string[] | undefined;
   ttl: {
     accessToken: number;
@@ -140,7 +157,7 @@ export function isLoopback(host: string): boolean {
 }
 
 /** Reads the PEM pair and checks that Node can use it; a problem is reported, not thrown. */
-function readTls(certFile: string, keyFile: string, problems: string[]): VeilConfig['tls'] {
+function readTls(certFile: string, keyFile: string, problems: string[], names = { cert: 'TLS_CERT', key: 'TLS_KEY' }): VeilConfig['tls'] {
   const read = (name: string, file: string) => {
     try {
       return fs.readFileSync(file);
@@ -149,13 +166,13 @@ function readTls(certFile: string, keyFile: string, problems: string[]): VeilCon
       return undefined;
     }
   };
-  const cert = read('TLS_CERT', certFile);
-  const key = read('TLS_KEY', keyFile);
+  const cert = read(names.cert, certFile);
+  const key = read(names.key, keyFile);
   if (!cert || !key) return undefined;
   try {
     tls.createSecureContext({ cert, key });
   } catch (err) {
-    problems.push(`TLS_CERT/TLS_KEY: not a usable PEM certificate and matching private key (${(err as Error).message})`);
+    problems.push(`${names.cert}/${names.key}: not a usable PEM certificate and matching private key (${(err as Error).message})`);
     return undefined;
   }
   return { certFile, keyFile, cert, key };
@@ -166,6 +183,27 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+/** ADMIN_TOKEN, or the first line of ADMIN_TOKEN_FILE (never quoted in a problem: it is a secret). */
+function readAdminToken(e: Env, problems: string[]): string | undefined {
+  if (e.ADMIN_TOKEN && e.ADMIN_TOKEN_FILE) {
+    problems.push('ADMIN_TOKEN and ADMIN_TOKEN_FILE: set one, not both');
+    return undefined;
+  }
+  if (!e.ADMIN_TOKEN_FILE) return e.ADMIN_TOKEN;
+  let token: string;
+  try {
+    token = fs.readFileSync(path.resolve(e.ADMIN_TOKEN_FILE), 'utf8').trim();
+  } catch (err) {
+    problems.push(`ADMIN_TOKEN_FILE: cannot read ${e.ADMIN_TOKEN_FILE} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return undefined;
+  }
+  if (!/^[\x21-\x7e]{16,}$/.test(token)) {
+    problems.push(`ADMIN_TOKEN_FILE: ${e.ADMIN_TOKEN_FILE} must hold one token of at least 16 printable characters`);
+    return undefined;
+  }
+  return token;
+}
+
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
@@ -201,8 +239,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     if (e.VEIL_SEED === 'on' && source.VEIL_SEED !== undefined) problems.push('VEIL_SEED: dev seeding is refused when NODE_ENV=production');
   }
   if (e.VEIL_MASTER_KEY && e.VEIL_MASTER_KEY_FILE) problems.push('VEIL_MASTER_KEY and VEIL_MASTER_KEY_FILE: set one, not both');
-  if (!isLoopback(e.ADMIN_HOST) && !e.ADMIN_TOKEN) {
-    problems.push(`ADMIN_TOKEN: required when ADMIN_HOST (${e.ADMIN_HOST}) is not a loopback address`);
+  const adminToken = readAdminToken(e, problems);
+  let adminTls: VeilConfig['admin']['tls'];
+  const adminTlsNames = { cert: 'ADMIN_TLS_CERT', key: 'ADMIN_TLS_KEY' };
+  if (e.ADMIN_TLS_CERT && e.ADMIN_TLS_KEY) adminTls = readTls(path.resolve(e.ADMIN_TLS_CERT), path.resolve(e.ADMIN_TLS_KEY), problems, adminTlsNames);
+  else if (e.ADMIN_TLS_CERT) problems.push('ADMIN_TLS_KEY: required with ADMIN_TLS_CERT (set both, or neither)');
+  else if (e.ADMIN_TLS_KEY) problems.push('ADMIN_TLS_CERT: required with ADMIN_TLS_KEY (set both, or neither)');
+  // Off loopback the token crosses a network: it must be one the operator chose and handed out
+  // (a generated file is only readable on this machine), and it must travel inside TLS.
+  if (!isLoopback(e.ADMIN_HOST)) {
+    if (!e.ADMIN_TOKEN && !e.ADMIN_TOKEN_FILE) {
+      problems.push(`ADMIN_TOKEN or ADMIN_TOKEN_FILE: required when ADMIN_HOST (${e.ADMIN_HOST}) is not a loopback address`);
+    }
+    if (!e.ADMIN_TLS_CERT && !e.ADMIN_TLS_KEY) {
+      problems.push(`ADMIN_TLS_CERT/ADMIN_TLS_KEY: required when ADMIN_HOST (${e.ADMIN_HOST}) is not a loopback address (the admin token must not cross a network in clear text)`);
+    }
   }
   if (problems.length) throw new ConfigError(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 
@@ -224,7 +275,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     migrateOnStart: e.VEIL_MIGRATE_ON_START,
     // Seeding only ever happens against embedded stores and never in production.
     seed: e.VEIL_SEED === 'on' && !production && !e.DATABASE_URL,
-    admin: { host: e.ADMIN_HOST, port: e.ADMIN_PORT, token: e.ADMIN_TOKEN },
+    admin: { host: e.ADMIN_HOST, port: e.ADMIN_PORT, token: adminToken, allowedHosts: e.ADMIN_ALLOWED_HOSTS, tls: adminTls },
     cookieKeys: e.COOKIE_KEYS,
     ttl: {
       accessToken: e.ACCESS_TOKEN_TTL,

@@ -1,8 +1,9 @@
 /**
  * The steps start-up takes once per deployment state, shared by a single process
  * (src/app.ts) and the cluster primary (src/cluster.ts), in the same order: migrations, then
- * the master key, the signing key ring and the cookie keys in KEYS_DIR.
+ * the master key, the signing key ring, the cookie keys and the admin token in KEYS_DIR.
  */
+import { loadOrCreateAdminToken } from './admin/admin-token.js';
 import type { VeilConfig } from './config.js';
 import { loadOrCreateKeyRing, type LoadResult } from './crypto/key-ring.js';
 import { loadOrCreateCookieKeys } from './crypto/keys.js';
@@ -25,6 +26,8 @@ export interface KeyMaterial {
   envelope: Envelope;
   keyRing: LoadResult;
   cookieKeys: string[];
+  /** ADMIN_TOKEN / ADMIN_TOKEN_FILE, else KEYS_DIR/admin-token (created at the first start). */
+  adminToken: string;
 }
 
 export async function loadKeyMaterial(config: VeilConfig, logger: Logger): Promise<KeyMaterial> {
@@ -35,5 +38,12 @@ export async function loadKeyMaterial(config: VeilConfig, logger: Logger): Promi
   if (keyRing.created) logger.info({ keysDir: config.keysDir, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
   if (keyRing.upgraded) logger.info({ keysDir: config.keysDir }, 'signing keys sealed under the master key (key ring format)');
   const cookieKeys = config.cookieKeys ?? (await loadOrCreateCookieKeys(config.keysDir));
-  return { envelope, keyRing, cookieKeys };
+  let adminToken = config.admin.token;
+  if (adminToken === undefined) {
+    const generated = await loadOrCreateAdminToken(config.keysDir);
+    // The file's name only, never its content.
+    if (generated.created) logger.info({ file: generated.file }, 'generated the admin API token (the veil CLI on this machine reads it from there)');
+    adminToken = generated.token;
+  }
+  return { envelope, keyRing, cookieKeys, adminToken };
 }

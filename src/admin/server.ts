@@ -1,8 +1,8 @@
 /**
- * Admin HTTP API (its own listener; see docs/ADMIN_API.md). Bearer-token protected when
- * ADMIN_TOKEN is set. The CLI is a client of exactly this surface, so keep it stable.
+ * Admin HTTP API (its own listener; see docs/ADMIN_API.md). Always bearer-token protected, behind
+ * the Host/browser/JSON checks of ./guard.ts. The CLI is a client of exactly this surface, so keep
+ * it stable.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { Router } from '@koa/router';
 import Koa, { type Context, type Next } from 'koa';
 import { errors } from 'oidc-provider';
@@ -23,9 +23,15 @@ import { DuplicateResourceServer, InvalidResourceServer, type ResourceServerRegi
 import type { GrantRepository } from '../store/grants.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import { operationsRoutes } from './operations.js';
+import { adminGuard } from './guard.js';
 
 export interface AdminDeps {
-  token: string | undefined;
+  /** ADMIN_TOKEN / ADMIN_TOKEN_FILE or the generated KEYS_DIR/admin-token: there is always one. */
+  token: string;
+  /** Whether a Host header names this listener (guard.ts `hostMatcher`, built once the port is known). */
+  hostAllowed: (host: string) => boolean;
+  /** Probes without the token: only when the listener is bound to loopback. */
+  openProbes: boolean;
   accounts: AccountService;
   clients: ClientService;
   registry: ResourceServerRegistry;
@@ -56,13 +62,6 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
     throw new AdminError(400, 'invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`);
   }
   return result.data;
-}
-
-function sameSecret(a: string, b: string): boolean {
-  // Hash first so lengths match and timing does not reveal the token length.
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
 }
 
 export function createAdminApp(deps: AdminDeps): Koa {
@@ -110,24 +109,20 @@ export function createAdminApp(deps: AdminDeps): Koa {
     }
   });
 
+  // Before every route, the probes included (they skip only the token, and only on loopback).
+  app.use(
+    adminGuard({
+      token: deps.token,
+      hostAllowed: deps.hostAllowed,
+      openProbes: deps.openProbes,
+      refuse: (status, error, description) => new AdminError(status, error, description),
+    }),
+  );
+
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  // Probes and scrapers carry no admin token: mounted outside the /admin guard.
   app.use(operationsRoutes(deps));
-
-  // Everything under /admin requires the token when one is configured.
-  router.use('/admin', async (ctx, next) => {
-    if (deps.token) {
-      const header = ctx.get('authorization');
-      const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
-      if (!presented || !sameSecret(presented, deps.token)) {
-        ctx.set('WWW-Authenticate', 'Bearer realm="veil-admin"');
-        throw new AdminError(401, 'unauthorized', 'a valid admin bearer token is required');
-      }
-    }
-    await next();
-  });
 
   router.get('/admin/users', async (ctx) => {
     ctx.body = { users: (await deps.accounts.list()).map(toPublicAccount) };

@@ -38,7 +38,7 @@ export function toErrorReport(err: unknown): ErrorReport {
 export function humanErrorMessage(err: unknown): string {
   const { error_description } = toErrorReport(err);
   if (err instanceof AdminApiError && err.status === 401) {
-    return `${error_description} (pass --admin-token or set VEIL_ADMIN_TOKEN)`;
+    return `${error_description} (pass --admin-token or set VEIL_ADMIN_TOKEN; on the server's machine the CLI reads KEYS_DIR/admin-token itself)`;
   }
   return error_description;
 }

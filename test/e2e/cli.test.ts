@@ -205,3 +205,42 @@ describe('veil CLI against a running server', () => {
     assert.match(bad.stderr, /ISO 8601/);
   });
 });
+
+describe('veil CLI with no configuration, on the server machine (issue 7, finding 2)', () => {
+  let stores: TestStores;
+  let veil: TestVeil;
+  // Nothing but where the server is and its KEYS_DIR: no token anywhere.
+  const noToken = { VEIL_ADMIN_TOKEN: '', ADMIN_TOKEN: '', ADMIN_TOKEN_FILE: '' };
+
+  before(async () => {
+    stores = await createTestStores();
+    veil = await startTestVeil(stores); // no ADMIN_TOKEN: Veil generates KEYS_DIR/admin-token
+  });
+
+  after(async () => {
+    await veil?.stop();
+    await stores?.cleanup();
+  });
+
+  test('users create / list work with the token Veil generated into the shared KEYS_DIR', async () => {
+    const env = { ...noToken, VEIL_ADMIN_URL: veil.adminUrl, KEYS_DIR: veil.config.keysDir };
+    const created = await runCli(['users', 'create', '--email', 'ada@example.com', '--password-stdin', '--json'], { env, stdin: 'an analytical engine passphrase\n' });
+    assert.equal(created.code, 0, created.stderr);
+    const listed = await runCli(['users', 'list', '--json'], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual((JSON.parse(listed.stdout) as { users: { email: string }[] }).users.map((u) => u.email), ['ada@example.com']);
+    assert.doesNotMatch(listed.stdout + listed.stderr + created.stdout + created.stderr, new RegExp(veil.adminToken));
+  });
+
+  test('without the token file (another KEYS_DIR) the server refuses, and the CLI says where the token comes from', async () => {
+    const before = await veil.database.prisma.account.count();
+    const res = await runCli(['users', 'create', '--email', 'eve@example.com', '--password-stdin'], {
+      env: { ...noToken, VEIL_ADMIN_URL: veil.adminUrl, KEYS_DIR: path.join(veil.tmpDir, 'elsewhere') },
+      stdin: 'a password that will not be used\n',
+    });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /admin bearer token/);
+    assert.match(res.stderr, /KEYS_DIR\/admin-token/);
+    assert.equal(await veil.database.prisma.account.count(), before);
+  });
+});

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../helpers/net.js';
 import { ManagedProcess } from '../helpers/process.js';
+import { generatedAdminToken } from '../helpers/veil.js';
 import { generateEncryptionKey } from '../helpers/resource-servers.js';
 import { basic, connectionRefused, startSlowRequest } from '../helpers/slow-request.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
@@ -41,7 +42,8 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
       .map((l) => JSON.parse(l) as LogLine);
 
   async function admin<T>(method: string, p: string, body: unknown): Promise<T> {
-    const res = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const authorization = `Bearer ${await generatedAdminToken(path.join(dir, 'keys'))}`;
+    const res = await fetch(`http://127.0.0.1:${adminPort}${p}`, { method, headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify(body) });
     assert.equal(res.status, 201, `${p}: ${res.status}`);
     return (await res.json()) as T;
   }

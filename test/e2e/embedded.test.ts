@@ -16,6 +16,7 @@ import { launchBrowser } from '../helpers/browser.js';
 import { signIn } from '../helpers/flows.js';
 import { freePort } from '../helpers/net.js';
 import { ManagedProcess } from '../helpers/process.js';
+import { generatedAdminToken } from '../helpers/veil.js';
 
 const run = promisify(execFile);
 
@@ -90,10 +91,11 @@ describe('embedded mode (npm start on a fresh data directory)', () => {
     server = startServer();
     const [, secondUrl] = await server.waitFor(/Open\s+(http\S+)/, 120_000);
     assert.doesNotMatch(server.output, /with password/);
-    const users = (await (await fetch(`${adminUrl}/admin/users`)).json()) as { users: { id: string; email: string }[] };
+    const headers = { authorization: `Bearer ${await generatedAdminToken(path.join(dir, 'keys'))}` };
+    const users = (await (await fetch(`${adminUrl}/admin/users`, { headers })).json()) as { users: { id: string; email: string }[] };
     assert.deepEqual(users.users.map((u) => u.email), ['demo@example.com']);
     assert.equal(users.users[0]!.id, payload.sub);
-    const clients = (await (await fetch(`${adminUrl}/admin/clients`)).json()) as { clients: { client_id: string }[] };
+    const clients = (await (await fetch(`${adminUrl}/admin/clients`, { headers })).json()) as { clients: { client_id: string }[] };
     assert.deepEqual(clients.clients.map((c) => c.client_id), ['veil-demo']);
 
     // The same password still signs in, and the signing keys survived: the old ID token verifies.

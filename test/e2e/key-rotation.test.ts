@@ -132,7 +132,8 @@ describe('signing-key rotation across processes', () => {
   });
 
   test('veil keys list / rotate through the admin API of the other process', async () => {
-    const env = { VEIL_ADMIN_URL: bAdmin };
+    // No token given: the CLI finds the one B generated in the shared KEYS_DIR.
+    const env = { VEIL_ADMIN_URL: bAdmin, KEYS_DIR: a.config.keysDir };
     const listed = await runCli(['keys', 'list', '--json'], { env });
     assert.equal(listed.code, 0, listed.stderr);
     const keys = (JSON.parse(listed.stdout) as { keys: { status: string; alg: string }[] }).keys;

@@ -18,6 +18,13 @@ export interface TestVeil extends Veil {
   stop(): Promise<void>;
 }
 
+/** The admin token a Veil without ADMIN_TOKEN generated into its KEYS_DIR (for Veils run as child processes). */
+export async function generatedAdminToken(keysDir: string): Promise<string> {
+  const token = (await fs.readFile(path.join(keysDir, 'admin-token'), 'utf8')).trim();
+  rememberSecret(token, 'admin token');
+  return token;
+}
+
 export async function startTestVeil(stores: TestStores | undefined, env: Record<string, string> = {}): Promise<TestVeil> {
   const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-test-'));
   const port = Number(env.PORT ?? (await freePort()));
@@ -43,18 +50,19 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
     },
   });
   const veil = await startVeil(config, { logger: createLogger(config.logLevel, sink), print: (t) => logs.push(t) });
+  // Configured or generated into KEYS_DIR/admin-token: either way it must never reach the logs.
+  rememberSecret(veil.adminToken, 'admin token');
   return Object.assign(veil, {
     issuer,
     logs,
     tmpDir,
     async admin<T>(method: string, p: string, body?: unknown) {
-      rememberSecret(config.admin.token, 'admin token');
       rememberFields(body, ['password', 'client_secret', 'introspection_client_secret', 'email']);
       const res = await fetch(`${veil.adminUrl}${p}`, {
         method,
         headers: {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          ...(config.admin.token ? { authorization: `Bearer ${config.admin.token}` } : {}),
+          authorization: `Bearer ${veil.adminToken}`,
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });

@@ -268,7 +268,7 @@ describe('bad input', () => {
 
   describe('admin API', () => {
     async function post(path: string, body: string) {
-      return fetch(`${veil.adminUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      return fetch(`${veil.adminUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${veil.adminToken}` }, body });
     }
 
     test('malformed JSON: 400 invalid_request', async () => {
@@ -310,7 +310,7 @@ describe('bad input', () => {
     });
 
     test('unknown admin route: 404 not_found', async () => {
-      const res = await fetch(`${veil.adminUrl}/admin/nothing`);
+      const res = await fetch(`${veil.adminUrl}/admin/nothing`, { headers: { authorization: `Bearer ${veil.adminToken}` } });
       assert.equal(res.status, 404);
       assert.equal((await json(res)).error, 'not_found');
     });

@@ -124,7 +124,7 @@ describe('error paths that log leave no secret in the logs (LOG_LEVEL debug)', (
 
     const adminJson = await fetch(`${veil.adminUrl}/admin/users`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${veil.adminToken}` },
       body: `{"email":"${user.email}","password":"${user.password}"`,
     });
     assert.equal(adminJson.status, 400);

@@ -3,6 +3,8 @@
  * Each case passes an explicit environment, never process.env.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig, type VeilConfig } from '../../src/config.js';
@@ -58,7 +60,7 @@ describe('loadConfig defaults', () => {
 
   test('has OWASP-minimum argon2 parameters, a loopback admin listener and no cookie keys', () => {
     assert.deepEqual(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
-    assert.deepEqual(config.admin, { host: '127.0.0.1', port: 3001, token: undefined });
+    assert.deepEqual(config.admin, { host: '127.0.0.1', port: 3001, token: undefined, allowedHosts: [], tls: undefined });
     assert.equal(config.cookieKeys, undefined);
     assert.equal(config.brand.color, '#4f46e5');
   });
@@ -207,9 +209,35 @@ describe('loadConfig admin listener', () => {
     assert.match(configError({ ADMIN_HOST: '127.example.com' }), /ADMIN_TOKEN/);
   });
 
-  test('a non-loopback ADMIN_HOST with ADMIN_TOKEN passes', () => {
-    const c = loadConfig({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN });
-    assert.deepEqual(c.admin, { host: '0.0.0.0', port: 3001, token: TOKEN });
+  test('a non-loopback ADMIN_HOST needs TLS as well as the token', () => {
+    const message = configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN });
+    assert.match(message, /ADMIN_TLS_CERT\/ADMIN_TLS_KEY: required when ADMIN_HOST \(0\.0\.0\.0\)/);
+    assert.doesNotMatch(message, new RegExp(TOKEN));
+    assert.match(configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN, ADMIN_TLS_CERT: '/nonexistent/cert.pem' }), /ADMIN_TLS_KEY: required with ADMIN_TLS_CERT/);
+    assert.match(configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN, ADMIN_TLS_CERT: '/nonexistent/cert.pem', ADMIN_TLS_KEY: '/nonexistent/key.pem' }), /ADMIN_TLS_CERT: cannot read/);
+  });
+
+  test('ADMIN_TOKEN_FILE is read; with ADMIN_TOKEN it is refused; its content is never quoted', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'veil-config-'));
+    try {
+      const file = path.join(dir, 'token');
+      fs.writeFileSync(file, `${TOKEN}\n`);
+      assert.equal(loadConfig({ ADMIN_TOKEN_FILE: file }).admin.token, TOKEN);
+      assert.match(configError({ ADMIN_TOKEN_FILE: file, ADMIN_TOKEN: TOKEN }), /ADMIN_TOKEN and ADMIN_TOKEN_FILE: set one/);
+      fs.writeFileSync(file, 'short-secret\n');
+      const message = configError({ ADMIN_TOKEN_FILE: file });
+      assert.match(message, /ADMIN_TOKEN_FILE: .* at least 16/);
+      assert.doesNotMatch(message, /short-secret/);
+      assert.match(configError({ ADMIN_TOKEN_FILE: path.join(dir, 'missing') }), /ADMIN_TOKEN_FILE: cannot read .*ENOENT/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('ADMIN_ALLOWED_HOSTS: host or host:port entries, lower-cased', () => {
+    assert.deepEqual(loadConfig({ ADMIN_ALLOWED_HOSTS: 'Admin.Internal, veil.example:8443,[::1]:9000' }).admin.allowedHosts, ['admin.internal', 'veil.example:8443', '[::1]:9000']);
+    assert.deepEqual(loadConfig({}).admin.allowedHosts, []);
+    assert.match(configError({ ADMIN_ALLOWED_HOSTS: 'http://admin.internal' }), /ADMIN_ALLOWED_HOSTS/);
   });
 
   test('loopback ADMIN_HOSTs need no token', () => {
