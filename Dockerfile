@@ -1,21 +1,27 @@
 # syntax=docker/dockerfile:1
 #
-# Veil: multi-stage image.
+# Veil: multi-stage image, production by default (NODE_ENV=production).
 #   docker build -t veil .
-#   docker run -p 3000:3000 -v veil-state:/var/lib/veil veil        # embedded stores (development)
+#   docker run -p 3000:3000 -v veil-state:/var/lib/veil \
+#     -e ISSUER=https://id.example.com -e TRUST_PROXY=true -e DATABASE_URL=... -e REDIS_URL=... \
+#     -e COOKIE_KEYS=... -e VEIL_MASTER_KEY_FILE=/run/secrets/veil-master-key veil
+# It refuses to start until every production setting is there (README, "Production").
+# To try it with embedded stores and an http issuer, opt into development explicitly:
+#   docker run -p 3000:3000 -e NODE_ENV=development -e ISSUER=http://localhost:3000 veil
 # With PostgreSQL and Redis, see docker-compose.yml. Nothing here is exercised in CI, which has no
 # Docker engine. The same steps were checked outside Docker.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24 LTS (Node 20 reached end of life in April 2026). The code also runs on Node 20.19+.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- deps: every dependency (dev included), with argon2 compiled for this Node ----------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 
-# The prebuilt binary in the argon2 package needs Node-API 10. Node 20 has Node-API 9, and loading
-# that binary crashes the process (SIGSEGV), so argon2 is compiled from source here. The official
-# node images ship the Node headers under /usr/local/include/node, so node-gyp downloads nothing.
-# (On a Node image with Node-API 10 or later the prebuilt binary works; the rebuild is harmless.)
+# argon2 is compiled from source for the image's Node: its prebuilt binary needs Node-API 10,
+# which Node 24 has but Node 20 (NODE_IMAGE=node:20-...) does not (loading it there crashes with
+# SIGSEGV). The official node images ship the Node headers under /usr/local/include/node, so
+# node-gyp downloads nothing (building on every Node keeps one recipe for both).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -44,15 +50,20 @@ RUN npm run build \
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
 
-# NODE_ENV is left to the deployment: NODE_ENV=production also needs DATABASE_URL, REDIS_URL,
-# an https:// ISSUER and COOKIE_KEYS (see README.md).
-ENV HOST=0.0.0.0 \
+# Production unless the deployment says otherwise: no demo seed, no generated master key, an
+# https:// ISSUER, PostgreSQL, Redis and COOKIE_KEYS required (src/config.ts says which is missing).
+# The public listener binds every interface, as a container must for a published port; the admin
+# listener stays on the container's loopback (ADMIN_HOST=127.0.0.1, the default): reach it with
+# `docker exec <container> veil ...`, which reads the token Veil generates into KEYS_DIR.
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
     PORT=3000 \
     KEYS_DIR=/var/lib/veil/keys \
     VEIL_DATA_DIR=/var/lib/veil/data
 
 # Application files stay owned by root (read-only to the server). Only /var/lib/veil is the
-# node user's: signing/cookie keys and a development master key (mode 0600) and, without DATABASE_URL, the PGlite data.
+# node user's: the signing key ring, cookie keys and the generated admin token (mode 0600), a
+# development master key when NODE_ENV=development, and, without DATABASE_URL, the PGlite data.
 RUN mkdir -p /var/lib/veil/keys /var/lib/veil/data \
  && chown -R node:node /var/lib/veil \
  && chmod 700 /var/lib/veil/keys
@@ -63,16 +74,18 @@ COPY --from=build /app/dist ./dist
 # Read at run time: migrations (src/store/migrator.ts) and page templates (src/interactions/views.ts).
 COPY prisma ./prisma
 COPY views ./views
-# The CLI: `docker compose exec veil veil users list`.
+# The CLI: `docker compose exec veil veil users list` (it finds KEYS_DIR/admin-token by itself).
 COPY bin ./bin
 RUN chmod 755 bin/veil.js && ln -s /app/bin/veil.js /usr/local/bin/veil
 
 USER node
 VOLUME ["/var/lib/veil"]
-EXPOSE 3000 3001
+# Only the public port: the admin listener is loopback-only unless ADMIN_HOST, ADMIN_TOKEN(_FILE)
+# and ADMIN_TLS_CERT/ADMIN_TLS_KEY say otherwise (docs/ADMIN_API.md).
+EXPOSE 3000
 
-# Liveness through the admin listener's /healthz (no token needed). It reaches it on loopback,
-# which works for the default ADMIN_HOST (127.0.0.1) and for 0.0.0.0.
+# Liveness through the admin listener's /healthz, which needs no token on a loopback bind. With
+# ADMIN_HOST off loopback (TLS and the token required, probes included) replace this check.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ADMIN_PORT || 3001) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
