@@ -31,6 +31,7 @@ import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { buildConfiguration } from './oidc/configuration.js';
 import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
+import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
 import { readiness } from './observability/health.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -158,6 +159,9 @@ export async function startVeil(
     cleanups.push(() => bus.close());
     const accounts = new AccountService(accountRepo, new PasswordHasher(config.argon2), bus);
     const tokens = createTokenServices({ config, bus, shortLived, grants: grantRepo, resources: resourceRepo });
+    if (config.production && config.resourceJwks.allowPrivate) {
+      logger.warn('RESOURCE_JWKS_ALLOW_PRIVATE is on: jwks_uri fetches may reach loopback and private addresses');
+    }
     const metrics = new Metrics();
     const throttleStore = shortLived instanceof RedisStore ? { client: shortLived.client, keyPrefix: config.redis.keyPrefix } : undefined;
     const throttleFailed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
@@ -255,7 +259,10 @@ export async function startVeil(
     const clients = new ClientService(
       clientRepo,
       grantRepo,
-      (metadata) => provider.Client.validate(metadata),
+      async (metadata) => {
+        await provider.Client.validate(metadata);
+        await assertClientJwksUri(metadata, jwksPolicy(config)); // SSRF rules, as for resource servers
+      },
       async (identifier) => (await tokens.registry.find(identifier)) !== null,
       bus,
     );
@@ -308,6 +315,8 @@ export async function startVeil(
       await Promise.all(listeners.map((server) => drainServer(server, timeoutMs, onDeadline)));
     });
 
+    // The Host names served depend on the bound port (ADMIN_PORT may be 0): set once listening.
+    let adminHostAllowed: (host: string) => boolean = () => false;
     const adminApp = createAdminApp({
       token: adminToken,
       hostAllowed: (host) => adminHostAllowed(host),
@@ -318,8 +327,6 @@ export async function startVeil(
       grants: grantRepo,
       grantRevocation: tokens.grantRevocation,
       logger,
-    // The Host names served depend on the bound port (ADMIN_PORT may be 0): set once listening.
-    let adminHostAllowed: (host: string) => boolean = () => false;
       defaultAccessTokenTtl: config.ttl.accessToken,
       keys: {
         keysDir: config.keysDir,
@@ -347,6 +354,7 @@ export async function startVeil(
         ? https.createServer({ ...adminLimits, cert: config.admin.tls.cert, key: config.admin.tls.key }, adminApp.callback())
         : http.createServer(adminLimits, adminApp.callback());
       adminUrl = await listen(adminServer, config.admin.host, config.admin.port);
+      adminHostAllowed = hostMatcher(config.admin.host, (adminServer.address() as AddressInfo).port, config.admin.tls ? 'https' : 'http', config.admin.allowedHosts);
       listeners.push(adminServer);
     }
 
@@ -355,7 +363,6 @@ export async function startVeil(
       'Veil is ready',
     );
     if (demo) print(demoBanner(demo));
-      adminHostAllowed = hostMatcher(config.admin.host, (adminServer.address() as AddressInfo).port, config.admin.tls ? 'https' : 'http', config.admin.allowedHosts);
 
     return {
       config,
@@ -366,6 +373,7 @@ export async function startVeil(
       shortLived,
       publicUrl,
       adminUrl,
+      adminToken,
       demo,
       async close() {
         for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
@@ -374,6 +382,5 @@ export async function startVeil(
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
     throw err;
-      adminToken,
   }
 }

@@ -66,6 +66,8 @@ const envSchema = z.object({
   GRANT_TTL: seconds.default(365 * 24 * 3600),
   RESOURCE_JWKS_CACHE_SECONDS: seconds.default(300),
   RESOURCE_JWKS_COOLDOWN_SECONDS: seconds.default(30),
+  /** Let jwks_uri fetches reach loopback, private (RFC 1918, CGNAT) and ULA addresses: development and tests. */
+  RESOURCE_JWKS_ALLOW_PRIVATE: bool.default(false),
   ARGON2_MEMORY_KIB: z.coerce.number().int().min(19456, 'must be at least 19456 (OWASP minimum)').default(19456),
   ARGON2_ITERATIONS: z.coerce.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2),
   ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(16).default(1),
@@ -127,8 +129,11 @@ export interface VeilConfig {
     interaction: number;
     grant: number;
   };
-  /** How resource servers' jwks_uri key sets are cached and how often they may be re-fetched. */
-  resourceJwks: { cacheSeconds: number; cooldownSeconds: number };
+  /**
+   * How resource servers' jwks_uri key sets are cached and how often they may be re-fetched;
+   * `allowPrivate` lets every jwks_uri (resource servers' and clients') reach loopback and private addresses.
+   */
+  resourceJwks: { cacheSeconds: number; cooldownSeconds: number; allowPrivate: boolean };
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   brand: { name: string; logoUrl: string | undefined; color: string };
   logLevel: Env['LOG_LEVEL'];
@@ -178,11 +183,6 @@ function readTls(certFile: string, keyFile: string, problems: string[], names = 
   return { certFile, keyFile, cert, key };
 }
 
-/** Parse and validate; throws ConfigError naming every offending variable. */
-export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig {
-  const parsed = envSchema.safeParse(source);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
 /** ADMIN_TOKEN, or the first line of ADMIN_TOKEN_FILE (never quoted in a problem: it is a secret). */
 function readAdminToken(e: Env, problems: string[]): string | undefined {
   if (e.ADMIN_TOKEN && e.ADMIN_TOKEN_FILE) {
@@ -204,6 +204,11 @@ function readAdminToken(e: Env, problems: string[]): string | undefined {
   return token;
 }
 
+/** Parse and validate; throws ConfigError naming every offending variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
@@ -286,7 +291,7 @@ function readAdminToken(e: Env, problems: string[]): string | undefined {
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },
-    resourceJwks: { cacheSeconds: e.RESOURCE_JWKS_CACHE_SECONDS, cooldownSeconds: e.RESOURCE_JWKS_COOLDOWN_SECONDS },
+    resourceJwks: { cacheSeconds: e.RESOURCE_JWKS_CACHE_SECONDS, cooldownSeconds: e.RESOURCE_JWKS_COOLDOWN_SECONDS, allowPrivate: e.RESOURCE_JWKS_ALLOW_PRIVATE },
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_ITERATIONS, parallelism: e.ARGON2_PARALLELISM },
     brand: { name: e.BRAND_NAME, logoUrl: e.BRAND_LOGO_URL, color: e.BRAND_COLOR },
     logLevel: e.LOG_LEVEL,

@@ -10,6 +10,8 @@ import type { Views } from '../interactions/views.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import type { ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { GrantRepository } from '../store/grants.js';
+import { jwksPolicy } from '../http/remote-jwks.js';
+import { outboundFetch } from '../http/safe-fetch.js';
 import { toProtocolError } from './errors.js';
 import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
 import { resourceIndicatorsFeature } from './resource-indicators.js';
@@ -69,6 +71,9 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       // userinfo-only access tokens) are bearer values themselves and keep 256 bits.
       bitsOfOpaqueRandomness: (_ctx, token) => ((token as { resourceServer?: unknown }).resourceServer ? 128 : 256),
     },
+    // Whatever oidc-provider fetches (clients' jwks_uri) obeys Veil's SSRF rules: no private
+    // addresses unless RESOURCE_JWKS_ALLOW_PRIVATE, no redirects, 64 KiB, 4 s (http/safe-fetch.ts).
+    fetch: outboundFetch(jwksPolicy(config)),
     rotateRefreshToken: true,
     allowOmittingSingleRegisteredRedirectUri: false,
     extraClientMetadata: {

@@ -9,6 +9,7 @@ import type Provider from 'oidc-provider';
 import type { VeilConfig } from '../config.js';
 import type { SigningJwk } from '../crypto/keys.js';
 import type { SigningAlg, SigningKey } from '../crypto/sealer.js';
+import { jwksPolicy } from '../http/remote-jwks.js';
 import { EncryptionKeys } from '../resource-servers/encryption-keys.js';
 import { ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { GrantRepository } from '../store/grants.js';
@@ -62,7 +63,11 @@ export function createTokenServices(deps: {
   resources: ResourceServerRepository;
 }): TokenServices {
   const { config } = deps;
-  const encryptionKeys = new EncryptionKeys({ jwksCacheSeconds: config.resourceJwks.cacheSeconds, jwksCooldownSeconds: config.resourceJwks.cooldownSeconds });
+  const encryptionKeys = new EncryptionKeys({
+    jwksCacheSeconds: config.resourceJwks.cacheSeconds,
+    jwksCooldownSeconds: config.resourceJwks.cooldownSeconds,
+    policy: jwksPolicy(config),
+  });
   const revokedGrantTtl = Math.max(config.ttl.refreshToken, config.ttl.accessToken, config.ttl.authorizationCode) + 60;
   return {
     bus: deps.bus,

@@ -6,7 +6,6 @@
 import { createPrivateKey, KeyObject, type JsonWebKey } from 'node:crypto';
 import {
   compactDecrypt,
-  createRemoteJWKSet,
   errors,
   jwtVerify,
   type CompactJWEHeaderParameters,
@@ -18,6 +17,7 @@ import {
 } from 'jose';
 import { toVeilTokenError, VeilTokenError } from './errors.js';
 import { createIntrospector, type IntrospectionOptions, type Introspector } from './introspection.js';
+import { createIssuerJwks } from './issuer-jwks.js';
 import { positiveOption } from './options.js';
 
 const ECDH_ALGORITHMS = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW'] as const;
@@ -55,7 +55,11 @@ interface VerifierOptionsBase {
   jwksUri?: string;
   /** Minimum time between two JWKS fetches triggered by an unknown signing kid. Default 30000. */
   jwksCooldownMs?: number;
-  /** How long a fetched JWKS is used before it is fetched again. Default 600000. */
+  /**
+   * The longest a fetched JWKS is used before it is fetched again. Default 600000. Veil's
+   * `Cache-Control: max-age` is honoured below it (at least 1 s), so a signing key Veil retires
+   * stops being trusted within that max-age.
+   */
   jwksCacheMaxAgeMs?: number;
   /** JWKS fetch timeout. Default 5000. */
   jwksTimeoutMs?: number;
@@ -254,10 +258,10 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   const maxTokenLength = positiveOption(options.maxTokenLength, 8192, 'maxTokenLength');
   const introspector: Introspector | undefined = options.introspect && createIntrospector(issuer, options.introspect);
 
-  const remoteJwks = createRemoteJWKSet(new URL(options.jwksUri ?? `${issuer.replace(/\/+$/, '')}/jwks`), {
-    cooldownDuration: positiveOption(options.jwksCooldownMs, 30_000, 'jwksCooldownMs', true),
-    cacheMaxAge: positiveOption(options.jwksCacheMaxAgeMs, 600_000, 'jwksCacheMaxAgeMs', true),
-    timeoutDuration: Math.floor(positiveOption(options.jwksTimeoutMs, 5000, 'jwksTimeoutMs')),
+  const remoteJwks = createIssuerJwks(new URL(options.jwksUri ?? `${issuer.replace(/\/+$/, '')}/jwks`), {
+    cooldownMs: positiveOption(options.jwksCooldownMs, 30_000, 'jwksCooldownMs', true),
+    maxCacheMs: positiveOption(options.jwksCacheMaxAgeMs, 600_000, 'jwksCacheMaxAgeMs', true),
+    timeoutMs: Math.floor(positiveOption(options.jwksTimeoutMs, 5000, 'jwksTimeoutMs')),
   });
   // jose re-fetches the JWKS on an unknown kid (rate-limited by the cooldown); only a genuinely
   // unknown kid is the token's fault, a failed fetch is Veil being unreachable.

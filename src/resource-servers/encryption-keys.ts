@@ -1,11 +1,14 @@
 /**
  * Where each resource server's public encryption key comes from: an inline JWK stored with
- * the registration, or the resource server's own `jwks_uri`, fetched with jose and cached
- * (re-fetched when the cache is stale, at most once per cooldown, so a slow or hostile JWKS
- * endpoint cannot be hammered or slow every issuance down).
+ * the registration, or the resource server's own `jwks_uri`, fetched with jose through the
+ * SSRF-safe fetcher (http/remote-jwks.ts) and cached (re-fetched when the cache is stale, at
+ * most once per cooldown, so a slow or hostile JWKS endpoint cannot be hammered or slow every
+ * issuance down).
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, importJWK, type JWK } from 'jose';
+import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { fetchJwkSet, JWKS_URI_ERROR, JwksUriError, safeRemoteJWKSet } from '../http/remote-jwks.js';
+import type { OutboundPolicy } from '../http/safe-fetch.js';
 import {
   assertSealingKey,
   defaultKeyManagementAlg,
@@ -66,9 +69,21 @@ export interface EncryptionKeysOptions {
   /** Minimum time between two fetches of one jwks_uri. */
   jwksCooldownSeconds: number;
   jwksTimeoutMs?: number;
+  /** Where a jwks_uri may point (http/safe-fetch.ts). */
+  policy: OutboundPolicy;
 }
 
-type RemoteSet = ReturnType<typeof createRemoteJWKSet>;
+/**
+ * RSA-OAEP (SHA-1) may not be chosen for a new registration; existing ones keep sealing with it.
+ * Throws EncryptionKeyError when `alg` is it.
+ */
+export function refuseSha1Oaep(alg: string | undefined): void {
+  if (alg === 'RSA-OAEP') {
+    throw new EncryptionKeyError('RSA-OAEP (SHA-1) is refused for new resource servers: use RSA-OAEP-256, or an EC key with ECDH-ES+A256KW');
+  }
+}
+
+type RemoteSet = ReturnType<typeof safeRemoteJWKSet>;
 
 export class EncryptionKeys {
   readonly #inline = new Map<string, SealingKey>();
@@ -84,6 +99,15 @@ export class EncryptionKeys {
     if (rs.encryptionJwk) return this.#inlineKey(rs);
     if (rs.jwksUri) return this.#remoteKey(rs, rs.jwksUri);
     throw new EncryptionKeyError(`resource server ${rs.identifier} has no encryption key`);
+  }
+
+  /** Fetches a jwks_uri once through the SSRF rules (registration); throws EncryptionKeyError. */
+  async fetchKeySet(uri: string): Promise<JSONWebKeySet> {
+    try {
+      return await fetchJwkSet(uri, this.options.policy);
+    } catch (err) {
+      throw new EncryptionKeyError(err instanceof JwksUriError ? err.message : JWKS_URI_ERROR);
+    }
   }
 
   /** Drops what is cached for a resource server (it was changed or deleted). */
@@ -107,7 +131,7 @@ export class EncryptionKeys {
   #remoteSet(uri: string): RemoteSet {
     let set = this.#remote.get(uri);
     if (!set) {
-      set = createRemoteJWKSet(new URL(uri), {
+      set = safeRemoteJWKSet(new URL(uri), this.options.policy, {
         cacheMaxAge: this.options.jwksCacheSeconds * 1000,
         cooldownDuration: this.options.jwksCooldownSeconds * 1000,
         timeoutDuration: this.options.jwksTimeoutMs ?? 3000,
@@ -128,7 +152,8 @@ export class EncryptionKeys {
         this.#failedAt.delete(uri);
       } catch (err) {
         this.#failedAt.set(uri, Date.now());
-        if (!set.jwks()) throw new EncryptionKeyError(`cannot fetch ${uri}: ${(err as Error).message}`);
+        // Never the error's own text: jose's parse errors quote what was fetched.
+        if (!set.jwks()) throw new EncryptionKeyError(err instanceof JwksUriError ? err.message : JWKS_URI_ERROR);
         // Keep sealing to the last good key set while the endpoint is failing.
       }
     }

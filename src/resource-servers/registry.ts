@@ -7,9 +7,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { JWKS_URI_ERROR } from '../http/remote-jwks.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
-import { EncryptionKeyError, importPublicEncryptionJwk, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
+import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
 
 export interface RegisterResourceServer {
   identifier: string;
@@ -126,24 +127,31 @@ export class ResourceServerRegistry {
 
   async #validateKey(input: RegisterResourceServer): Promise<{ alg: string; enc: string; jwk?: JWK }> {
     try {
-      let jwk = input.jwk;
+      refuseSha1Oaep(input.alg);
       if (input.jwksUri) {
-        const res = await fetch(input.jwksUri, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' } });
-        if (!res.ok) throw new EncryptionKeyError(`${input.jwksUri} answered ${res.status}`);
-        const body = (await res.json()) as { keys?: JWK[] };
-        if (!Array.isArray(body.keys)) throw new EncryptionKeyError(`${input.jwksUri} is not a JWK Set`);
-        jwk = selectEncryptionJwk(body.keys, input.alg);
-        if (!jwk) throw new EncryptionKeyError(`${input.jwksUri} has no public encryption key with a kid`);
+        // Fetched through the SSRF rules; a failure answers one generic message, never the body.
+        const { keys } = await this.keys.fetchKeySet(input.jwksUri);
+        const jwk = selectEncryptionJwk(keys.filter((k) => k.alg !== 'RSA-OAEP'), input.alg);
+        if (!jwk) {
+          if (keys.some((k) => k.alg === 'RSA-OAEP')) refuseSha1Oaep('RSA-OAEP');
+          throw new EncryptionKeyError('the jwks_uri has no public encryption key with a kid');
+        }
         const key = await importPublicEncryptionJwk(jwk);
         // As for an inline JWK: the key's own `alg`, when it names one, is the default.
-        return { ...resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc) };
+        const resolved = resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc);
+        refuseSha1Oaep(resolved.alg);
+        return resolved;
       }
-      if (typeof jwk!.kid !== 'string' || !jwk!.kid) throw new EncryptionKeyError('the JWK needs a "kid"');
-      const key = await importPublicEncryptionJwk(jwk!);
-      return { ...resolveAlgorithms(key, input.alg ?? (jwk!.alg as string | undefined), input.enc), jwk };
+      const jwk = input.jwk!;
+      if (typeof jwk.kid !== 'string' || !jwk.kid) throw new EncryptionKeyError('the JWK needs a "kid"');
+      const key = await importPublicEncryptionJwk(jwk);
+      const resolved = resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc);
+      refuseSha1Oaep(resolved.alg);
+      return { ...resolved, jwk };
     } catch (err) {
       if (err instanceof EncryptionKeyError) throw new InvalidResourceServer(err.message);
-      throw new InvalidResourceServer(`cannot use the key: ${(err as Error).message}`);
+      // A jwks_uri's unexpected failure could carry what was fetched: say nothing of it.
+      throw new InvalidResourceServer(input.jwksUri ? JWKS_URI_ERROR : `cannot use the key: ${(err as Error).message}`);
     }
   }
 

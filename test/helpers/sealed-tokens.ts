@@ -97,6 +97,8 @@ export interface FakeIssuer {
   introspectionCalls: IntrospectionCall[];
   /** When false, /jwks answers 503. */
   jwksUp: boolean;
+  /** Sent as /jwks's Cache-Control when set. */
+  jwksCacheControl?: string;
   close(): Promise<void>;
 }
 
@@ -116,6 +118,7 @@ export async function startFakeIssuer(signers: Signer[]): Promise<FakeIssuer> {
     const path = new URL(req.url ?? '/', url).pathname;
     if (req.method === 'GET' && path === '/jwks') {
       state.jwksFetches += 1;
+      if (state.jwksCacheControl) res.setHeader('cache-control', state.jwksCacheControl);
       return state.jwksUp ? json(res, 200, { keys: state.jwks }) : json(res, 503, { error: 'down' });
     }
     if (req.method === 'GET' && path === '/.well-known/openid-configuration') {

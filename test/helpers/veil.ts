@@ -39,6 +39,8 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
     VEIL_DATA_DIR: path.join(tmpDir, 'data'),
     VEIL_SEED: 'off',
     LOG_LEVEL: 'info',
+    // Test resource servers and clients serve their JWK Sets on 127.0.0.1 (the SSRF tests set 'false').
+    RESOURCE_JWKS_ALLOW_PRIVATE: 'true',
     ...(stores ? { DATABASE_URL: stores.databaseUrl, REDIS_URL: stores.redisUrl, REDIS_KEY_PREFIX: stores.keyPrefix } : {}),
     ...env,
   });

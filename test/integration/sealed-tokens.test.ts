@@ -276,28 +276,28 @@ describe('sealed access tokens', () => {
     assert.equal(res.body.error, 'invalid_target');
   });
 
-  test('a jwks_uri key that names its own alg gets that alg, as an inline JWK does', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('RSA-OAEP', { extractable: true });
-    const publicJwk = { ...(await exportJWK(publicKey)), kid: 'oaep-1', use: 'enc', alg: 'RSA-OAEP' };
+  test('a jwks_uri key that names its own alg gets that alg, as an inline JWK does (ECDH-ES, not the default ECDH-ES+A256KW)', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ECDH-ES', { extractable: true });
+    const publicJwk = { ...(await exportJWK(publicKey)), kid: 'ecdh-1', use: 'enc', alg: 'ECDH-ES' };
     const server = http.createServer((_req, res) => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ keys: [publicJwk] }));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      const identifier = 'https://oaep.example/api';
+      const identifier = 'https://ecdh-direct.example/api';
       const created = await veil.admin<{ resource: { alg: string } }>('POST', '/admin/resources', {
         identifier,
-        name: 'OAEP',
+        name: 'ECDH-ES',
         scopes: ['read'],
         jwks_uri: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`,
       });
       assert.equal(created.status, 201, JSON.stringify(created.body));
-      assert.equal(created.body.resource.alg, 'RSA-OAEP');
-      const c = await veil.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'oaep', grant_types: ['client_credentials'], resources: [identifier] });
+      assert.equal(created.body.resource.alg, 'ECDH-ES');
+      const c = await veil.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'ecdh-direct', grant_types: ['client_credentials'], resources: [identifier] });
       const res = await tokenRequest({ issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: identifier });
       const { jweHeader } = await openSealed(res.body.access_token!, privateKey, veil.issuer, identifier);
-      assert.equal(jweHeader.alg, 'RSA-OAEP');
+      assert.equal(jweHeader.alg, 'ECDH-ES');
     } finally {
       server.close();
     }

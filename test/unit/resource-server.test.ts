@@ -307,6 +307,56 @@ describe('issuer signing keys', () => {
     }
   });
 
+  test("Veil's Cache-Control max-age is honoured: a removed signing key stops being trusted within it", async () => {
+    const retiring = await generateSigner('ES256');
+    const own = await startFakeIssuer([retiring, es256]);
+    own.jwksCacheControl = 'public, max-age=1, must-revalidate';
+    try {
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk] });
+      const token = async () => seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), retiring), ecRecipient);
+      await verifier.verify(await token());
+      const fetches = own.jwksFetches;
+      // Within max-age the cached set is used, however many tokens come in.
+      for (let i = 0; i < 5; i += 1) await verifier.verify(await token());
+      assert.equal(own.jwksFetches, fetches);
+
+      own.jwks = own.jwks.filter((k) => k.kid !== retiring.kid);
+      await new Promise((r) => setTimeout(r, 1300));
+      await rejectsWith(verifier.verify(await token()), 'signing_key_unknown');
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('max-age=0 does not make every verification fetch the JWKS', async () => {
+    const own = await startFakeIssuer([es256]);
+    own.jwksCacheControl = 'no-cache, max-age=0';
+    try {
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk] });
+      const token = await seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), es256), ecRecipient);
+      for (let i = 0; i < 10; i += 1) await verifier.verify(token);
+      assert.equal(own.jwksFetches, 1);
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('a JWKS that cannot be re-fetched after max-age keeps the last good set (up to jwksCacheMaxAgeMs)', async () => {
+    const own = await startFakeIssuer([es256]);
+    own.jwksCacheControl = 'max-age=1';
+    try {
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk] });
+      const token = await seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), es256), ecRecipient);
+      await verifier.verify(token);
+      own.jwksUp = false;
+      await new Promise((r) => setTimeout(r, 1300));
+      await verifier.verify(token);
+      assert.equal(own.jwksFetches, 2, 'it did try again');
+    } finally {
+      await own.close();
+    }
+  });
+
   test('an unreachable JWKS is jwks_unavailable (rejected, not blamed on the token)', async () => {
     issuer.jwksUp = false;
     try {
