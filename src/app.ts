@@ -181,6 +181,10 @@ export async function startVeil(
       bus,
       sealer: { seal: (jti, payload) => keyBound.sealer.seal(jti, payload) },
       revokedGrantTtl: tokens.revokedGrantTtl,
+      onReuse: ({ model, clientId, grantId }) => {
+        logger.warn({ model, clientId, grantId }, 'code or refresh token redeemed twice at once; grant revoked');
+        void auditLog.tokenReused(clientId, model, grantId);
+      },
     });
 
     /** The public app for one set of signing keys; a rotation builds a new one and swaps it in. */

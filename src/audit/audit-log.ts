@@ -92,6 +92,11 @@ export class AuditLog {
     return this.record({ type: 'token.revoked', actor: 'client', clientId, details: { kind, ...(grantId ? { grant_id: grantId } : {}) } });
   }
 
+  /** A code or refresh token redeemed again during its first redemption: Veil revoked the grant. */
+  tokenReused(clientId: string | undefined, kind: string, grantId: string): Promise<void> {
+    return this.record({ type: 'token.reused', actor: 'system', clientId: clientId ?? null, details: { kind, grant_id: grantId, concurrent: true } });
+  }
+
   // Administration.
 
   clientCreated(clientId: string, details: { grantTypes?: readonly string[] | undefined; authMethod?: string | undefined } = {}): Promise<void> {

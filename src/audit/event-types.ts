@@ -9,6 +9,7 @@ export const AUDIT_EVENT_TYPES = [
   'consent.granted',
   'consent.withdrawn',
   'token.revoked',
+  'token.reused',
   'client.created',
   'client.deleted',
   'resource.created',

@@ -4,8 +4,10 @@
  *   AccessToken, ClientCredentials   -> sealed when for a resource server (sealed-tokens.ts),
  *                                       then the ShortLivedStore, indexed by the sealed value
  *   everything else                  -> ShortLivedStore (Redis or in-process), TTL-driven
+ *   ReplayDetection                  -> claimed atomically (SET NX) in the ShortLivedStore
  * Store failures (StoreUnavailableError) leave here as 503 via src/oidc/errors.ts; a write for
- * a grant revoked meanwhile (GrantRevokedError) as invalid_grant.
+ * a grant revoked meanwhile (GrantRevokedError) as invalid_grant. A code or refresh token
+ * redeemed twice at once is reuse: the losing consume revokes the whole grant.
  */
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
@@ -15,6 +17,7 @@ import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import { GrantRevokedError, type ShortLivedStore } from '../store/short-lived-store.js';
 import { toProtocolError } from './errors.js';
+import { GrantRevocation } from './grant-revocation.js';
 import { rememberSealed, type Sealer } from './sealed-tokens.js';
 
 export interface AdapterStores {
@@ -25,7 +28,24 @@ export interface AdapterStores {
   sealer: Pick<Sealer, 'seal'>;
   /** How long a revoked grant stays marked revoked: longer than any of its tokens can live. */
   revokedGrantTtl: number;
+  /** Told when a lost consume revoked a grant (logs, audit): never the token itself. */
+  onReuse?: ((event: ReuseEvent) => void) | undefined;
 }
+
+/** A code or refresh token redeemed again while its first redemption was under way. */
+export interface ReuseEvent {
+  model: string;
+  clientId: string | undefined;
+  grantId: string;
+}
+
+/**
+ * How long a replay claim holds by itself. oidc-provider's `ReplayDetection.unique` looks up,
+ * then saves with the real lifetime; the look-up is where the claim is made, before that
+ * lifetime is known. Client assertions and DPoP proofs live well under this; anything
+ * longer-lived is also kept as a record until its own expiry (see ReplayDetectionAdapter).
+ */
+const REPLAY_CLAIM_SECONDS = 600;
 
 async function guard<T>(op: () => Promise<T>): Promise<T> {
   try {
@@ -96,8 +116,19 @@ class GrantAdapter implements Adapter {
   }
 }
 
+/** What the consume of codes and refresh tokens needs beyond the store. */
+interface ReuseHandling {
+  grantRevocation: Pick<GrantRevocation, 'revoke'>;
+  onReuse?: ((event: ReuseEvent) => void) | undefined;
+}
+
 class ShortLivedAdapter implements Adapter {
-  constructor(protected readonly model: string, protected readonly store: ShortLivedStore, private readonly revokedGrantTtl: number) {}
+  constructor(
+    protected readonly model: string,
+    protected readonly store: ShortLivedStore,
+    private readonly revokedGrantTtl: number,
+    private readonly reuse?: ReuseHandling,
+  ) {}
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.store.upsert(this.model, id, payload, expiresIn));
   }
@@ -112,15 +143,49 @@ class ShortLivedAdapter implements Adapter {
   }
   async consume(id: string): Promise<void> {
     const won = await guard(() => this.store.consume(this.model, id));
-    // oidc-provider checks `consumed` after find(); a concurrent redemption may still reach
-    // here. Exactly one caller wins; the others fail as if they had seen it consumed.
-    if (!won) throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
+    if (won) return;
+    // oidc-provider checks `consumed` after find(), and revokes the grant when it sees it; a
+    // concurrent redemption gets past that check and loses here instead. That is reuse too
+    // (RFC 9700 §4.14.2, RFC 6749 §4.1.2): one of the two holders may be an attacker, so
+    // neither keeps anything. The winner's writes for the grant are refused from now on.
+    await guard(async () => {
+      const record = await this.store.find(this.model, id);
+      const grantId = typeof record?.grantId === 'string' ? record.grantId : undefined;
+      if (!grantId || !this.reuse) return;
+      await this.reuse.grantRevocation.revoke(grantId);
+      this.reuse.onReuse?.({ model: this.model, clientId: typeof record?.clientId === 'string' ? record.clientId : undefined, grantId });
+    });
+    throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
   }
   destroy(id: string) {
     return guard(() => this.store.destroy(this.model, id));
   }
   revokeByGrantId(grantId: string) {
     return guard(() => this.store.revokeByGrantId(grantId, this.revokedGrantTtl));
+  }
+}
+
+/**
+ * oidc-provider's replay model (client assertions at /token and, through
+ * `provider.ReplayDetection.unique`, at Veil's own endpoints; DPoP proofs). Its `unique` does
+ * find(), then save(): find() makes the claim itself, atomically (SET NX), and reports "found"
+ * unless this call created it, so two concurrent uses cannot both see "not found".
+ */
+class ReplayDetectionAdapter extends ShortLivedAdapter {
+  override find(id: string) {
+    return guard(async () => {
+      const now = Math.floor(Date.now() / 1000);
+      // A valid-looking record: oidc-provider checks exp on whatever find() returns.
+      if (!(await this.store.claimOnce(`replay:${id}`, REPLAY_CLAIM_SECONDS))) return { iat: now, exp: now + REPLAY_CLAIM_SECONDS };
+      // Claimed now; a use older than the claim's lifetime is still on record until its own exp.
+      return this.store.find(this.model, id);
+    });
+  }
+
+  override upsert(id: string, payload: AdapterPayload, expiresIn: number) {
+    // The claim already covers REPLAY_CLAIM_SECONDS; only longer lives need the record.
+    if (expiresIn <= REPLAY_CLAIM_SECONDS) return Promise.resolve();
+    return super.upsert(id, payload, expiresIn);
   }
 }
 
@@ -159,6 +224,10 @@ class AccessTokenAdapter extends ShortLivedAdapter {
 
 export function createAdapterFactory(stores: AdapterStores): (model: string) => Adapter {
   const clientAdapter = new ClientAdapter(stores.clients, stores.bus);
+  const reuse: ReuseHandling = {
+    grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl),
+    onReuse: stores.onReuse,
+  };
   return (model) => {
     switch (model) {
       case 'Client':
@@ -168,8 +237,10 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
       case 'AccessToken':
       case 'ClientCredentials':
         return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl, stores.sealer);
+      case 'ReplayDetection':
+        return new ReplayDetectionAdapter(model, stores.shortLived, stores.revokedGrantTtl);
       default:
-        return new ShortLivedAdapter(model, stores.shortLived, stores.revokedGrantTtl);
+        return new ShortLivedAdapter(model, stores.shortLived, stores.revokedGrantTtl, reuse);
     }
   };
 }

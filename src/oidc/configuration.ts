@@ -15,6 +15,7 @@ import { outboundFetch } from '../http/safe-fetch.js';
 import { toProtocolError } from './errors.js';
 import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
 import { resourceIndicatorsFeature } from './resource-indicators.js';
+import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 
 export interface ConfigurationDeps {
   config: VeilConfig;
@@ -56,6 +57,13 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     },
     responseTypes: ['code'],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // private_key_jwt: the same rules as Veil's own endpoints (client-assertion-rules.ts).
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_SIGNING_ALGS] },
+    assertJwtClientAuthClaimsAndHeader: async (ctx, claims) => {
+      const problem = assertionAudienceProblem(ctx.oidc.issuer, claims.aud);
+      if (problem) throw new errors.InvalidClientAuth(problem);
+    },
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],

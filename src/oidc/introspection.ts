@@ -2,12 +2,12 @@
  * RFC 7662 token introspection for everything Veil issues: sealed access tokens (the JWE a
  * client holds, or the inner JWS a resource server holds after decrypting), opaque access
  * tokens and refresh tokens. A resource server learns only about tokens for its own audience,
- * a client only about its own tokens; everything else, like anything revoked, expired,
+ * a confidential client only about its own tokens, a public client nothing (401); everything else, like anything revoked, expired,
  * unknown or malformed, is `{ "active": false }`.
  */
 import type { Middleware } from 'koa';
 import type { GrantRepository } from '../store/grants.js';
-import { INTROSPECTION_PATH, tokenEndpoint, type Caller, type CallerAuthenticator } from './token-endpoints.js';
+import { EndpointError, INTROSPECTION_PATH, tokenEndpoint, type Caller, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
 
 /** Whether the parties a token names still stand (a deleted client, a disabled account end it). */
@@ -70,6 +70,11 @@ export function introspectionResponse(issuer: string, token: FoundToken): Record
 
 export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
   return tokenEndpoint(deps.issuer, INTROSPECTION_PATH, deps.callers, async (ctx, { caller, value, hint }) => {
+    // A public client proves nothing by naming itself: anyone holding a leaked token and the
+    // public client_id could read it here. /token still takes `none` (PKCE protects codes).
+    if (caller.kind === 'client' && caller.client.clientAuthMethod === 'none') {
+      throw new EndpointError(401, 'invalid_client', 'public clients cannot introspect tokens');
+    }
     const token = await deps.tokens.find(value, hint);
     ctx.status = 200;
     ctx.body =

@@ -2,7 +2,8 @@
  * RFC 7009 token revocation for everything Veil issues. Revoking an access token (sealed,
  * inner JWS or opaque) deletes its record and blacklists its `jti` until it would have expired;
  * revoking a refresh token ends its whole grant (every access token of it is inactive at once).
- * Only the client a token was issued to may revoke it. Unknown tokens are a 200, as the RFC says.
+ * Only the client a token was issued to may revoke it; unknown tokens and other clients' tokens
+ * are a 200 that changes nothing, as the RFC says.
  */
 import type { Middleware } from 'koa';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
@@ -35,8 +36,9 @@ export function revocationEndpoint(deps: RevocationDeps): Middleware {
   return tokenEndpoint(deps.issuer, REVOCATION_PATH, deps.callers, async (ctx, { caller, value, hint }) => {
     if (caller.kind !== 'client') throw new EndpointError(401, 'invalid_client', 'resource servers cannot revoke tokens; the client that holds a token revokes it');
     const token = await deps.tokens.find(value, hint);
-    if (token) {
-      if (token.payload.clientId !== caller.client.clientId) throw new EndpointError(400, 'unauthorized_client', 'the token was not issued to this client');
+    // Another client's token is answered like an unknown one (RFC 7009 §2.2: 200), and left
+    // alone: the answer must not tell whether the value is a live token.
+    if (token && token.payload.clientId === caller.client.clientId) {
       await revokeToken(deps, token);
       deps.onRevoked?.({ kind: token.kind, clientId: caller.client.clientId, grantId: token.payload.grantId });
     }

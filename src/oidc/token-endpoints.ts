@@ -1,26 +1,36 @@
 /**
  * Caller authentication for Veil's own token endpoints (introspection, revocation), which
- * replace oidc-provider's because those refuse structured tokens. Two kinds of caller:
- *   - a resource server, with the introspection credentials it got when it was registered;
- *   - an OAuth client, by its registered method: client_secret_basic, client_secret_post,
- *     private_key_jwt (verified with jose, replay-checked) or none (public clients, own tokens only).
+ * replace oidc-provider's because those refuse structured tokens. oidc-provider's client
+ * authentication is not exported, so this is a copy of its rules (lib/shared/client_auth.js,
+ * jwt_client_auth.js), kept equal by one table of cases run against /token and these
+ * endpoints (test/integration/client-auth-parity.test.ts):
+ *   - one mechanism per request (Authorization header, client_secret, client_assertion), each
+ *     parameter at most once, else invalid_request; a client_id that differs from the
+ *     mechanism's, invalid_request;
+ *   - client_secret_basic and client_secret_post are interchangeable for a client registered
+ *     with either; the mechanism must otherwise match the registered method (invalid_client);
+ *   - private_key_jwt: identified by `sub`, `iss` the client, `exp` and `jti` required, the
+ *     shared audience rule (client-assertion-rules.ts), signature by jose, and the `jti` claimed
+ *     through oidc-provider's own ReplayDetection, one atomic namespace with /token.
+ * A resource server authenticates with its introspection credentials (Basic or post).
  */
 import type { Context, Middleware } from 'koa';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Client, Provider } from 'oidc-provider';
 import { INTROSPECTION_CLIENT_PREFIX, type ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
-import { parseBasicCredentials } from '../http/basic-auth.js';
+import { MalformedBasicCredentials, parseBasicCredentials } from '../http/basic-auth.js';
 import { BadRequestBody, formBody } from '../http/body.js';
 import { StoreUnavailableError } from '../store/errors.js';
-import type { ShortLivedStore } from '../store/short-lived-store.js';
+import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
 export const REVOCATION_PATH = '/token/revocation';
 export const TOKEN_ENDPOINT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-const ASSERTION_ALGS = ['RS256', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const SECRET_METHODS = ['client_secret_basic', 'client_secret_post'];
+const AUTH_PARAMS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'] as const;
 
 export type Caller = { kind: 'client'; client: Client } | { kind: 'resource-server'; rs: ResourceServerRecord };
 
@@ -31,97 +41,137 @@ export class EndpointError extends Error {
   }
 }
 
-const invalidClient = () => new EndpointError(401, 'invalid_client', 'client authentication failed');
+const invalidClient = (why = 'client authentication failed') => new EndpointError(401, 'invalid_client', why);
+const invalidRequest = (why: string) => new EndpointError(400, 'invalid_request', why);
 
 export interface CallerAuthDeps {
   issuer: string;
   provider: Provider;
   registry: ResourceServerRegistry;
-  store: ShortLivedStore;
+  /** The key set behind a client's jwks_uri (an SSRF-safe fetcher in production wiring). */
+  remoteKeySet?: ((uri: URL) => JWTVerifyGetKey) | undefined;
 }
 
-function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
-  try {
-    return parseBasicCredentials(header);
-  } catch (err) {
-    throw new EndpointError(400, 'invalid_request', (err as Error).message);
+type AuthParams = Partial<Record<(typeof AUTH_PARAMS)[number], string>>;
+
+/** The authentication parameters as oidc-provider reads them: empty means absent, twice is refused. */
+function authParams(body: Record<string, unknown>): AuthParams {
+  const params: AuthParams = {};
+  const twice = AUTH_PARAMS.filter((name) => Array.isArray(body[name]));
+  if (twice.length) throw invalidRequest(`${twice.join(', ')} must not be provided twice`);
+  for (const name of AUTH_PARAMS) {
+    const value = body[name];
+    if (typeof value === 'string' && value) params[name] = value;
   }
+  return params;
 }
 
 export class CallerAuthenticator {
   readonly #remoteKeys = new Map<string, JWTVerifyGetKey>();
+  readonly #remoteKeySet: (uri: URL) => JWTVerifyGetKey;
 
-  constructor(private readonly deps: CallerAuthDeps) {}
-
-  async authenticate(ctx: Context, body: Record<string, unknown>, endpointUrl: string): Promise<Caller> {
-    const str = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
-    const basic = basicCredentials(ctx.get('authorization') || undefined);
-    const postSecret = str('client_secret');
-    const assertion = str('client_assertion');
-    const methods = [basic, postSecret, assertion].filter((m) => m !== undefined).length;
-    if (methods > 1) throw new EndpointError(400, 'invalid_request', 'client authentication must use only one method');
-
-    if (basic) {
-      if (str('client_id') !== undefined && str('client_id') !== basic.id) throw new EndpointError(400, 'invalid_request', 'client_id mismatch');
-      return this.#bySecret(basic.id, basic.secret, 'client_secret_basic');
-    }
-    const clientId = str('client_id');
-    if (postSecret !== undefined) {
-      if (!clientId) throw new EndpointError(400, 'invalid_request', 'client_id is missing');
-      return this.#bySecret(clientId, postSecret, 'client_secret_post');
-    }
-    if (assertion !== undefined) {
-      if (str('client_assertion_type') !== JWT_BEARER) throw new EndpointError(400, 'invalid_request', 'unsupported client_assertion_type');
-      return this.#byAssertion(assertion, clientId, endpointUrl);
-    }
-    if (!clientId) throw new EndpointError(401, 'invalid_client', 'client authentication is required');
-    const client = await this.deps.provider.Client.find(clientId);
-    if (!client || client.clientAuthMethod !== 'none') throw invalidClient();
-    return { kind: 'client', client };
+  constructor(private readonly deps: CallerAuthDeps) {
+    this.#remoteKeySet = deps.remoteKeySet ?? ((uri) => createRemoteJWKSet(uri, { timeoutDuration: 3000 }));
   }
 
-  async #bySecret(id: string, secret: string, method: string): Promise<Caller> {
+  async authenticate(ctx: Context, body: Record<string, unknown>): Promise<Caller> {
+    const params = authParams(body);
+    const authorization = ctx.headers.authorization;
+    if ([authorization, params.client_secret, params.client_assertion].filter(Boolean).length > 1) {
+      throw invalidRequest('client authentication must only be provided using one mechanism');
+    }
+    let clientId = params.client_id;
+    const setClientId = (value: string) => {
+      if (clientId !== undefined && value !== clientId) throw invalidRequest('client_id mismatch');
+      clientId = value;
+    };
+
+    let methods: string[];
+    let secret: string | undefined;
+    let assertion: { value: string; payload: JWTPayload } | undefined;
+    if (params.client_secret) {
+      secret = params.client_secret;
+      methods = SECRET_METHODS;
+    } else if (authorization !== undefined) {
+      try {
+        const basic = parseBasicCredentials(authorization)!;
+        setClientId(basic.id);
+        secret = basic.secret;
+      } catch (err) {
+        if (err instanceof MalformedBasicCredentials) throw invalidRequest(err.message);
+        throw err;
+      }
+      methods = SECRET_METHODS;
+    } else if (params.client_assertion !== undefined) {
+      let payload: JWTPayload;
+      try {
+        payload = decodeJwt(params.client_assertion);
+      } catch {
+        throw invalidRequest('invalid client_assertion format');
+      }
+      if (!payload.sub) throw invalidClient('sub (JWT subject) must be provided in the client_assertion JWT');
+      if (params.client_assertion_type === undefined) throw invalidRequest('client_assertion_type must be provided');
+      if (params.client_assertion_type !== JWT_BEARER) throw invalidRequest(`client_assertion_type must have value ${JWT_BEARER}`);
+      setClientId(payload.sub);
+      assertion = { value: params.client_assertion, payload };
+      methods = ['private_key_jwt'];
+    } else {
+      methods = ['none'];
+    }
+    const id: string | undefined = clientId;
+    if (!id) throw invalidRequest('no client authentication mechanism provided');
+
     // Random client ids can start with the prefix too: only a matching resource server wins here.
-    if (id.startsWith(INTROSPECTION_CLIENT_PREFIX)) {
+    if (secret !== undefined && id.startsWith(INTROSPECTION_CLIENT_PREFIX)) {
       const rs = await this.deps.registry.authenticate(id, secret);
       if (rs) return { kind: 'resource-server', rs };
     }
     const client = await this.deps.provider.Client.find(id);
-    if (!client || client.clientAuthMethod !== method || !client.clientSecret) throw invalidClient();
-    if (!(await client.compareClientSecret(secret))) throw invalidClient();
+    if (!client) throw invalidClient('client not found');
+    if (!methods.includes(client.clientAuthMethod ?? '')) {
+      throw invalidClient('the provided authentication mechanism does not match the registered client authentication method');
+    }
+    if (secret !== undefined) {
+      // Not in oidc-provider's types, but part of its Client (a secret past client_secret_expires_at).
+      (client as unknown as { checkClientSecretExpiration(message: string): void }).checkClientSecretExpiration(
+        'could not authenticate the client - its client secret is expired',
+      );
+      if (!client.clientSecret || !(await client.compareClientSecret(secret))) throw invalidClient('invalid secret provided');
+    } else if (assertion) {
+      await this.#verifyAssertion(client, assertion.value, assertion.payload);
+    }
     return { kind: 'client', client };
   }
 
-  async #byAssertion(assertion: string, clientIdParam: string | undefined, endpointUrl: string): Promise<Caller> {
-    let clientId: string | undefined;
+  /** jwt_client_auth.js's checks, in its order; the replay claim last, so a forgery burns no jti. */
+  async #verifyAssertion(client: Client, value: string, payload: JWTPayload): Promise<void> {
+    let alg: string | undefined;
     try {
-      const [, payloadPart] = assertion.split('.');
-      clientId = JSON.parse(Buffer.from(payloadPart ?? '', 'base64url').toString('utf8')).iss;
+      alg = decodeProtectedHeader(value).alg;
     } catch {
       throw invalidClient();
     }
-    if (typeof clientId !== 'string' || (clientIdParam !== undefined && clientIdParam !== clientId)) throw invalidClient();
-    const client = await this.deps.provider.Client.find(clientId);
-    if (!client || client.clientAuthMethod !== 'private_key_jwt') throw invalidClient();
+    const algorithms: readonly string[] = client.clientAuthSigningAlg ? [client.clientAuthSigningAlg] : CLIENT_AUTH_SIGNING_ALGS;
+    if (!alg || !algorithms.includes(alg)) throw invalidClient('alg mismatch');
+    if (!payload.exp) throw invalidClient('expiration must be specified in the client_assertion JWT');
+    if (!payload.jti) throw invalidClient('unique jti (JWT ID) must be provided in the client_assertion JWT');
+    if (!payload.iss) throw invalidClient('iss (JWT issuer) must be provided in the client_assertion JWT');
+    if (payload.iss !== client.clientId) throw invalidClient('iss (JWT issuer) must be the client_id');
+    const audience = assertionAudienceProblem(this.deps.issuer, payload.aud);
+    if (audience) throw invalidClient(audience);
     const keys = this.#clientKeys(client);
     if (!keys) throw invalidClient();
-    let payload;
     try {
-      // jose checks the signature, alg allow-list, iss, sub, aud and exp; we add the replay check.
-      ({ payload } = await jwtVerify(assertion, keys, {
-        issuer: clientId,
-        subject: clientId,
-        audience: [this.deps.issuer, `${this.deps.issuer}/token`, endpointUrl],
-        algorithms: ASSERTION_ALGS,
-        requiredClaims: ['exp', 'jti'],
-        maxTokenAge: '10m',
-      }));
-    } catch {
+      // Signature, alg allow-list, exp/nbf with the shared tolerance, claim types.
+      await jwtVerify(value, keys, { algorithms: [alg], clockTolerance: CLOCK_TOLERANCE_SECONDS });
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw err;
       throw invalidClient();
     }
-    const ttl = payload.exp! - Math.floor(Date.now() / 1000);
-    if (!(await this.deps.store.claimOnce(`assertion:${clientId}:${payload.jti}`, Math.max(ttl, 1)))) throw invalidClient();
-    return { kind: 'client', client };
+    // oidc-provider's own replay model, as /token uses it: one namespace, claimed atomically
+    // by the storage adapter (adapter.ts ReplayDetectionAdapter).
+    const unique = await this.deps.provider.ReplayDetection.unique(payload.iss, payload.jti, payload.exp + CLOCK_TOLERANCE_SECONDS);
+    if (!unique) throw invalidClient('client assertion tokens must only be used once');
   }
 
   #clientKeys(client: Client): JWTVerifyGetKey | undefined {
@@ -130,7 +180,7 @@ export class CallerAuthenticator {
     const uri = metadata.jwks_uri;
     if (typeof uri !== 'string') return undefined;
     let remote = this.#remoteKeys.get(uri);
-    if (!remote) this.#remoteKeys.set(uri, (remote = createRemoteJWKSet(new URL(uri), { timeoutDuration: 3000 })));
+    if (!remote) this.#remoteKeys.set(uri, (remote = this.#remoteKeySet(new URL(uri))));
     return remote;
   }
 }
@@ -153,7 +203,6 @@ export function tokenEndpoint(
   handle: (ctx: Context, request: TokenEndpointRequest) => Promise<void>,
 ): Middleware {
   const parse = formBody('64kb');
-  const endpointUrl = `${issuer}${path}`;
   return async (ctx, next) => {
     if (ctx.path !== path) return next();
     ctx.set('Cache-Control', 'no-store');
@@ -162,7 +211,7 @@ export function tokenEndpoint(
       if (!ctx.is('application/x-www-form-urlencoded')) throw new EndpointError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
       await parse(ctx, async () => {});
       const body = (ctx.request.body ?? {}) as Record<string, unknown>;
-      const caller = await callers.authenticate(ctx, body, endpointUrl);
+      const caller = await callers.authenticate(ctx, body);
       const value = body.token;
       if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
       await handle(ctx, { caller, value, hint: typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined });
@@ -199,6 +248,7 @@ export function toEndpointError(err: unknown): EndpointError {
 export function sendEndpointError(ctx: Context, err: EndpointError): void {
   ctx.status = err.status;
   ctx.set('Cache-Control', 'no-store');
-  if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="veil"');
+  // As oidc-provider does at /token: a challenge when the client tried the Authorization header.
+  if (err.status === 401 && ctx.headers.authorization !== undefined) ctx.set('WWW-Authenticate', 'Basic realm="veil"');
   ctx.body = { error: err.error, error_description: err.message };
 }

@@ -21,7 +21,7 @@ import { GrantRevocation } from './grant-revocation.js';
 import { introspectionEndpoint } from './introspection.js';
 import { revocationEndpoint, type RevocationDeps } from './revocation.js';
 import { Sealer, sealedTokenResponse } from './sealed-tokens.js';
-import { CallerAuthenticator } from './token-endpoints.js';
+import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import { TokenLookup } from './token-lookup.js';
 
 /** Access tokens are signed with ES256: the fastest of Veil's algorithms, and compact. */
@@ -100,9 +100,11 @@ export function mountTokenEndpoints(
     grants: GrantRepository;
     accountActive(accountId: string): Promise<boolean>;
     onRevoked?: RevocationDeps['onRevoked'];
+    /** Fetches a client's jwks_uri for private_key_jwt (jose's remote set when not given). */
+    clientKeySet?: CallerAuthDeps['remoteKeySet'];
   },
 ): void {
-  const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, store: deps.shortLived });
+  const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, remoteKeySet: deps.clientKeySet });
   provider.use(sealedTokenResponse('/token'));
   const liveness = {
     grants: deps.grants,

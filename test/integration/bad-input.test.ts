@@ -131,7 +131,7 @@ describe('bad input', () => {
       assert.equal((await json(res)).error, 'invalid_client');
     });
 
-    test('a client id no database can hold (NUL): 401 invalid_client, not a 500', async () => {
+    test('a client id no database can hold (NUL): refused as /token refuses it, not a 500', async () => {
       const res = await token('grant_type=client_credentials', { authorization: `Basic ${Buffer.from('bad%00id:secret').toString('base64')}` });
       const body = await json(res);
       // oidc-provider refuses it before any look-up (400 invalid_request) or finds no client (401).
@@ -143,8 +143,9 @@ describe('bad input', () => {
           headers: { authorization: `Basic ${Buffer.from(`${id}:anything`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
           body: 'token=x',
         });
-        assert.equal(introspection.status, 401, id);
-        assert.equal((await json(introspection)).error, 'invalid_client');
+        // Veil's endpoints read Basic by oidc-provider's rules: a NUL is not a VSCHAR.
+        assert.equal(introspection.status, 400, id);
+        assert.equal((await json(introspection)).error, 'invalid_request');
       }
     });
 
