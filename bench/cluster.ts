@@ -107,6 +107,7 @@ async function register(adminPort: number) {
   const created = await post<{ client: { client_id: string }; client_secret: string }>('/admin/clients', {
     client_name: 'bench',
     grant_types: ['client_credentials'],
+    scope: 'read',
     resources: [RESOURCE],
   });
   return { id: created.client.client_id, secret: created.client_secret };

@@ -259,6 +259,7 @@ async function benchVeil(): Promise<VeilResults> {
     client_name: 'bench',
     grant_types: ['client_credentials'],
     resources: [API],
+    resource_scopes: { [API]: ['read'] },
   });
   const redirectUri = 'http://127.0.0.1:9/cb';
   const web = await call<{ client: { client_id: string }; client_secret: string }>('/admin/clients', {
@@ -266,6 +267,7 @@ async function benchVeil(): Promise<VeilResults> {
     redirect_uris: [redirectUri],
     grant_types: ['authorization_code', 'refresh_token'],
     resources: [API],
+    resource_scopes: { [API]: ['read'] },
   });
   const user = { email: 'bench@example.com', password: `bench ${randomBytes(8).toString('hex')}` };
   await call('/admin/users', { ...user, name: 'Bench User' });

@@ -95,6 +95,10 @@ const samples = {
           { name: 'invoices:read', description: 'Read your invoices' },
           { name: 'invoices:write', description: 'Create and update invoices' },
         ],
+        claims: [
+          { name: 'email', description: 'Your email address' },
+          { name: 'name', description: 'Your name' },
+        ],
       },
       {
         identifier: 'urn:acme:api:reports',

@@ -29,9 +29,9 @@ import { accountRoutes } from './interactions/account-routes.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
-import { buildConfiguration } from './oidc/configuration.js';
+import { buildConfiguration, SUPPORTED_SCOPES } from './oidc/configuration.js';
 import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
-import { assertClientJwksUri, jwksPolicy, safeRemoteJWKSet } from './http/remote-jwks.js';
+import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
 import { readiness } from './observability/health.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -250,8 +250,6 @@ export async function startVeil(
         shortLived,
         grants: grantRepo,
         accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
-        // private_key_jwt clients' jwks_uri at Veil's endpoints: the same SSRF rules as everywhere.
-        clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
         onRevoked: (event) => {
           logger.info({ event: 'token.revoked', ...event }, 'token revoked');
           void auditLog.tokenRevoked(event.clientId, event.kind, event.grantId);
@@ -269,8 +267,9 @@ export async function startVeil(
         await provider.Client.validate(metadata);
         await assertClientJwksUri(metadata, jwksPolicy(config)); // SSRF rules, as for resource servers
       },
-      async (identifier) => (await tokens.registry.find(identifier)) !== null,
+      (identifier) => tokens.registry.find(identifier),
       bus,
+      { production: config.production, oidcScopes: SUPPORTED_SCOPES },
     );
 
     // Rotated keys (this process's admin API, another process's, or the CLI on KEYS_DIR) are

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { PublicAccount } from '../accounts/account-service.js';
-import type { CreateClientInput, CreatedClient as CreatedClientResult, PublicClient } from '../clients/client-service.js';
+import type { CreateClientInput, CreatedClient as CreatedClientResult, PublicClient, UpdateClientInput } from '../clients/client-service.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { AuditEventRecord } from '../store/audit-events.js';
 import { isAuditTypeFilter } from '../audit/event-types.js';
@@ -24,6 +24,13 @@ export const createUserBody = z.object({
 
 export const emailBody = z.object({ email: z.string().max(320) });
 
+const scopeToken = z.string().max(200).regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens');
+
+/** `{ "<resource identifier>": ["read", "write"] }`: API scopes per resource. */
+const resourceScopes = z
+  .record(absoluteUri, z.array(scopeToken).max(100))
+  .refine((v) => Object.keys(v).length <= 50, 'at most 50 resources');
+
 export const createClientBody = z.object({
   client_name: z.string().min(1).max(200),
   redirect_uris: z.array(z.string()).max(50).optional(),
@@ -35,7 +42,25 @@ export const createClientBody = z.object({
   jwks_uri: z.string().optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   resources: z.array(absoluteUri).max(50).optional(),
+  resource_scopes: resourceScopes.optional(),
 }) satisfies z.ZodType<CreateClientInput>;
+
+/**
+ * `PATCH /admin/clients/:clientId`: the fields given replace the client's, the others stay. At
+ * least one field. The id, secret, authentication method and keys are not changed here.
+ */
+export const updateClientBody = z
+  .object({
+    client_name: z.string().min(1).max(200).optional(),
+    redirect_uris: z.array(z.string()).max(50).optional(),
+    post_logout_redirect_uris: z.array(z.string()).max(50).optional(),
+    grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).min(1).optional(),
+    scope: z.string().max(1000).optional(),
+    resources: z.array(absoluteUri).max(50).optional(),
+    resource_scopes: resourceScopes.optional(),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change') satisfies z.ZodType<UpdateClientInput>;
 
 /** The longest access-token lifetime a resource server may have (signing keys stay published that long after rotation). */
 export const MAX_RESOURCE_ACCESS_TOKEN_TTL = 86400;
@@ -58,6 +83,7 @@ export const createResourceBody = z
 
 export type CreateUserBody = z.infer<typeof createUserBody>;
 export type CreateClientBody = z.infer<typeof createClientBody>;
+export type UpdateClientBody = z.infer<typeof updateClientBody>;
 export type CreateResourceBody = z.infer<typeof createResourceBody>;
 
 /** What a thin client may send before the server validates it (enums as plain strings). */
@@ -66,6 +92,9 @@ export type CreateClientRequest = Omit<CreateClientBody, 'grant_types' | 'token_
   token_endpoint_auth_method?: string;
   jwks?: unknown;
 };
+
+/** What a thin client may send to `PATCH /admin/clients/:clientId`. */
+export type UpdateClientRequest = Omit<UpdateClientBody, 'grant_types'> & { grant_types?: string[] };
 
 export type User = PublicAccount;
 export type Client = PublicClient;

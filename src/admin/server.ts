@@ -7,7 +7,7 @@ import { Router } from '@koa/router';
 import Koa, { type Context, type Next } from 'koa';
 import { errors } from 'oidc-provider';
 import type { z } from 'zod';
-import { AUDIT_LIMIT_DEFAULT, auditQuery, createClientBody, createResourceBody, createUserBody, emailBody, toPublicAuditEvent, toPublicResource, type Consent, type CreatedResource } from './contract.js';
+import { AUDIT_LIMIT_DEFAULT, auditQuery, createClientBody, createResourceBody, createUserBody, emailBody, toPublicAuditEvent, toPublicResource, updateClientBody, type Consent, type CreatedResource } from './contract.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { InvalidAccountInput, toPublicAccount, type AccountService } from '../accounts/account-service.js';
 import { InvalidClientInput, type ClientService } from '../clients/client-service.js';
@@ -159,6 +159,21 @@ export function createAdminApp(deps: AdminDeps): Koa {
     await deps.audit?.clientCreated(created.client.client_id, { grantTypes: created.client.grant_types, authMethod: created.client.token_endpoint_auth_method });
     ctx.status = 201;
     ctx.body = created;
+  });
+
+  // Changes a client in place (validated like a create; a refused change changes nothing).
+  router.patch('/admin/clients/:clientId', json, async (ctx) => {
+    const body = parse(updateClientBody, ctx.request.body);
+    const client = await deps.clients.update(ctx.params.clientId!, body);
+    if (!client) throw new AdminError(404, 'not_found', 'no such client');
+    deps.logger.info({ event: 'client.updated', clientId: client.client_id, fields: Object.keys(body) }, 'client updated');
+    await deps.audit?.clientUpdated(client.client_id, {
+      fields: Object.keys(body),
+      scope: client.scope,
+      resourceScopes: client.resource_scopes,
+      grantTypes: client.grant_types,
+    });
+    ctx.body = { client };
   });
 
   router.delete('/admin/clients/:clientId', async (ctx) => {

@@ -108,6 +108,21 @@ export class AuditLog {
     });
   }
 
+  /** Which fields an update replaced, and the client's scopes after it (no URIs: only what the trail may hold). */
+  clientUpdated(clientId: string, change: { fields: readonly string[]; scope?: string | undefined; resourceScopes?: Record<string, string[]> | undefined; grantTypes?: readonly string[] | undefined }): Promise<void> {
+    return this.record({
+      type: 'client.updated',
+      actor: 'admin',
+      clientId,
+      details: {
+        fields: [...change.fields],
+        ...(change.grantTypes ? { grant_types: [...change.grantTypes] } : {}),
+        ...(change.scope ? { scope: change.scope } : {}),
+        resource_scopes: change.resourceScopes ?? {},
+      },
+    });
+  }
+
   clientDeleted(clientId: string): Promise<void> {
     return this.record({ type: 'client.deleted', actor: 'admin', clientId });
   }

@@ -11,6 +11,7 @@ export const AUDIT_EVENT_TYPES = [
   'token.revoked',
   'token.reused',
   'client.created',
+  'client.updated',
   'client.deleted',
   'resource.created',
   'resource.deleted',

@@ -8,6 +8,7 @@ export type {
   AuditEvent,
   Client,
   CreateClientRequest as CreateClientBody,
+  UpdateClientRequest as UpdateClientBody,
   CreatedClient,
   CreatedResource,
   CreateResourceBody,
@@ -15,7 +16,7 @@ export type {
   Resource,
   User,
 } from '../admin/contract.js';
-import type { AuditEvent, Client, CreateClientRequest as CreateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
+import type { AuditEvent, Client, CreateClientRequest as CreateClientBody, UpdateClientRequest as UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
 
 import type { PublicKeyInfo } from '../admin/keys-routes.js';
 
@@ -117,6 +118,11 @@ export class AdminClient {
     const client = field<Client>(res, 'client');
     const secret = (res as { client_secret?: unknown }).client_secret;
     return typeof secret === 'string' ? { client, client_secret: secret } : { client };
+  }
+
+  /** `PATCH /admin/clients/:clientId`: the fields given replace the client's. */
+  async updateClient(clientId: string, body: UpdateClientBody): Promise<Client> {
+    return field<Client>(await this.request('PATCH', `/admin/clients/${encodeURIComponent(clientId)}`, body), 'client');
   }
 
   async deleteClient(clientId: string): Promise<void> {

@@ -8,6 +8,8 @@ import type { ClientMetadata, errors } from 'oidc-provider';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
+import { isLoopback } from '../config.js';
+import { RESOURCE_SCOPES, resourceScopesOf, ScopeInputError, splitClientScopes, type ResourceScopes } from './api-scopes.js';
 import { clientPolicyViolations } from './client-policy.js';
 
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
@@ -18,12 +20,30 @@ export interface CreateClientInput {
   post_logout_redirect_uris?: string[];
   grant_types?: string[];
   public?: boolean;
+  /** OIDC scopes, and API scopes each registered by exactly one of the client's resources. */
   scope?: string;
   token_endpoint_auth_method?: TokenEndpointAuthMethod;
   jwks_uri?: string;
   jwks?: { keys: unknown[] };
   /** Resource servers (RFC 8707 identifiers) the client may request access tokens for. */
   resources?: string[];
+  /** API scopes per resource (needed when two resources share a scope name); each named resource is allowed too. */
+  resource_scopes?: ResourceScopes;
+}
+
+/**
+ * A change to an existing client: every field given replaces the client's; the others stay.
+ * `scope` replaces the OIDC scopes and, unless `resource_scopes` is given too, the whole API
+ * allow-list; `resources` drops the allow-list of every resource no longer listed.
+ */
+export interface UpdateClientInput {
+  client_name?: string;
+  redirect_uris?: string[];
+  post_logout_redirect_uris?: string[];
+  grant_types?: string[];
+  scope?: string;
+  resources?: string[];
+  resource_scopes?: ResourceScopes;
 }
 
 /** Client metadata naming the resource servers a client may ask tokens for (Veil's extension). */
@@ -35,7 +55,7 @@ export interface CreatedClient {
 }
 
 /** Client metadata as shown to admins: never the secret. */
-export type PublicClient = ClientMetadata & { created_at: string; client_secret?: never };
+export type PublicClient = ClientMetadata & { created_at: string; client_secret?: never; resource_scopes?: ResourceScopes; allowed_resources?: string[] };
 
 export class InvalidClientInput extends Error {
   override name = 'InvalidClientInput';
@@ -46,13 +66,36 @@ const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
 /** Validates metadata with oidc-provider's schema (throws errors.InvalidClientMetadata). */
 export type ClientValidator = (metadata: ClientMetadata) => Promise<void>;
 
+/** A resource server as the registry has it now (null: not registered). */
+export type ResourceLookup = (identifier: string) => Promise<{ identifier: string; scopes: readonly string[] } | null>;
+
+export interface ClientServiceOptions {
+  /** NODE_ENV=production: http redirect URIs only on loopback (RFC 9700 §2.1). */
+  production: boolean;
+  /** The OIDC scopes oidc-provider knows (`scope` keeps only these). */
+  oidcScopes: readonly string[];
+}
+
+/** What create and update both settle before the metadata is validated and stored. */
+interface ClientShape {
+  redirect_uris: string[];
+  post_logout_redirect_uris: string[];
+  grant_types: string[];
+  scope: string | undefined;
+  resources: string[];
+  resource_scopes: ResourceScopes | undefined;
+  /** The allow-list is the stored one: scopes its API no longer registers are dropped, not refused. */
+  carriedOver?: boolean;
+}
+
 export class ClientService {
   constructor(
     private readonly clients: ClientRepository,
     private readonly grants: GrantRepository,
     private readonly validate: ClientValidator,
-    private readonly resourceExists: (identifier: string) => Promise<boolean>,
+    private readonly findResource: ResourceLookup,
     private readonly bus: InvalidationBus,
+    private readonly options: ClientServiceOptions,
   ) {}
 
   async create(input: CreateClientInput): Promise<CreatedClient> {
@@ -65,28 +108,115 @@ export class ClientService {
     const authMethod: TokenEndpointAuthMethod = input.public ? 'none' : (input.token_endpoint_auth_method ?? 'client_secret_basic');
     const clientSecret = SECRET_METHODS.has(authMethod) ? randomBytes(32).toString('base64url') : undefined;
 
-    const metadata: ClientMetadata = {
+    const base: ClientMetadata = {
       client_id: randomBytes(16).toString('base64url'),
       client_name: input.client_name,
-      redirect_uris: redirectUris,
-      post_logout_redirect_uris: input.post_logout_redirect_uris ?? [],
-      grant_types: grantTypes,
-      response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       token_endpoint_auth_method: authMethod,
-      ...(input.scope ? { scope: input.scope } : {}),
       ...(clientSecret ? { client_secret: clientSecret } : {}),
       ...(input.jwks_uri ? { jwks_uri: input.jwks_uri } : {}),
       ...(input.jwks ? { jwks: input.jwks as ClientMetadata['jwks'] } : {}),
-      ...(input.resources?.length ? { [ALLOWED_RESOURCES]: [...new Set(input.resources)] } : {}),
     };
-    for (const resource of input.resources ?? []) {
-      if (!(await this.resourceExists(resource))) throw new InvalidClientInput(`unknown resource server: ${resource}`);
-    }
-    const violation = clientPolicyViolations(metadata)[0];
-    if (violation) throw new InvalidClientInput(violation.message);
-    await this.validate(metadata);
+    const metadata = await this.#settle(base, {
+      redirect_uris: redirectUris,
+      post_logout_redirect_uris: input.post_logout_redirect_uris ?? [],
+      grant_types: grantTypes,
+      scope: input.scope,
+      resources: input.resources ?? [],
+      resource_scopes: input.resource_scopes,
+    });
     const record = await this.clients.create(metadata);
     return { client: toPublicClient(record.metadata, record.createdAt), ...(clientSecret ? { client_secret: clientSecret } : {}) };
+  }
+
+  /**
+   * Changes a client in place, validated exactly like a create; a refused update changes
+   * nothing. Every process drops its cached copy, so the change applies to the next request
+   * (grants stay: what a user consented to beyond the new allow-list is simply never issued).
+   * Resolves to undefined when there is no such client.
+   */
+  async update(clientId: string, input: UpdateClientInput): Promise<PublicClient | undefined> {
+    const current = await this.clients.findRecord(clientId);
+    if (!current) return undefined;
+    const existing = current.metadata as ClientMetadata & Record<string, unknown>;
+    const resources = input.resources ?? (Array.isArray(existing[ALLOWED_RESOURCES]) ? (existing[ALLOWED_RESOURCES] as string[]) : []);
+    let resourceScopes: ResourceScopes | undefined = input.resource_scopes;
+    if (resourceScopes === undefined && input.scope === undefined) {
+      // Unchanged allow-list, except for resources the update removes.
+      resourceScopes = Object.fromEntries(Object.entries(resourceScopesOf(existing)).filter(([uri]) => resources.includes(uri)));
+    }
+    const grantTypes = input.grant_types?.length ? [...new Set(input.grant_types)] : [...(existing.grant_types ?? [])];
+    const {
+      [ALLOWED_RESOURCES]: _resources,
+      [RESOURCE_SCOPES]: _resourceScopes,
+      scope: _scope,
+      redirect_uris: _redirects,
+      post_logout_redirect_uris: _postLogout,
+      grant_types: _grants,
+      response_types: _responses,
+      ...kept
+    } = existing;
+    const metadata = await this.#settle(
+      { ...kept, client_id: clientId, ...(input.client_name !== undefined ? { client_name: input.client_name } : {}) },
+      {
+        redirect_uris: input.redirect_uris ?? [...(existing.redirect_uris ?? [])],
+        post_logout_redirect_uris: input.post_logout_redirect_uris ?? [...(existing.post_logout_redirect_uris ?? [])],
+        grant_types: grantTypes,
+        // Without a new `scope`, the OIDC scopes stay as they are.
+        scope: input.scope ?? existing.scope,
+        resources,
+        resource_scopes: resourceScopes,
+        carriedOver: input.resource_scopes === undefined && input.scope === undefined,
+      },
+    );
+    const record = await this.clients.update(clientId, metadata);
+    if (!record) return undefined;
+    await this.bus.publish('client', clientId);
+    return toPublicClient(record.metadata, record.createdAt);
+  }
+
+  /** Completes and checks the metadata: scopes split, resources known, policy, redirect rule, oidc-provider's schema. */
+  async #settle(base: ClientMetadata, shape: ClientShape): Promise<ClientMetadata> {
+    const resourceIds = [...new Set([...shape.resources, ...Object.keys(shape.resource_scopes ?? {})])];
+    const resources: Array<{ identifier: string; scopes: readonly string[] }> = [];
+    for (const identifier of resourceIds) {
+      const found = await this.findResource(identifier);
+      if (!found) throw new InvalidClientInput(`unknown resource server: ${identifier}`);
+      resources.push(found);
+    }
+    let requested = shape.resource_scopes;
+    if (shape.carriedOver && requested) {
+      requested = Object.fromEntries(
+        Object.entries(requested).map(([uri, scopes]) => [uri, scopes.filter((s) => resources.find((r) => r.identifier === uri)?.scopes.includes(s))]),
+      );
+    }
+    let split;
+    try {
+      split = splitClientScopes({ scope: shape.scope, resourceScopes: requested, resources, oidcScopes: this.options.oidcScopes });
+    } catch (err) {
+      if (err instanceof ScopeInputError) throw new InvalidClientInput(err.message);
+      throw err;
+    }
+    // A `scope` naming API scopes only still limits the OIDC scopes: to the narrowest set.
+    const oidcScope = split.oidcScope ?? (shape.scope?.trim() ? 'openid' : undefined);
+
+    const metadata: ClientMetadata = {
+      ...base,
+      redirect_uris: shape.redirect_uris,
+      post_logout_redirect_uris: shape.post_logout_redirect_uris,
+      grant_types: shape.grant_types,
+      response_types: shape.grant_types.includes('authorization_code') ? ['code'] : [],
+      ...(oidcScope ? { scope: oidcScope } : {}),
+      ...(resourceIds.length ? { [ALLOWED_RESOURCES]: resourceIds } : {}),
+      ...(Object.keys(split.resourceScopes).length ? { [RESOURCE_SCOPES]: split.resourceScopes } : {}),
+    };
+    const violation = clientPolicyViolations(metadata)[0];
+    if (violation) throw new InvalidClientInput(violation.message);
+    if (this.options.production) {
+      const insecure = redirectUriViolation([...shape.redirect_uris, ...shape.post_logout_redirect_uris]);
+      if (insecure) throw new InvalidClientInput(insecure);
+    }
+    await this.validate(metadata);
+    return metadata;
   }
 
   async list(): Promise<PublicClient[]> {
@@ -102,6 +232,21 @@ export class ClientService {
     }
     return deleted;
   }
+}
+
+/**
+ * RFC 9700 §2.1: in production, redirect URIs use https (or a private-use scheme of a native
+ * app); plain http only to the loopback interface, where the traffic never leaves the device.
+ */
+export function redirectUriViolation(uris: readonly string[]): string | undefined {
+  for (const uri of uris) {
+    const url = URL.parse(uri);
+    if (url?.protocol !== 'http:') continue;
+    if (!isLoopback(url.hostname.replace(/^\[(.*)\]$/, '$1'))) {
+      return 'http redirect URIs are allowed only for loopback (127.0.0.1, [::1], localhost) in production: use https';
+    }
+  }
+  return undefined;
 }
 
 export function toPublicClient(metadata: ClientMetadata, createdAt: Date): PublicClient {

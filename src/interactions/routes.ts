@@ -13,7 +13,7 @@ import { BadRequestBody, formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
-import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
+import { describeApiScope, describeClaim, describeOidcScope } from './scope-descriptions.js';
 import { sendFailurePage } from './failure-page.js';
 import type { Views } from './views.js';
 
@@ -84,13 +84,23 @@ export function interactionRoutes(deps: InteractionDeps) {
       missingOIDCScope?: string[];
       missingResourceScopes?: Record<string, string[]>;
     };
-    const apis = await Promise.all(
-      Object.entries(promptDetails.missingResourceScopes ?? {}).map(async ([identifier, scopes]) => ({
-        identifier,
-        name: (await deps.resources.find(identifier))?.name ?? identifier,
-        scopes: scopes.map((name) => ({ name, description: describeApiScope(name) })),
-      })),
-    );
+    // Each API this request names, under its own name: the scopes asked for it, and the user
+    // claims every token for it carries (they ride in the sealed token whatever the scopes).
+    const missing = promptDetails.missingResourceScopes ?? {};
+    const requested = [details.params.resource].flat().filter((r): r is string => typeof r === 'string');
+    const apis = (
+      await Promise.all(
+        [...new Set([...Object.keys(missing), ...requested])].map(async (identifier) => {
+          const record = await deps.resources.find(identifier);
+          return {
+            identifier,
+            name: record?.name ?? identifier,
+            scopes: (missing[identifier] ?? []).map((name) => ({ name, description: describeApiScope(name) })),
+            claims: (record?.claims ?? []).map((name) => ({ name, description: describeClaim(name) })),
+          };
+        }),
+      )
+    ).filter((api) => api.scopes.length > 0 || api.claims.length > 0);
     views.send(ctx, 'consent', 'Allow access', {
       action: `/interaction/${details.uid}/confirm`,
       abortAction: `/interaction/${details.uid}/abort`,

@@ -1,4 +1,4 @@
-/** Human wording for scopes shown on the consent page. */
+/** Human wording for scopes and user claims shown on the consent page. */
 const OIDC_SCOPES: Record<string, string> = {
   openid: 'Sign you in with your account',
   profile: 'See your name',
@@ -12,4 +12,15 @@ export function describeOidcScope(scope: string): string {
 
 export function describeApiScope(scope: string): string {
   return `Permission "${scope}"`;
+}
+
+/** The user claims a resource server may receive (resource-servers/registry.ts RELEASABLE_CLAIMS). */
+const CLAIMS: Record<string, string> = {
+  email: 'Your email address',
+  email_verified: 'Whether your email address is verified',
+  name: 'Your name',
+};
+
+export function describeClaim(claim: string): string {
+  return CLAIMS[claim] ?? `Your "${claim}"`;
 }

@@ -8,14 +8,15 @@ import type { VeilConfig } from '../config.js';
 import type { SigningJwk } from '../crypto/keys.js';
 import type { Views } from '../interactions/views.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
+import { isResourceScopes, RESOURCE_SCOPES } from '../clients/api-scopes.js';
 import type { ResourceServerRegistry } from '../resource-servers/registry.js';
 import type { GrantRepository } from '../store/grants.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
 import { outboundFetch } from '../http/safe-fetch.js';
 import { toProtocolError } from './errors.js';
 import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
-import { resourceIndicatorsFeature } from './resource-indicators.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
+import { resourcePolicy } from './resource-indicators.js';
 
 export interface ConfigurationDeps {
   config: VeilConfig;
@@ -33,6 +34,7 @@ export const SUPPORTED_SCOPES = ['openid', 'offline_access', 'email', 'profile']
 export function buildConfiguration(deps: ConfigurationDeps): Configuration {
   const { config, views } = deps;
   const ttl = config.ttl;
+  const resources = resourcePolicy(deps.registry, SUPPORTED_SCOPES);
 
   return {
     adapter: deps.adapter,
@@ -82,14 +84,26 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     // Whatever oidc-provider fetches (clients' jwks_uri) obeys Veil's SSRF rules: no private
     // addresses unless RESOURCE_JWKS_ALLOW_PRIVATE, no redirects, 64 KiB, 4 s (http/safe-fetch.ts).
     fetch: outboundFetch(jwksPolicy(config)),
-    rotateRefreshToken: true,
+    // Always rotate; first, refuse a refresh asking for scopes or a resource it may not have,
+    // while the presented refresh token is still unconsumed (resource-indicators.ts).
+    rotateRefreshToken: async (ctx) => {
+      await resources.beforeRefresh(ctx);
+      return true;
+    },
     allowOmittingSingleRegisteredRedirectUri: false,
     extraClientMetadata: {
-      properties: [ALLOWED_RESOURCES],
-      validator: (_ctx, key, value) => {
-        if (key !== ALLOWED_RESOURCES || value === undefined) return;
-        if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && URL.canParse(v))) {
+      properties: [ALLOWED_RESOURCES, RESOURCE_SCOPES],
+      validator: (_ctx, key, value, metadata) => {
+        if (value === undefined) return;
+        if (key === ALLOWED_RESOURCES && (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && URL.canParse(v)))) {
           throw new errors.InvalidClientMetadata(`${ALLOWED_RESOURCES} must be an array of absolute URIs`);
+        }
+        if (key === RESOURCE_SCOPES) {
+          // { "<resource>": ["scope", ...] }, and only for resources the client may ask for.
+          const allowed = (metadata as Record<string, unknown>)[ALLOWED_RESOURCES];
+          if (!isResourceScopes(value) || !Object.keys(value).every((uri) => Array.isArray(allowed) && allowed.includes(uri))) {
+            throw new errors.InvalidClientMetadata(`${RESOURCE_SCOPES} must map resources in ${ALLOWED_RESOURCES} to arrays of scope tokens`);
+          }
         }
       },
     },
@@ -129,7 +143,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       introspection: { enabled: false },
       revocation: { enabled: false },
       userinfo: { enabled: true },
-      resourceIndicators: resourceIndicatorsFeature(deps.registry),
+      resourceIndicators: resources.feature,
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => {

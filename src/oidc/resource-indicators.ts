@@ -3,11 +3,22 @@
  * they accept, and each client's `allowed_resources` which of them it may ask for. Unknown,
  * malformed or not-allowed resource values are `invalid_target`.
  *
+ * API scopes: oidc-provider grants, for a resource, only the scopes getResourceServerInfo
+ * returns, and silently drops the rest. Veil returns the client's allow-list for that resource
+ * (src/clients/api-scopes.ts, the one place that rule lives) and refuses, rather than drops,
+ * any requested scope outside it: `invalid_scope`, before anything is issued. This runs for
+ * every grant: at /auth (checkResource, after the redirect URI is validated, so the error goes
+ * back to the client), and at /token for client_credentials and refresh_token (the `scope`
+ * parameter). Authorization codes carry no `scope` parameter; their scopes were checked at /auth
+ * and are intersected with the current allow-list again when the token is made.
+ *
  * oidc-provider issues every token in its opaque format; tokens for a resource server are
  * sealed by the storage adapter (src/oidc/sealed-tokens.ts).
  */
-import { errors, type Client, type Configuration, type ResourceServer } from 'oidc-provider';
+import { errors, type Client, type Configuration, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
+import { allowedApiScopes } from '../clients/api-scopes.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
+import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { ResourceServerRegistry } from '../resource-servers/registry.js';
 import { toProtocolError } from './errors.js';
 
@@ -18,29 +29,108 @@ export function allowedResources(client: Client): readonly string[] {
   return Array.isArray(value) ? (value as string[]) : [];
 }
 
-export function resourceIndicatorsFeature(registry: ResourceServerRegistry): ResourceIndicatorsFeature {
-  return {
+/** The `scope` parameter of this request, as scope tokens (none when it has no such parameter). */
+function requestedScopes(ctx: KoaContextWithOIDC): string[] {
+  const scope = (ctx.oidc?.params as { scope?: unknown } | undefined)?.scope;
+  return typeof scope === 'string' ? [...new Set(scope.split(' ').filter(Boolean))] : [];
+}
+
+/** Every resource this request names (RFC 8707 allows several at /auth). */
+function requestedResources(ctx: KoaContextWithOIDC, current: string): string[] {
+  const param = (ctx.oidc?.params as { resource?: unknown } | undefined)?.resource;
+  const named = Array.isArray(param) ? param : typeof param === 'string' ? [param] : [];
+  return [...new Set([current, ...named.filter((r): r is string => typeof r === 'string')])];
+}
+
+const notAllowed = (scopes: string[]) =>
+  new errors.InvalidScope('requested scope is not allowed for this client and resource', scopes.join(' '));
+
+export interface ResourcePolicy {
+  /** oidc-provider's `features.resourceIndicators`. */
+  feature: ResourceIndicatorsFeature;
+  /**
+   * The same checks for a refresh, before the old refresh token is consumed: oidc-provider asks
+   * getResourceServerInfo only after rotating, so a refusal there would cost the client its
+   * refresh token (and, as a reuse, its grant). Called from `rotateRefreshToken`.
+   */
+  beforeRefresh(ctx: KoaContextWithOIDC): Promise<void>;
+}
+
+export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: readonly string[]): ResourcePolicy {
+  const oidc = new Set(oidcScopes);
+
+  const find = async (identifier: string): Promise<ResourceServerRecord | null> => {
+    try {
+      return await registry.find(identifier);
+    } catch (err) {
+      throw toProtocolError(err);
+    }
+  };
+
+  /** A resource this client may use, as the registry has it now; invalid_target otherwise. */
+  const resourceFor = async (client: Client, resourceIndicator: string): Promise<ResourceServerRecord> => {
+    // One answer for "no such resource" and "not for this client": no probing the registry.
+    const notForYou = () => new errors.InvalidTarget('the resource is unknown or not allowed for this client');
+    if (!allowedResources(client).includes(resourceIndicator)) throw notForYou();
+    const record = await find(resourceIndicator);
+    if (!record) throw notForYou();
+    return record;
+  };
+
+  /** Every API scope asked must be allowed for one of the resources this request names. */
+  const assertScopesAllowed = async (ctx: KoaContextWithOIDC, client: Client, record: ResourceServerRecord, scopes: readonly string[]) => {
+    const asked = requestedScopes(ctx).filter((s) => !oidc.has(s) && !scopes.includes(s));
+    if (!asked.length) return;
+    const elsewhere = new Set<string>();
+    for (const other of requestedResources(ctx, record.identifier)) {
+      if (other === record.identifier || !allowedResources(client).includes(other)) continue;
+      const otherRecord = await find(other);
+      if (otherRecord) for (const s of allowedApiScopes(client.metadata(), otherRecord)) elsewhere.add(s);
+    }
+    const refused = asked.filter((s) => !elsewhere.has(s));
+    if (refused.length) throw notAllowed(refused);
+  };
+
+  const feature: ResourceIndicatorsFeature = {
     enabled: true,
     // A single requested resource is the default target when the token request names none.
-    defaultResource: async (_ctx, _client, oneOf) => oneOf,
-    useGrantedResource: async () => true,
-    getResourceServerInfo: async (_ctx, resourceIndicator, client): Promise<ResourceServer> => {
-      // One answer for "no such resource" and "not for this client": no probing the registry.
-      const notForYou = () => new errors.InvalidTarget('the resource is unknown or not allowed for this client');
-      if (!allowedResources(client).includes(resourceIndicator)) throw notForYou();
-      let record;
-      try {
-        record = await registry.find(resourceIndicator);
-      } catch (err) {
-        throw toProtocolError(err);
+    // With no resource at all, a request may ask for OIDC scopes only: an API scope without
+    // its API is refused rather than dropped (oidc-provider would drop it).
+    defaultResource: async (ctx, _client, oneOf) => {
+      if (oneOf === undefined) {
+        const apiScopes = requestedScopes(ctx).filter((s) => !oidc.has(s));
+        if (apiScopes.length) throw notAllowed(apiScopes);
       }
-      if (!record) throw notForYou();
+      return oneOf;
+    },
+    useGrantedResource: async () => true,
+    getResourceServerInfo: async (ctx, resourceIndicator, client): Promise<ResourceServer> => {
+      const record = await resourceFor(client, resourceIndicator);
+      const scopes = allowedApiScopes(client.metadata(), record);
+      await assertScopesAllowed(ctx, client, record, scopes);
       return {
         audience: record.identifier,
-        scope: record.scopes.join(' '),
+        scope: scopes.join(' '),
         accessTokenTTL: record.accessTokenTtl,
         accessTokenFormat: 'opaque',
       };
+    },
+  };
+
+  return {
+    feature,
+    async beforeRefresh(ctx) {
+      const client = ctx.oidc.client;
+      const token = ctx.oidc.entities.RefreshToken as { resource?: string | string[] } | undefined;
+      if (!client || !token) return;
+      // The resource oidc-provider will pick (resolve_resource.js): the parameter, else the granted one.
+      const param = (ctx.oidc.params as { resource?: unknown }).resource;
+      const granted = [token.resource ?? []].flat();
+      const resource = typeof param === 'string' ? param : granted.length === 1 ? granted[0] : undefined;
+      if (resource === undefined) return; // no resource (OIDC scopes only) or several: oidc-provider's own answer
+      if (typeof param === 'string' && !granted.includes(param)) throw new errors.InvalidTarget();
+      const record = await resourceFor(client, resource);
+      await assertScopesAllowed(ctx, client, record, allowedApiScopes(client.metadata(), record));
     },
   };
 }

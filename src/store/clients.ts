@@ -45,6 +45,20 @@ export class ClientRepository {
     return row ? this.#opened(row.metadata as ClientMetadata) : undefined;
   }
 
+  async findRecord(clientId: string): Promise<ClientRecord | undefined> {
+    if (!storableKey(clientId)) return undefined;
+    const row = await this.prisma.client.findUnique({ where: { clientId } });
+    return row ? { clientId: row.clientId, metadata: this.#opened(row.metadata as ClientMetadata), createdAt: row.createdAt } : undefined;
+  }
+
+  /** Replaces a client's metadata (the id stays); undefined when there is no such client. */
+  async update(clientId: string, metadata: ClientMetadata): Promise<ClientRecord | undefined> {
+    if (!storableKey(clientId)) return undefined;
+    const result = await this.prisma.client.updateMany({ where: { clientId }, data: { metadata: this.#sealed(metadata) as Prisma.InputJsonObject } });
+    if (result.count === 0) return undefined;
+    return this.findRecord(clientId);
+  }
+
   async list(): Promise<ClientRecord[]> {
     const rows = await this.prisma.client.findMany({ orderBy: { createdAt: 'asc' } });
     return rows.map((row) => ({ clientId: row.clientId, metadata: this.#opened(row.metadata as ClientMetadata), createdAt: row.createdAt }));

@@ -82,6 +82,7 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
     const created = await admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
       client_name: 'cluster',
       grant_types: ['client_credentials'],
+      scope: 'read',
       resources: [RESOURCE],
     });
     client = { id: created.client.client_id, secret: created.client_secret };

@@ -45,6 +45,7 @@ describe('demo API protected by the resource-server SDK', () => {
     const w = await veil.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
       client_name: 'demo-caller',
       grant_types: ['client_credentials'],
+      scope: 'read',
       resources: [identifier],
     });
     worker = { issuer: veil.issuer, clientId: w.body.client.client_id, clientSecret: w.body.client_secret, redirectUri: 'x' };

@@ -79,6 +79,7 @@ describe('two Veil processes sharing PostgreSQL and Redis', () => {
       redirect_uris: ['http://127.0.0.1:9/cb'],
       grant_types: ['authorization_code', 'refresh_token'],
       resources: [rs.identifier],
+      resource_scopes: { [rs.identifier]: ['read'] },
     });
     const user = { email: 'two-procs@example.com', password: 'shared between processes' };
     await a.admin('POST', '/admin/users', user);

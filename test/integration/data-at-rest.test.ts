@@ -32,12 +32,14 @@ describe('nothing usable at rest', () => {
       redirect_uris: ['http://127.0.0.1:9/cb'],
       grant_types: ['authorization_code', 'refresh_token'],
       resources: [rs.identifier],
+      resource_scopes: { [rs.identifier]: ['read'] },
     });
     web = { issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret, redirectUri: 'http://127.0.0.1:9/cb' };
     const w = await veil.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
       client_name: 'rest-worker',
       grant_types: ['client_credentials'],
       resources: [rs.identifier],
+      resource_scopes: { [rs.identifier]: ['read'] },
     });
     worker = { issuer: veil.issuer, clientId: w.body.client.client_id, clientSecret: w.body.client_secret, redirectUri: 'x' };
     await veil.admin('POST', '/admin/users', { ...user, name });

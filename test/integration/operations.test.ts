@@ -55,7 +55,7 @@ describe('operations endpoints', () => {
       client_name: 'ops',
       redirect_uris: ['https://app.example/cb'],
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
-      scope: 'openid offline_access',
+      scope: 'openid offline_access orders:read',
       resources: [RESOURCE],
     });
     assert.equal(c.status, 201);

@@ -38,6 +38,7 @@ describe('sealed access tokens', () => {
       client_name: 'worker',
       grant_types: ['client_credentials'],
       resources: [ec.identifier, rsa.identifier],
+      resource_scopes: { [ec.identifier]: ['read'], [rsa.identifier]: ['read'] },
     });
     worker = { issuer: veil.issuer, clientId: w.body.client.client_id, clientSecret: w.body.client_secret!, redirectUri: 'http://127.0.0.1/unused' };
     const redirectUri = 'http://127.0.0.1:9/cb';
@@ -46,6 +47,7 @@ describe('sealed access tokens', () => {
       redirect_uris: [redirectUri],
       grant_types: ['authorization_code', 'refresh_token'],
       resources: [ec.identifier],
+      resource_scopes: { [ec.identifier]: ['read'] },
     });
     web = { issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri };
     await veil.admin('POST', '/admin/users', { ...user, name: 'Sealed User', email_verified: true });

@@ -1,7 +1,9 @@
 /** `veil clients ...`: OAuth clients (relying parties). */
 import { Command, Option } from 'commander';
-import type { Client, CreateClientBody } from '../admin-client.js';
+import { InvalidArgumentError } from 'commander';
+import type { Client, CreateClientBody, UpdateClientBody } from '../admin-client.js';
 import type { CliContext } from '../context.js';
+import { CliError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
 
 interface CreateOptions {
@@ -15,12 +17,38 @@ interface CreateOptions {
   jwksUri?: string;
   jwksFile?: string;
   resource?: string[];
+  resourceScope?: Record<string, string[]>;
+}
+
+interface UpdateOptions {
+  name?: string;
+  redirectUri?: string[];
+  postLogoutRedirectUri?: string[];
+  grantType?: string[];
+  scope?: string;
+  resource?: string[];
+  resourceScope?: Record<string, string[]>;
 }
 
 /** Repeatable option: each occurrence appends (commander passes undefined the first time). */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
+
+/**
+ * Repeatable `--resource-scope URI=read,write`: API scopes for one resource (split at the last
+ * "="; an empty list allows none). Occurrences for the same URI add up.
+ */
+export function collectResourceScopes(value: string, previous: Record<string, string[]> | undefined): Record<string, string[]> {
+  const at = value.lastIndexOf('=');
+  if (at <= 0) throw new InvalidArgumentError('expected URI=scope,scope (for example https://api.example.com=read,write)');
+  const uri = value.slice(0, at);
+  const scopes = value.slice(at + 1).split(',').map((s) => s.trim()).filter(Boolean);
+  return { ...previous, [uri]: [...new Set([...(previous?.[uri] ?? []), ...scopes])] };
+}
+
+const SCOPE_HELP = 'space-separated scopes: OIDC scopes (openid profile email offline_access) and scopes registered by one of the client\'s --resource APIs';
+const RESOURCE_SCOPE_HELP = 'API scopes for one resource, URI=scope,scope (repeatable; needed when two APIs share a scope name; the resource is allowed too)';
 
 export function registerClients(program: Command, ctx: CliContext): void {
   const clients = program.command('clients').description('manage OAuth clients');
@@ -32,12 +60,13 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .option('--redirect-uri <uri>', 'allowed redirect URI (repeatable)', collect)
     .option('--grant-type <type>', 'authorization_code | refresh_token | client_credentials (repeatable)', collect)
     .option('--public', 'public client (SPA/native): no secret, token_endpoint_auth_method none')
-    .option('--scope <scopes>', 'space-separated scopes the client may request')
+    .option('--scope <scopes>', SCOPE_HELP)
     .option('--post-logout-redirect-uri <uri>', 'allowed post-logout redirect URI (repeatable)', collect)
     .option('--auth-method <method>', 'client_secret_basic | client_secret_post | private_key_jwt | none')
     .option('--jwks-uri <uri>', 'URL of the client JWKS (private_key_jwt)')
     .addOption(new Option('--jwks-file <file>', 'JSON file with the client JWKS (private_key_jwt)').conflicts('jwksUri'))
     .option('--resource <uri>', 'resource server (identifier) the client may request tokens for (repeatable)', collect)
+    .option('--resource-scope <uri=scopes>', RESOURCE_SCOPE_HELP, collectResourceScopes)
     .action(async (opts: CreateOptions) => {
       // Only send what was given, so the server's documented defaults apply to the rest.
       const body: CreateClientBody = { client_name: opts.name };
@@ -49,6 +78,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.authMethod !== undefined) body.token_endpoint_auth_method = opts.authMethod;
       if (opts.jwksUri !== undefined) body.jwks_uri = opts.jwksUri;
       if (opts.resource) body.resources = opts.resource;
+      if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
       if (opts.jwksFile !== undefined) body.jwks = await readJsonFile(opts.jwksFile, '--jwks-file');
 
       const { client, client_secret } = await ctx.client().createClient(body);
@@ -70,6 +100,35 @@ export function registerClients(program: Command, ctx: CliContext): void {
         { header: 'client_name', value: (c) => c.client_name },
         { header: 'grant_types', value: (c) => c.grant_types?.join(',') },
         { header: 'auth_method', value: (c) => c.token_endpoint_auth_method },
+      ]);
+    });
+
+  clients
+    .command('update')
+    .description('change a client in place: each option given replaces that setting, the others stay')
+    .argument('<client_id>', 'client to change')
+    .option('--name <name>', 'client_name')
+    .option('--redirect-uri <uri>', 'allowed redirect URI (repeatable; replaces the list)', collect)
+    .option('--post-logout-redirect-uri <uri>', 'allowed post-logout redirect URI (repeatable; replaces the list)', collect)
+    .option('--grant-type <type>', 'authorization_code | refresh_token | client_credentials (repeatable; replaces the list)', collect)
+    .option('--scope <scopes>', `${SCOPE_HELP}; replaces the OIDC scopes and, without --resource-scope, every API scope`)
+    .option('--resource <uri>', 'resource server the client may request tokens for (repeatable; replaces the list)', collect)
+    .option('--resource-scope <uri=scopes>', `${RESOURCE_SCOPE_HELP}; replaces every API scope`, collectResourceScopes)
+    .action(async (clientId: string, opts: UpdateOptions) => {
+      const body: UpdateClientBody = {};
+      if (opts.name !== undefined) body.client_name = opts.name;
+      if (opts.redirectUri) body.redirect_uris = opts.redirectUri;
+      if (opts.postLogoutRedirectUri) body.post_logout_redirect_uris = opts.postLogoutRedirectUri;
+      if (opts.grantType) body.grant_types = opts.grantType;
+      if (opts.scope !== undefined) body.scope = opts.scope;
+      if (opts.resource) body.resources = opts.resource;
+      if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
+      if (Object.keys(body).length === 0) throw new CliError('invalid_usage', 'give at least one setting to change (see veil clients update --help)');
+      const client = await ctx.client().updateClient(clientId, body);
+      ctx.output().result({ client }, () => [
+        `updated client ${client.client_id}`,
+        `scope: ${client.scope ?? '(all OIDC scopes)'}`,
+        ...Object.entries(client.resource_scopes ?? {}).map(([uri, scopes]) => `${uri}: ${scopes.join(' ') || '(no scopes)'}`),
       ]);
     });
 
