@@ -31,7 +31,7 @@ import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { buildConfiguration, SUPPORTED_SCOPES } from './oidc/configuration.js';
 import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
-import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
+import { assertClientJwksUri, jwksPolicy, safeRemoteJWKSet } from './http/remote-jwks.js';
 import { readiness } from './observability/health.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -250,6 +250,8 @@ export async function startVeil(
         shortLived,
         grants: grantRepo,
         accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
+        // private_key_jwt clients' jwks_uri at Veil's endpoints: the same SSRF rules as everywhere.
+        clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
         onRevoked: (event) => {
           logger.info({ event: 'token.revoked', ...event }, 'token revoked');
           void auditLog.tokenRevoked(event.clientId, event.kind, event.grantId);
