@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
-import { clientRateLimit, createTokenRateLimiter } from './abuse/client-throttle.js';
+import { clientRateLimit, createTokenLimits } from './abuse/client-throttle.js';
 import { LoginThrottle } from './abuse/login-throttle.js';
 import { AccountService } from './accounts/account-service.js';
 import { AuditLog } from './audit/audit-log.js';
@@ -166,7 +166,7 @@ export async function startVeil(
     const throttleStore = shortLived instanceof RedisStore ? { client: shortLived.client, keyPrefix: config.redis.keyPrefix } : undefined;
     const throttleFailed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
     const loginThrottle = new LoginThrottle({ ...config.throttle.login, secret: cookieKeys[0]!, redis: throttleStore, onError: throttleFailed });
-    const tokenLimiter = createTokenRateLimiter(config.throttle.tokenPerClient);
+    const tokenLimiter = createTokenLimits(config.throttle.tokenPerClient, config.throttle.tokenPerAddress);
 
     let demo: DemoLogin | undefined;
     if (config.seed) demo = await seedDemo({ issuer: config.issuer, accounts, accountRepo, clients: clientRepo });

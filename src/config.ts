@@ -81,7 +81,10 @@ const envSchema = z.object({
   LOGIN_MAX_FAILURES_PER_ACCOUNT: z.coerce.number().int().positive().default(5),
   LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().positive().default(20),
   LOGIN_LOCK_SECONDS: seconds.default(15 * 60),
+  LOGIN_ACCOUNT_DELAY_AFTER: z.coerce.number().int().positive().default(10),
+  LOGIN_ACCOUNT_MAX_DELAY_SECONDS: z.coerce.number().int().positive().default(60),
   TOKEN_RATE_LIMIT_PER_CLIENT: z.coerce.number().int().positive().default(100),
+  TOKEN_RATE_LIMIT_PER_ADDRESS: z.coerce.number().int().positive().default(500),
   // Worker processes; "auto" is one per core. Unset or empty: 1 (no cluster).
   WEB_CONCURRENCY: optionalString.pipe(
     z
@@ -138,9 +141,19 @@ export interface VeilConfig {
   brand: { name: string; logoUrl: string | undefined; color: string };
   logLevel: Env['LOG_LEVEL'];
   throttle: {
-    login: { maxFailuresPerAccount: number; maxFailuresPerIp: number; lockSeconds: number };
+    login: {
+      /** Failures for one email from one address that lock that pair. */
+      maxFailuresPerAccount: number;
+      maxFailuresPerIp: number;
+      lockSeconds: number;
+      /** Failures for one email from anywhere after which each attempt waits a doubling delay. */
+      accountDelayAfter: number;
+      accountMaxDelaySeconds: number;
+    };
     /** Requests per second per client at /token and /token/introspection. */
     tokenPerClient: number;
+    /** Requests per second per address there, whatever client id is claimed. */
+    tokenPerAddress: number;
   };
   /** Worker processes (`node:cluster`) over the shared stores; 1 runs Veil in this process. */
   workers: number;
@@ -300,8 +313,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
         maxFailuresPerAccount: e.LOGIN_MAX_FAILURES_PER_ACCOUNT,
         maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
         lockSeconds: e.LOGIN_LOCK_SECONDS,
+        accountDelayAfter: e.LOGIN_ACCOUNT_DELAY_AFTER,
+        accountMaxDelaySeconds: e.LOGIN_ACCOUNT_MAX_DELAY_SECONDS,
       },
       tokenPerClient: e.TOKEN_RATE_LIMIT_PER_CLIENT,
+      tokenPerAddress: e.TOKEN_RATE_LIMIT_PER_ADDRESS,
     },
     workers,
     tls: tlsFiles,

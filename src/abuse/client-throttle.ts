@@ -4,6 +4,8 @@
  * consumed here; callers without Basic (client_secret_post, private_key_jwt, public clients)
  * are counted by address. The count is taken before authentication, so a named client is
  * counted per client and address: a client id is public, and nobody else may spend its allowance.
+ * A claimed id proves nothing, so a flood naming a fresh made-up id per request would never meet
+ * that limit: every request also counts toward a ceiling per address, whatever id it claims.
  */
 import type { Context, Next } from 'koa';
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible';
@@ -31,6 +33,27 @@ export function createTokenRateLimiter(perSecond: number): RequestLimiter {
   return new BurstyRateLimiter(createLimiter('token', perSecond, 1), createLimiter('token-burst', perSecond, BURST_WINDOW_SECONDS));
 }
 
+/** The two counts every throttled request takes: per (claimed) client and address, and per address. */
+export interface TokenLimits {
+  perClient: RequestLimiter;
+  perAddress: RequestLimiter;
+}
+
+/**
+ * Both limits, in process memory like `createTokenRateLimiter` (the address ceiling is one more
+ * in-memory counter, no I/O). Per process, so N workers allow N times the ceiling; it stops a
+ * flood, it is not a quota.
+ */
+export function createTokenLimits(perClient: number, perAddress: number): TokenLimits {
+  return {
+    perClient: createTokenRateLimiter(perClient),
+    perAddress: new BurstyRateLimiter(
+      createLimiter('token-address', perAddress, 1),
+      createLimiter('token-address-burst', perAddress, BURST_WINDOW_SECONDS),
+    ),
+  };
+}
+
 /** The client id of an HTTP Basic `Authorization` header, when it is a plausible one. */
 export function basicClientId(authorization: string | undefined): string | undefined {
   try {
@@ -41,14 +64,18 @@ export function basicClientId(authorization: string | undefined): string | undef
   }
 }
 
-export function clientRateLimit(limiter: RequestLimiter, onError: (err: unknown) => void = () => {}) {
+export function clientRateLimit(limits: TokenLimits, onError: (err: unknown) => void = () => {}) {
   return async (ctx: Context, next: Next) => {
     if (ctx.method !== 'POST' || !THROTTLED_PATHS.has(ctx.path)) return next();
     const clientId = basicClientId(ctx.get('authorization'));
+    const address = addressKey(ctx.ip);
     try {
+      // First the address ceiling, which ignores the claimed id; only then is a counter created
+      // for that id, so a flood of made-up ids cannot grow the counters past the ceiling either.
+      await limits.perAddress.consume(address);
       // The client id is claimed, not yet proven, and client ids are public: counted per client
       // *and* address, so nobody can spend another client's allowance from elsewhere.
-      await limiter.consume(clientId ? `client:${clientId}:${addressKey(ctx.ip)}` : `ip:${addressKey(ctx.ip)}`);
+      await limits.perClient.consume(clientId ? `client:${clientId}:${address}` : `ip:${address}`);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) {
         // Store errors fall back to in-process counters inside the limiter; anything else is a

@@ -124,7 +124,9 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (!accountId) {
       const client = await clientView(String(details.params.client_id));
       if (!throttle.allowed) {
-        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope }, 'login refused: locked');
+        // A lock (this account from this address, or this address) or the account's progressive
+        // delay: the same page as a wrong password either way, so neither is an oracle.
+        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope, reason: throttle.reason }, `login refused: ${throttle.reason}`);
         await deps.audit?.loginLocked(String(details.params.client_id), throttle.scope);
       } else {
         const locked = await deps.loginThrottle.recordFailure(email, ctx.ip);

@@ -19,8 +19,16 @@ export const REDACT_PATHS = [
   '*.refresh_token',
   'id_token',
   '*.id_token',
-  'code',
-  '*.code',
+  // Authorization codes travel in requests only: redacted where a request's parameters are
+  // logged, never as any field named `code` (an error's ECONNREFUSED must survive).
+  'query.code',
+  'body.code',
+  'params.code',
+  'req.query.code',
+  'req.body.code',
+  'req.params.code',
+  'request.query.code',
+  'request.body.code',
   'email',
   '*.email',
   'cookie',
@@ -30,14 +38,36 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'res.headers["set-cookie"]',
+  // URLs keep their path; the query (codes, state, tokens in error redirects) goes.
+  'url',
+  'req.url',
+  'request.url',
+  'redirect_uri',
+  '*.redirect_uri',
 ];
+
+/** Paths whose values are URLs: their query and fragment are cut, the rest kept for diagnosis. */
+const URL_PATHS = new Set(['url', 'req.url', 'request.url', 'redirect_uri']);
+
+function censor(value: unknown, path: string[]): unknown {
+  const last = path.at(-1);
+  if (typeof value === 'string' && last && (URL_PATHS.has(path.join('.')) || last === 'redirect_uri')) {
+    const cut = value.search(/[?#]/);
+    return cut === -1 ? value : `${value.slice(0, cut)}?[redacted]`;
+  }
+  return '[redacted]';
+}
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
     {
       level,
       base: { service: 'veil' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      redact: { paths: REDACT_PATHS, censor },
+      // Errors are logged as errorFields() output. pino's own `err` serializer would fold that
+      // plain object's cause into its message and drop the cause's code (ECONNREFUSED...); a raw
+      // Error that slips through gets the same safe fields.
+      serializers: { err: (value: unknown) => (value instanceof Error ? errorFields(value) : value) },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,

@@ -3,7 +3,7 @@
  * Same semantics as RedisStore: TTLs, grant lists, uid/userCode indexes, atomic consume.
  */
 import type { AdapterPayload } from 'oidc-provider';
-import { GRANTABLE_MODELS, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
+import { GRANTABLE_MODELS, GRANT_LIST_MAX, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
 
 interface Entry {
   value: string;
@@ -52,12 +52,37 @@ export class MemoryStore implements ShortLivedStore {
     if (tokenHash) this.#set(`issued:${tokenHash}`, key, expiresIn);
     if (GRANTABLE_MODELS.has(model) && payload.grantId) {
       const grant = this.#grants.get(payload.grantId) ?? { keys: new Set<string>(), expiresAt: 0 };
+      grant.keys.delete(key); // re-listed as the newest
       grant.keys.add(key);
+      if (grant.keys.size > GRANT_LIST_MAX) this.#bound(grant.keys);
       grant.expiresAt = Math.max(grant.expiresAt, Date.now() + expiresIn * 1000);
       this.#grants.set(payload.grantId, grant);
     }
     if (payload.userCode) this.#set(`${model}:userCode:${payload.userCode}`, id, expiresIn);
     if (payload.uid) this.#set(`${model}:uid:${payload.uid}`, id, expiresIn);
+  }
+
+  /** See GRANT_LIST_MAX: drop dead entries, keep the newest live ones, revoke the rest. */
+  #bound(keys: Set<string>) {
+    let live = 0;
+    for (const key of [...keys].reverse()) {
+      const raw = this.#get(key);
+      if (raw === undefined || (JSON.parse(raw) as AdapterPayload).consumed) {
+        keys.delete(key);
+      } else if (++live > GRANT_LIST_MAX) {
+        keys.delete(key);
+        this.#revokeEntry(key);
+      }
+    }
+  }
+
+  /** Deletes an entry of a grant; an access token's jti is blacklisted until it would expire. */
+  #revokeEntry(key: string) {
+    const entry = this.#entries.get(key);
+    if (entry && key.startsWith(`${SEALED_MODELS[0]}:`)) {
+      this.#entries.set(`revoked-jti:${key.slice(SEALED_MODELS[0].length + 1)}`, { value: '1', expiresAt: entry.expiresAt });
+    }
+    this.#entries.delete(key);
   }
 
   #issued(ref: string): IssuedTokenRecord | undefined {
@@ -126,14 +151,13 @@ export class MemoryStore implements ShortLivedStore {
     this.#set(`revoked-grant:${grantId}`, '1', markerTtl);
     const grant = this.#grants.get(grantId);
     if (!grant) return;
-    for (const key of grant.keys) {
-      const entry = this.#entries.get(key);
-      if (entry && key.startsWith(`${SEALED_MODELS[0]}:`)) {
-        this.#entries.set(`revoked-jti:${key.slice(SEALED_MODELS[0].length + 1)}`, { value: '1', expiresAt: entry.expiresAt });
-      }
-      this.#entries.delete(key);
-    }
+    for (const key of grant.keys) this.#revokeEntry(key);
     this.#grants.delete(grantId);
+  }
+
+  /** How many entries are listed for a grant (tests, diagnostics). */
+  listedForGrant(grantId: string): number {
+    return this.#grants.get(grantId)?.keys.size ?? 0;
   }
 
   async ping(): Promise<void> {}

@@ -8,7 +8,7 @@
  *   <p><Model>:H(id)                record (sealed JSON)
  *   <p><Model>:H(id):consumed       when it was consumed (codes, refresh tokens)
  *   <p><Model>:uid:H(uid)           sealed id, for findByUid (and :userCode: likewise)
- *   <p>grant:<grantId>              list of the grant's record keys
+ *   <p>grant:<grantId>              list of the grant's live record keys (at most GRANT_LIST_MAX)
  *   <p>revoked-grant:<grantId>      the grant was revoked: refuse further writes for it
  *   <p>issued:H(sha256(token))      "<Model>:H(jti)" of a sealed access token
  *   <p>revoked-jti:H(jti)           the revocation blacklist
@@ -19,7 +19,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { AdapterPayload } from 'oidc-provider';
 import { plainAtRest, type AtRest } from './at-rest.js';
 import { StoreUnavailableError } from './errors.js';
-import { GRANTABLE_MODELS, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
+import { GRANTABLE_MODELS, GRANT_LIST_MAX, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
 
 // Marks an entry consumed only if it exists and is not consumed yet, for the entry's remaining
 // lifetime. Returns 1 to the single winner.   KEYS: record, consumed marker   ARGV: now
@@ -34,17 +34,61 @@ return 0
 // Writes a grant-owned and/or indexed entry, unless its grant has been revoked: the check and
 // the write are one step, so a refresh that loaded its token before a revocation cannot write
 // a new token pair after it.
+// The grant's list stays bounded (GRANT_LIST_MAX): once it grows past the bound, entries that
+// are dead (expired, or consumed codes and refresh tokens, which can never be used again) are
+// dropped, and of the live ones only the newest GRANT_LIST_MAX stay listed; older live ones are
+// revoked here and now (access tokens blacklisted for their remaining lifetime, then deleted), so
+// nothing alive is ever left off the list that revoking the grant walks.
 //   KEYS: record, grant list, revoked-grant marker, issued-token index
-//   ARGV: payload, ttl, owned by a grant ('1'/'0'), index value ('' for none)
+//   ARGV: payload, ttl, owned by a grant ('1'/'0'), index value ('' for none), list bound,
+//         access-token key prefix, blacklist key prefix
 const GUARDED_UPSERT_SCRIPT = `
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if ARGV[3] == '1' then
-  redis.call('RPUSH', KEYS[2], KEYS[1])
-  if redis.call('TTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+  local ttl = tonumber(ARGV[2])
+  local listTtl = redis.call('TTL', KEYS[2])
+  local bound = tonumber(ARGV[5])
+  if redis.call('RPUSH', KEYS[2], KEYS[1]) > bound then
+    local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+    local live, seen = {}, {}
+    local tokenPrefix = ARGV[6]
+    for i = #entries, 1, -1 do
+      local key = entries[i]
+      if not seen[key] then
+        seen[key] = true
+        if redis.call('EXISTS', key) == 1 and redis.call('EXISTS', key .. ':consumed') == 0 then
+          if #live < bound then
+            table.insert(live, key)
+          else
+            if string.sub(key, 1, #tokenPrefix) == tokenPrefix then
+              local left = redis.call('TTL', key)
+              if left > 0 then redis.call('SET', ARGV[7] .. string.sub(key, #tokenPrefix + 1), '1', 'EX', left) end
+            end
+            redis.call('DEL', key)
+          end
+        end
+      end
+    end
+    redis.call('DEL', KEYS[2])
+    for i = #live, 1, -1 do redis.call('RPUSH', KEYS[2], live[i]) end
+  end
+  if listTtl > ttl then ttl = listTtl end
+  redis.call('EXPIRE', KEYS[2], ttl)
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2]) end
 return 1
+`;
+
+// Records a replay key unless any of its forms is recorded already. Only the first form is ever
+// written; the others are older namings (see AtRest), still checked until they expire.
+//   KEYS: every form, the one to write first   ARGV: ttl
+const CLAIM_ONCE_SCRIPT = `
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+if redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return 1 end
+return 0
 `;
 
 // Revokes a grant in one step: deletes every entry listed for it, blacklists each of its access
@@ -78,7 +122,20 @@ return { ref, redis.call('GET', ARGV[1] .. ref), redis.call('EXISTS', ARGV[2] ..
 
 type ScriptedRedis = Redis & {
   veilConsume(record: string, marker: string, now: number): Promise<number>;
-  veilGuardedUpsert(record: string, grantList: string, marker: string, index: string, payload: string, ttl: number, owned: string, indexValue: string): Promise<number>;
+  veilGuardedUpsert(
+    record: string,
+    grantList: string,
+    marker: string,
+    index: string,
+    payload: string,
+    ttl: number,
+    owned: string,
+    indexValue: string,
+    bound: number,
+    tokenPrefix: string,
+    blacklistPrefix: string,
+  ): Promise<number>;
+  veilClaimOnce(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   veilRevokeGrant(grantList: string, marker: string, markerTtl: number, tokenPrefix: string, blacklistPrefix: string): Promise<number>;
   veilLookupIssued(index: string, prefix: string, blacklistPrefix: string): Promise<[string, string | null, number] | null>;
 };
@@ -121,6 +178,8 @@ export class RedisStore implements ShortLivedStore {
     this.#atRest = atRest;
     this.client.defineCommand('veilConsume', { numberOfKeys: 2, lua: CONSUME_SCRIPT });
     this.client.defineCommand('veilGuardedUpsert', { numberOfKeys: 4, lua: GUARDED_UPSERT_SCRIPT });
+    // Variadic: the number of keys is given on each call.
+    this.client.defineCommand('veilClaimOnce', { lua: CLAIM_ONCE_SCRIPT });
     this.client.defineCommand('veilRevokeGrant', { numberOfKeys: 2, lua: REVOKE_GRANT_SCRIPT });
     this.client.defineCommand('veilLookupIssued', { numberOfKeys: 1, lua: LOOKUP_ISSUED_SCRIPT });
   }
@@ -197,6 +256,9 @@ export class RedisStore implements ShortLivedStore {
           ttl,
           grantId ? '1' : '0',
           tokenHash ? key.slice(this.#prefix.length) : '',
+          GRANT_LIST_MAX,
+          `${this.#prefix}${SEALED_MODELS[0]}:`,
+          this.#blacklistPrefix,
         );
         if (written !== 1) throw new GrantRevokedError();
       } else {
@@ -278,8 +340,9 @@ export class RedisStore implements ShortLivedStore {
   }
 
   async claimOnce(key: string, ttl: number): Promise<boolean> {
-    const set = await this.#run(() => this.client.set(`${this.#prefix}once:${this.#atRest.ids(key)[0]}`, '1', 'EX', Math.ceil(ttl), 'NX'));
-    return set === 'OK';
+    const keys = this.#atRest.ids(key).map((h) => `${this.#prefix}once:${h}`);
+    const claimed = await this.#run(() => this.#scripts.veilClaimOnce(keys.length, ...keys, Math.max(1, Math.ceil(ttl))));
+    return claimed === 1;
   }
 
   async blacklist(jti: string, expiresIn: number): Promise<void> {

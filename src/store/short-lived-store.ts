@@ -70,3 +70,14 @@ export const GRANTABLE_MODELS = new Set([
   'DeviceCode',
   'BackchannelAuthenticationRequest',
 ]);
+
+/**
+ * At most this many entries are listed per grant, so revoking a grant walks a short list however
+ * long it has been refreshed. When a write would list more, entries that are dead (expired, or
+ * consumed codes and refresh tokens, which can never be used again) are dropped first; if more
+ * than this many are still live, the oldest are revoked on the spot (an access token is
+ * blacklisted until it would have expired) so that nothing alive is ever left unlisted. A client
+ * keeps the newest GRANT_LIST_MAX live tokens of a grant: far more than refreshing when the
+ * access token expires ever needs.
+ */
+export const GRANT_LIST_MAX = 64;

@@ -148,3 +148,76 @@ describe('per-address lockout', () => {
     assert.equal((await attempt('fresh@example.com', PASSWORD)).status, 303);
   });
 });
+
+describe('lockout per account and address, progressive delay per account', () => {
+  let stores: TestStores;
+  let veil: TestVeil;
+  let clientId: string;
+
+  before(async () => {
+    stores = await createTestStores();
+    // Behind a proxy, so the test can speak from several addresses (X-Forwarded-For).
+    veil = await startTestVeil(stores, {
+      TRUST_PROXY: 'true',
+      LOGIN_LOCK_SECONDS: '60',
+      LOGIN_MAX_FAILURES_PER_ACCOUNT: '3',
+      LOGIN_MAX_FAILURES_PER_IP: '1000',
+      LOGIN_ACCOUNT_DELAY_AFTER: '6',
+      LOGIN_ACCOUNT_MAX_DELAY_SECONDS: '2',
+    });
+    const c = await veil.admin<{ client: { client_id: string } }>('POST', '/admin/clients', {
+      client_name: 'Addresses',
+      redirect_uris: ['https://app.example/cb'],
+      public: true,
+    });
+    clientId = c.body.client.client_id;
+    await veil.admin('POST', '/admin/users', { email: 'target@example.com', password: PASSWORD });
+    await veil.admin('POST', '/admin/users', { email: 'sprayed@example.com', password: PASSWORD });
+  });
+
+  after(async () => {
+    await veil?.stop();
+    await stores?.cleanup();
+  });
+
+  const from = async (ip: string, email: string, password: string) => {
+    const interaction = await startLoginInteraction(veil.issuer, clientId, 'https://app.example/cb');
+    const res = await fetch(`${veil.issuer}${interaction.path}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: interaction.cookie, 'x-forwarded-for': ip },
+      body: new URLSearchParams({ email, password }).toString(),
+      redirect: 'manual',
+    });
+    const body = await res.text();
+    return { status: res.status, page: normalised(body, interaction.path) };
+  };
+
+  test('failures from one address lock that address out of the account; the real user elsewhere still signs in', async () => {
+    const wrong = await from('203.0.113.66', 'target@example.com', 'guess 1');
+    assert.equal(wrong.status, 401);
+    await from('203.0.113.66', 'target@example.com', 'guess 2');
+    await from('203.0.113.66', 'target@example.com', 'guess 3');
+    // The attacker's address is locked for this account: even the right password gets the wrong-password page.
+    const locked = await from('203.0.113.66', 'target@example.com', PASSWORD);
+    assert.equal(locked.status, wrong.status);
+    assert.equal(locked.page, wrong.page);
+    // The owner, from their own address, is not locked out.
+    assert.equal((await from('198.51.100.20', 'target@example.com', PASSWORD)).status, 303);
+  });
+
+  test('failures spread over many addresses slow the account down (same page), without locking it for good', async () => {
+    let wrong: Awaited<ReturnType<typeof from>> | undefined;
+    // Six failures from six addresses: none reaches the per-address lock, the account's count reaches its threshold.
+    for (let i = 0; i < 6; i++) wrong = await from(`192.0.2.${10 + i}`, 'sprayed@example.com', `guess ${i}`);
+    // The seventh is let through (and fails), after which each further attempt must wait.
+    assert.equal((await from('192.0.2.30', 'sprayed@example.com', 'guess 7')).status, 401);
+    const delayed = await from('198.51.100.21', 'sprayed@example.com', PASSWORD);
+    assert.equal(delayed.status, wrong!.status, 'an attempt inside the delay is refused');
+    assert.equal(delayed.page, wrong!.page, 'with exactly the wrong-password page');
+    const throttled = veil.logs.filter((l) => l.includes('"login.throttled"'));
+    assert.ok(throttled.length >= 1 && throttled.every((l) => !/sprayed/.test(l)));
+    // Once the (capped) delay has passed, the right password works again.
+    await sleep(2300);
+    assert.equal((await from('198.51.100.21', 'sprayed@example.com', PASSWORD)).status, 303);
+  });
+});

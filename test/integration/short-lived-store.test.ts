@@ -3,16 +3,16 @@
  * RedisStore on the real local Redis (under a per-run key prefix) and the in-process MemoryStore.
  */
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createHmac, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { AdapterPayload } from 'oidc-provider';
 import { Envelope, type MasterKey } from '../../src/crypto/master-key.js';
-import { envelopeAtRest } from '../../src/store/at-rest.js';
+import { envelopeAtRest, type AtRest } from '../../src/store/at-rest.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { StoreUnavailableError } from '../../src/store/errors.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { GrantRevokedError, type ShortLivedStore } from '../../src/store/short-lived-store.js';
+import { GRANT_LIST_MAX, GrantRevokedError, type ShortLivedStore } from '../../src/store/short-lived-store.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -40,6 +40,8 @@ function tokenPayload(kind: string, extra: Partial<AdapterPayload> = {}): Adapte
 
 interface Backend {
   store: ShortLivedStore;
+  /** How many entries the store lists for a grant (what revoking it has to walk). */
+  listed(grantId: string): Promise<number>;
 }
 
 function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teardown: () => Promise<void>) {
@@ -180,6 +182,35 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
       assert.equal((await store.findIssuedByJti(jti))?.revoked, true);
     });
 
+    test('a grant refreshed 200 times keeps a bounded list, and revoking it still stops every live token', async () => {
+      const grant = uniqueId('grant');
+      const issued: Array<{ at: string; hash: string; rt: string }> = [];
+      for (let i = 0; i < 200; i++) {
+        // One refresh: a new access token (indexed by the hash of its sealed value) and a new
+        // refresh token; the previous refresh token is consumed.
+        const next = { at: uniqueId('at'), hash: uniqueId('hash'), rt: uniqueId('rt') };
+        await store.upsert('AccessToken', next.at, tokenPayload('AccessToken', { grantId: grant, jti: next.at }), 60, next.hash);
+        await store.upsert('RefreshToken', next.rt, tokenPayload('RefreshToken', { grantId: grant, jti: next.rt }), 120);
+        if (issued.length) assert.equal(await store.consume('RefreshToken', issued.at(-1)!.rt), true);
+        issued.push(next);
+      }
+      const listed = await backend.listed(grant);
+      assert.ok(listed <= GRANT_LIST_MAX, `${listed} entries listed for the grant (bound ${GRANT_LIST_MAX})`);
+      const latest = issued.at(-1)!;
+      assert.ok(await store.find('RefreshToken', latest.rt));
+
+      await store.revokeByGrantId(grant, 300);
+      assert.equal(await store.find('RefreshToken', latest.rt), undefined, 'the latest refresh token is gone');
+      assert.equal(await store.find('AccessToken', latest.at), undefined, 'the latest access token is gone');
+      // Every access token of the grant, listed or not, now reads as revoked (or is gone).
+      for (const { at, hash } of [issued[0]!, issued[100]!, latest]) {
+        for (const found of [await store.findIssuedByJti(at), await store.findIssuedByHash(hash)]) {
+          assert.ok(!found || found.revoked, `access token ${at} still reads as live`);
+        }
+      }
+      assert.equal(await backend.listed(grant), 0);
+    });
+
     test('the issued-token index finds a sealed token by the hash of its value', async () => {
       const jti = uniqueId('at');
       const hash = uniqueId('hash');
@@ -267,7 +298,7 @@ shortLivedStoreSuite(
   async () => {
     stores = await createTestStores();
     redisStore = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
-    return { store: redisStore };
+    return { store: redisStore, listed: (grantId) => stores.redis.llen(`${stores.keyPrefix}grant:${grantId}`) };
   },
   async () => {
     await redisStore?.close();
@@ -291,7 +322,7 @@ shortLivedStoreSuite(
       keyPrefix: protectedStores.keyPrefix,
       atRest: envelopeAtRest(new Envelope([masterKey()])),
     });
-    return { store: protectedStore };
+    return { store: protectedStore, listed: (grantId) => protectedStores.redis.llen(`${protectedStores.keyPrefix}grant:${grantId}`) };
   },
   async () => {
     await protectedStore?.close();
@@ -342,6 +373,55 @@ describe('RedisStore at rest', () => {
     }
   });
 
+  test('entries written before ids got their own hashing key (old names, v1 payloads) are still found, consumed and revoked', async () => {
+    const master = masterKey();
+    const envelope = new Envelope([master]);
+    // What envelopeAtRest did before: ids hashed under the payload-encryption key, v1 sealing.
+    const encryptionKey = Buffer.from(hkdfSync('sha256', master.secret, Buffer.alloc(0), 'veil short-lived-store', 32));
+    const legacy: AtRest = {
+      ids: (id) => [createHmac('sha256', encryptionKey).update(id).digest('base64url')],
+      seal: (json, context) => {
+        const iv = randomBytes(12);
+        const cipher = createCipheriv('aes-256-gcm', encryptionKey, iv);
+        cipher.setAAD(Buffer.from(`${master.id}|${context}`));
+        const ct = Buffer.concat([cipher.update(json, 'utf8'), cipher.final()]);
+        return ['v1', master.id, iv.toString('base64url'), ct.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
+      },
+      open: () => {
+        throw new Error('not used');
+      },
+    };
+    const before = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: legacy });
+    const after = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(envelope) });
+    try {
+      const grant = uniqueId('grant');
+      const rt = uniqueId('rt');
+      const at = uniqueId('at');
+      const hash = uniqueId('hash');
+      const session = uniqueId('sess');
+      const uid = uniqueId('uid');
+      await before.upsert('RefreshToken', rt, tokenPayload('RefreshToken', { grantId: grant, jti: rt }), 60);
+      await before.upsert('AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60, hash);
+      await before.upsert('Session', session, { kind: 'Session', jti: session, uid }, 60);
+      assert.equal(await before.claimOnce('assertion-jti', 60), true);
+
+      assert.equal((await after.find('RefreshToken', rt))?.jti, rt);
+      assert.equal((await after.findByUid('Session', uid))?.jti, session);
+      assert.equal((await after.findIssuedByHash(hash))?.jti, at);
+      assert.equal((await after.findIssuedByJti(at))?.revoked, false);
+      assert.equal(await after.claimOnce('assertion-jti', 60), false, 'a replay claimed under the old name is still refused');
+      assert.equal(await after.consume('RefreshToken', rt), true);
+      assert.equal(await after.consume('RefreshToken', rt), false);
+      await after.revokeByGrantId(grant, 60);
+      assert.equal(await after.find('RefreshToken', rt), undefined);
+      const gone = await after.findIssuedByHash(hash);
+      assert.ok(!gone || gone.revoked);
+    } finally {
+      await before.close();
+      await after.close();
+    }
+  });
+
   test('after a master key rotation ("new,old"), entries written under the old key are still found and consumed', async () => {
     const old = masterKey();
     const before = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([old])) });
@@ -367,7 +447,7 @@ shortLivedStoreSuite(
   'MemoryStore',
   async () => {
     memoryStore = new MemoryStore();
-    return { store: memoryStore };
+    return { store: memoryStore, listed: async (grantId) => memoryStore.listedForGrant(grantId) };
   },
   async () => {
     await memoryStore?.close();

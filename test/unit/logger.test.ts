@@ -38,6 +38,35 @@ describe('logger', () => {
     assert.match(line, /b6b2f1c4/, 'the account id is kept');
   });
 
+  test('redacts authorization codes by request path, and keeps error codes such as ECONNREFUSED', () => {
+    const { logger, lines } = capture();
+    const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+    logger.error(
+      {
+        err: errorFields(new Error('Redis is unavailable', { cause: err })),
+        req: { url: '/cb?code=auth-code-in-url&state=s1', query: { code: 'auth-code-in-query' }, body: { code: 'auth-code-in-req-body' } },
+        query: { code: 'auth-code-q' },
+        body: { code: 'auth-code-b' },
+        params: { code: 'auth-code-p' },
+        url: 'https://app.example/cb?state=s2&code=auth-code-top-url',
+        path: '/token',
+      },
+      'store failed',
+    );
+    logger.warn({ err: { name: 'Error', code: 'ETIMEDOUT', message: 'timed out' } }, 'timeout');
+    const line = lines.join('');
+    for (const secret of ['auth-code-in-url', 'auth-code-in-query', 'auth-code-in-req-body', 'auth-code-q', 'auth-code-b', 'auth-code-p', 'auth-code-top-url']) {
+      assert.ok(!line.includes(secret), `${secret} leaked`);
+    }
+    const [first, second] = lines.map((l) => JSON.parse(l) as { err: { code?: string; cause?: { code?: string } }; path?: string; url?: string; req?: { url?: string } });
+    assert.equal(first!.err.cause?.code, 'ECONNREFUSED', 'a nested error code survives');
+    assert.equal(second!.err.code, 'ETIMEDOUT', 'an error code survives');
+    assert.equal(first!.path, '/token');
+    // The rest of a URL stays readable.
+    assert.match(first!.url!, /^https:\/\/app\.example\/cb\?/);
+    assert.match(first!.req!.url!, /^\/cb\?/);
+  });
+
   test('errorFields keeps name, code and message, but not Prisma messages that echo query arguments', () => {
     const plain = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     assert.deepEqual(errorFields(plain), { name: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:5432' });

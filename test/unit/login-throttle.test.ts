@@ -14,7 +14,7 @@ import { createRedisClient } from '../../src/store/redis-store.js';
 import { REDIS_TEST_URL } from '../helpers/stores.js';
 
 const SECRET = 'a cookie key of at least thirty-two characters';
-const LIMITS = { maxFailuresPerAccount: 3, maxFailuresPerIp: 5, lockSeconds: 1, secret: SECRET };
+const LIMITS = { maxFailuresPerAccount: 3, maxFailuresPerIp: 5, lockSeconds: 1, accountDelayAfter: 100, accountMaxDelaySeconds: 1, secret: SECRET };
 const email = () => `user-${randomBytes(4).toString('hex')}@example.com`;
 
 /** Failed attempts as the login route makes them: counted by check(), then settled. */
@@ -28,17 +28,18 @@ async function fail(throttle: LoginThrottle, times: number, email: string, ip: s
 function behaviour(backend: () => RedisBackend | undefined) {
   const make = () => new LoginThrottle({ ...LIMITS, redis: backend() });
 
-  test('locks the account after the maximum of failures, for the lock time', async () => {
+  test('locks the account for the failing address only, for the lock time', async () => {
     const t = make();
     const e = email();
     await fail(t, 2, e, '192.0.2.1');
     assert.deepEqual(await t.check(e, '192.0.2.1'), { allowed: true });
     assert.deepEqual(await t.recordFailure(e, '192.0.2.1'), ['account']);
-    const locked = await t.check(e, '192.0.2.2');
-    assert.equal(locked.allowed, false);
-    assert.ok(!locked.allowed && locked.scope === 'account' && locked.retryAfterSeconds >= 1);
-    // The same email however it is written.
-    assert.equal((await t.check(`  ${e.toUpperCase()} `, '192.0.2.3')).allowed, false);
+    const locked = await t.check(e, '192.0.2.1');
+    assert.ok(!locked.allowed && locked.scope === 'account' && locked.reason === 'locked' && locked.retryAfterSeconds >= 1);
+    // The same email however it is written, from the same address.
+    assert.equal((await t.check(`  ${e.toUpperCase()} `, '192.0.2.1')).allowed, false);
+    // The owner elsewhere is not locked out.
+    assert.deepEqual(await t.check(e, '192.0.2.2'), { allowed: true });
     await sleep(1100);
     assert.deepEqual(await t.check(e, '192.0.2.1'), { allowed: true });
   });
@@ -46,8 +47,38 @@ function behaviour(backend: () => RedisBackend | undefined) {
   test('parallel attempts cannot outrun the limit: each is counted before its password is checked', async () => {
     const t = make();
     const e = email();
-    const decisions = await Promise.all(Array.from({ length: 10 }, (_, i) => t.check(e, `192.0.2.${100 + i}`)));
+    const decisions = await Promise.all(Array.from({ length: 10 }, () => t.check(e, '192.0.2.99')));
     assert.equal(decisions.filter((d) => d.allowed).length, LIMITS.maxFailuresPerAccount);
+  });
+
+  test('parallel attempts on one account from many addresses: past the delay threshold, one per delay', async () => {
+    const t = new LoginThrottle({ ...LIMITS, accountDelayAfter: 3, accountMaxDelaySeconds: 5, redis: backend() });
+    const e = email();
+    const decisions = await Promise.all(Array.from({ length: 10 }, (_, i) => t.check(e, `192.0.2.${100 + i}`)));
+    assert.equal(decisions.filter((d) => d.allowed).length, 3 + 1);
+    const refused = decisions.find((d) => !d.allowed);
+    assert.ok(refused && !refused.allowed && refused.scope === 'account' && refused.reason === 'delayed');
+  });
+
+  test('failures from anywhere delay the account progressively, capped, and a success clears the delay', async () => {
+    const t = new LoginThrottle({ ...LIMITS, lockSeconds: 30, accountDelayAfter: 2, accountMaxDelaySeconds: 2, redis: backend() });
+    const e = email();
+    for (let i = 0; i < 2; i++) await fail(t, 1, e, `198.51.100.${10 + i}`);
+    // The third attempt holds the account's slot for 1 s, the fourth (after it) for 2 s: the cap.
+    assert.deepEqual(await t.check(e, '198.51.100.20'), { allowed: true });
+    await t.recordFailure(e, '198.51.100.20');
+    const early = await t.check(e, '198.51.100.21');
+    assert.ok(!early.allowed && early.reason === 'delayed' && early.retryAfterSeconds <= 1);
+    await sleep(1100);
+    assert.deepEqual(await t.check(e, '198.51.100.22'), { allowed: true });
+    await t.recordFailure(e, '198.51.100.22');
+    await sleep(1100);
+    const capped = await t.check(e, '198.51.100.23');
+    assert.ok(!capped.allowed && capped.reason === 'delayed', 'still inside the 2 s delay');
+    await sleep(1000);
+    assert.deepEqual(await t.check(e, '198.51.100.24'), { allowed: true });
+    await t.recordSuccess(e, '198.51.100.24');
+    assert.deepEqual(await t.check(e, '198.51.100.25'), { allowed: true }, 'a success clears the delay');
   });
 
   test('a success clears the account count (failures must be consecutive)', async () => {
@@ -105,9 +136,11 @@ describe('LoginThrottle on RateLimiterRedis', () => {
 
   test('Redis holds keyed hashes under the prefix, never the email or the address', async () => {
     const t = new LoginThrottle({ ...LIMITS, redis: backend() });
+    await t.check('Secret.Person@Example.com', '192.0.2.77');
     await t.recordFailure('Secret.Person@Example.com', '192.0.2.77');
     const keys = await client.keys(`${keyPrefix}*`);
     assert.ok(keys.some((k) => k.startsWith(`${keyPrefix}throttle:login-account:`)));
+    assert.ok(keys.some((k) => k.startsWith(`${keyPrefix}throttle:login-account-ip:`)));
     assert.ok(keys.some((k) => k.startsWith(`${keyPrefix}throttle:login-ip:`)));
     for (const k of keys) assert.doesNotMatch(k, /secret\.person|example\.com|192\.0\.2\.77/i);
   });
