@@ -54,9 +54,9 @@ export interface Veil {
   publicUrl: string;
   /** Empty when this process serves no admin listener (`StartOptions.admin: false`). */
   adminUrl: string;
-  demo: DemoLogin | undefined;
   /** The admin API's bearer token: configured, or generated into KEYS_DIR/admin-token. */
   adminToken: string;
+  demo: DemoLogin | undefined;
   close(): Promise<void>;
 }
 
