@@ -232,7 +232,7 @@ export async function startVeil(
       });
       provider.use(jwksCacheHeaders(config.keysReloadSeconds));
       provider.use(clientRateLimit(tokenLimiter, throttleFailed));
-      for (const mw of interactionRoutes({ provider, accounts, resources: resourceRepo, views, logger, metrics, loginThrottle, audit: auditLog })) provider.use(mw);
+      for (const mw of interactionRoutes({ provider, accounts, resources: resourceRepo, grants: grantRepo, views, logger, metrics, loginThrottle, audit: auditLog })) provider.use(mw);
       for (const mw of accountRoutes({
         provider,
         issuer: config.issuer,

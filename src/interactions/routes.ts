@@ -12,15 +12,19 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { BadRequestBody, formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { GrantRepository } from '../store/grants.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { describeApiScope, describeClaim, describeOidcScope } from './scope-descriptions.js';
 import { sendFailurePage } from './failure-page.js';
+import { UNCONSENTED_APIS } from '../oidc/consent-policy.js';
 import type { Views } from './views.js';
 
 export interface InteractionDeps {
   provider: Provider;
   accounts: AccountService;
   resources: ResourceServerRepository;
+  /** Where consent to the user claims an API receives is recorded (consent-policy.ts). */
+  grants: Pick<GrantRepository, 'recordApiConsent'>;
   views: Views;
   logger: Logger;
   /** Asked before every password check; a lock answers exactly like a wrong password. */
@@ -83,11 +87,12 @@ export function interactionRoutes(deps: InteractionDeps) {
     const promptDetails = details.prompt.details as {
       missingOIDCScope?: string[];
       missingResourceScopes?: Record<string, string[]>;
+      [UNCONSENTED_APIS]?: string[];
     };
     // Each API this request names, under its own name: the scopes asked for it, and the user
     // claims every token for it carries (they ride in the sealed token whatever the scopes).
     const missing = promptDetails.missingResourceScopes ?? {};
-    const requested = [details.params.resource].flat().filter((r): r is string => typeof r === 'string');
+    const requested = [details.params.resource, promptDetails[UNCONSENTED_APIS]].flat().filter((r): r is string => typeof r === 'string');
     const apis = (
       await Promise.all(
         [...new Set([...Object.keys(missing), ...requested])].map(async (identifier) => {
@@ -147,10 +152,11 @@ export function interactionRoutes(deps: InteractionDeps) {
   router.post('/confirm', form, async (ctx) => {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     if (details.prompt.name !== 'consent') throw new errors.InvalidRequest('this consent step is already complete');
-    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details as {
+    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes, [UNCONSENTED_APIS]: unconsentedApis } = details.prompt.details as {
       missingOIDCScope?: string[];
       missingOIDCClaims?: string[];
       missingResourceScopes?: Record<string, string[]>;
+      [UNCONSENTED_APIS]?: string[];
     };
     const accountId = details.session!.accountId;
     const clientId = String(details.params.client_id);
@@ -162,6 +168,11 @@ export function interactionRoutes(deps: InteractionDeps) {
       grant.addResourceScope(indicator, scopes.join(' '));
     }
     const grantId = await grant.save();
+    // The user claims each API on the page receives were shown: that is the consent to them.
+    for (const indicator of new Set([...(unconsentedApis ?? []), ...Object.keys(missingResourceScopes ?? {})])) {
+      const claims = (await deps.resources.find(indicator))?.claims ?? [];
+      if (claims.length) await deps.grants.recordApiConsent(grantId, indicator, claims);
+    }
     deps.logger.info({ event: 'consent.granted', accountId, clientId }, 'consent granted');
     await deps.audit?.consentGranted(accountId, clientId, { grantId, scopes: missingOIDCScope ?? [], claims: missingOIDCClaims, resources: missingResourceScopes ?? {} });
     await finish(ctx, { consent: details.grantId ? {} : { grantId } }, true);

@@ -16,6 +16,7 @@ import { outboundFetch } from '../http/safe-fetch.js';
 import { toProtocolError } from './errors.js';
 import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
+import { consentPolicy } from './consent-policy.js';
 import { resourcePolicy } from './resource-indicators.js';
 
 export interface ConfigurationDeps {
@@ -119,10 +120,14 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       const claims: Record<string, unknown> = { auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
       try {
         const rs = await deps.registry.find(aud);
-        if (rs?.claims.length) {
+        const grantId = (token as { grantId?: string }).grantId;
+        // Only the claims the user consented to give this API (consent-policy.ts).
+        const consented = rs?.claims.length && grantId ? await deps.grants.apiConsent(grantId, aud) : undefined;
+        const names = rs?.claims.filter((name) => consented?.includes(name)) ?? [];
+        if (names.length) {
           const account = await deps.findAccount(ctx, accountId);
           const released: Record<string, unknown> = (await account?.claims('userinfo', '', {}, [])) ?? {};
-          for (const name of rs.claims) claims[name] = released[name];
+          for (const name of names) claims[name] = released[name];
         }
       } catch (err) {
         throw toProtocolError(err);
@@ -172,6 +177,8 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      // oidc-provider's prompts, and consent to every API that receives user claims.
+      policy: consentPolicy(deps.registry, deps.grants),
     },
     renderError: async (ctx, out, error) => {
       const status = (error as { statusCode?: number }).statusCode ?? 500;

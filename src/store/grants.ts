@@ -49,6 +49,18 @@ export class GrantRepository {
     return rows.map((r) => ({ id: r.id, clientId: r.clientId, createdAt: r.createdAt, expiresAt: r.expiresAt, payload: r.payload as AdapterPayload }));
   }
 
+  /** The user claims consented for `resource` under a grant; undefined when never consented. */
+  async apiConsent(grantId: string, resource: string): Promise<string[] | undefined> {
+    const row = await this.prisma.grantApiConsent.findUnique({ where: { grantId_resource: { grantId, resource } }, select: { claims: true } });
+    return row?.claims;
+  }
+
+  /** Records consent to give `resource` these user claims under a grant (replacing what was consented before). */
+  async recordApiConsent(grantId: string, resource: string, claims: readonly string[]): Promise<void> {
+    const data = { claims: [...claims] };
+    await this.prisma.grantApiConsent.upsert({ where: { grantId_resource: { grantId, resource } }, create: { grantId, resource, ...data }, update: data });
+  }
+
   async destroy(id: string): Promise<void> {
     await this.prisma.grant.deleteMany({ where: { id } });
   }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
-import { CookieJar, exchange, httpAuthorize, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
+import { CookieJar, exchange, httpAuthorize, httpAuthorizeIn, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
 import { openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
@@ -58,6 +58,32 @@ describe('API scopes are allowed per client and per resource', () => {
     });
     assert.equal(c.status, 201, JSON.stringify(c.body));
     return { issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: REDIRECT };
+  }
+
+  /** Authorizes without prompt=consent in a session's jar: the consent page if one is shown, else the code. */
+  async function authorizeQuietly(jar: CookieJar, client: HttpFlowClient, scope = 'openid') {
+    const authorize = new URL(`${veil.issuer}/auth`);
+    authorize.search = new URLSearchParams({
+      client_id: client.clientId,
+      response_type: 'code',
+      scope,
+      resource: API,
+      redirect_uri: REDIRECT,
+      code_challenge: createHash('sha256').update(randomBytes(32)).digest('base64url'),
+      code_challenge_method: 'S256',
+    }).toString();
+    let url = authorize.toString();
+    for (let hop = 0; hop < 6; hop++) {
+      if (url.startsWith(REDIRECT)) return { code: new URL(url).searchParams.get('code') };
+      const res = await fetch(url, { headers: { cookie: jar.header() }, redirect: 'manual' });
+      jar.store(res);
+      if (res.status === 303 || res.status === 302) {
+        url = new URL(res.headers.get('location')!, veil.issuer).toString();
+        continue;
+      }
+      return { page: await res.text(), url };
+    }
+    throw new Error('too many redirects');
   }
 
   test('regression: a client with no API scopes asking scope=admin write gets invalid_scope and no token', async () => {
@@ -262,6 +288,57 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.match(section, /Your email address <code class="veil-scope-name">email<\/code>/);
     assert.match(section, /Your name <code class="veil-scope-name">name<\/code>/);
     assert.doesNotMatch(html, /<script/);
+  });
+
+  test('an API that receives user claims needs consent even when no new scope is asked for it', async () => {
+    const client = await web({ scope: 'openid read', resources: [API] });
+    const jar = new CookieJar();
+    // Consent to the client for sign-in only: the grant covers openid, and no API yet.
+    await httpAuthorizeIn(jar, client, user, 'openid');
+
+    // The API would receive the user's email and name: the user is asked first.
+    const first = await authorizeQuietly(jar, client);
+    assert.equal(first.code, undefined, 'no code without consent to the API and its claims');
+    assert.ok(first.page, 'the consent page is shown');
+    const section = first.page.slice(first.page.indexOf('<section class="veil-api">'));
+    assert.ok(section.includes(`<code class="veil-api-id">${API}</code>`));
+    assert.match(section, /Your email address <code class="veil-scope-name">email<\/code>/);
+    const action = [...first.page.matchAll(/action="([^"]+)"/g)].map((m) => m[1]!).find((a) => a.endsWith('/confirm'))!;
+    const confirmed = await fetch(new URL(action, veil.issuer), {
+      method: 'POST',
+      headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+      redirect: 'manual',
+    });
+    jar.store(confirmed);
+    assert.equal(confirmed.status, 303);
+
+    // Once consented, the same request goes straight through.
+    const second = await authorizeQuietly(jar, client);
+    assert.ok(second.code, `no consent page the second time (${second.url ?? ''})`);
+  });
+
+  test('a token carries only the user claims consented for its API; a claim not consented is withheld and asked for', async () => {
+    const client = await web({ scope: 'openid offline_access read', resources: [API] });
+    const jar = new CookieJar();
+    const { code, verifier } = await httpAuthorizeIn(jar, client, user, 'openid offline_access read', { resource: API });
+    const tokens = await exchange(client, code, verifier);
+    const consented = await openSealed(tokens.access_token, api.privateKey, veil.issuer, API);
+    assert.equal(consented.payload.email, user.email, 'consented claims ride in the token');
+    assert.equal(consented.payload.name, 'Scope Tester');
+
+    // As if the API had been registered to receive `name` after the user consented to `email` only.
+    const grantId = (await veil.database.prisma.grantApiConsent.findFirstOrThrow({ where: { resource: API, grant: { clientId: client.clientId } } })).grantId;
+    await veil.database.prisma.grantApiConsent.update({ where: { grantId_resource: { grantId, resource: API } }, data: { claims: ['email'] } });
+    const refreshed = await tokenRequest(client, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    const narrowed = await openSealed(refreshed.body.access_token!, api.privateKey, veil.issuer, API);
+    assert.equal(narrowed.payload.email, user.email);
+    assert.equal(narrowed.payload.name, undefined, 'a claim the user did not consent to is withheld');
+    // The next authorization asks again, for the API's claims, though no new scope is asked.
+    const again = await authorizeQuietly(jar, client, 'openid read');
+    assert.equal(again.code, undefined, 'asked again before the API gets the claim not consented');
+    assert.match(again.page ?? '', /Your name <code class="veil-scope-name">name<\/code>/);
   });
 
   test('clients update changes redirect URIs, scopes, resources and grant types in place, audited', async () => {
