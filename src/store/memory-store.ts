@@ -54,7 +54,7 @@ export class MemoryStore implements ShortLivedStore {
       const grant = this.#grants.get(payload.grantId) ?? { keys: new Set<string>(), expiresAt: 0 };
       grant.keys.delete(key); // re-listed as the newest
       grant.keys.add(key);
-      if (grant.keys.size > GRANT_LIST_MAX) this.#bound(grant.keys);
+      if (grant.keys.size >= 2 * GRANT_LIST_MAX && grant.keys.size % GRANT_LIST_MAX === 0) this.#bound(grant.keys);
       grant.expiresAt = Math.max(grant.expiresAt, Date.now() + expiresIn * 1000);
       this.#grants.set(payload.grantId, grant);
     }
@@ -62,14 +62,14 @@ export class MemoryStore implements ShortLivedStore {
     if (payload.uid) this.#set(`${model}:uid:${payload.uid}`, id, expiresIn);
   }
 
-  /** See GRANT_LIST_MAX: drop dead entries, keep the newest live ones, revoke the rest. */
+  /** See GRANT_LIST_MAX: drop dead entries, keep live refresh tokens and the newest live access tokens, revoke older ones. */
   #bound(keys: Set<string>) {
-    let live = 0;
+    let accessTokens = 0;
     for (const key of [...keys].reverse()) {
       const raw = this.#get(key);
       if (raw === undefined || (JSON.parse(raw) as AdapterPayload).consumed) {
         keys.delete(key);
-      } else if (++live > GRANT_LIST_MAX) {
+      } else if (key.startsWith(`${SEALED_MODELS[0]}:`) && ++accessTokens > GRANT_LIST_MAX) {
         keys.delete(key);
         this.#revokeEntry(key);
       }

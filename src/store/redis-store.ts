@@ -8,7 +8,7 @@
  *   <p><Model>:H(id)                record (sealed JSON)
  *   <p><Model>:H(id):consumed       when it was consumed (codes, refresh tokens)
  *   <p><Model>:uid:H(uid)           sealed id, for findByUid (and :userCode: likewise)
- *   <p>grant:<grantId>              list of the grant's live record keys (at most GRANT_LIST_MAX)
+ *   <p>grant:<grantId>              list of the grant's record keys (kept short: GRANT_LIST_MAX)
  *   <p>revoked-grant:<grantId>      the grant was revoked: refuse further writes for it
  *   <p>issued:H(sha256(token))      "<Model>:H(jti)" of a sealed access token
  *   <p>revoked-jti:H(jti)           the revocation blacklist
@@ -34,11 +34,12 @@ return 0
 // Writes a grant-owned and/or indexed entry, unless its grant has been revoked: the check and
 // the write are one step, so a refresh that loaded its token before a revocation cannot write
 // a new token pair after it.
-// The grant's list stays bounded (GRANT_LIST_MAX): once it grows past the bound, entries that
-// are dead (expired, or consumed codes and refresh tokens, which can never be used again) are
-// dropped, and of the live ones only the newest GRANT_LIST_MAX stay listed; older live ones are
-// revoked here and now (access tokens blacklisted for their remaining lifetime, then deleted), so
-// nothing alive is ever left off the list that revoking the grant walks.
+// The grant's list stays short (see GRANT_LIST_MAX): every GRANT_LIST_MAX appends once it holds
+// twice that, it is rebuilt from its live entries. Dead entries (expired, or consumed codes and
+// refresh tokens) are dropped; live refresh tokens and codes all stay (each is a session of the
+// user's); of the live access tokens the newest GRANT_LIST_MAX stay, and older ones are revoked
+// here and now (blacklisted for their remaining lifetime, then deleted), so nothing alive is ever
+// left off the list that revoking the grant walks.
 //   KEYS: record, grant list, revoked-grant marker, issued-token index
 //   ARGV: payload, ttl, owned by a grant ('1'/'0'), index value ('' for none), list bound,
 //         access-token key prefix, blacklist key prefix
@@ -49,22 +50,24 @@ if ARGV[3] == '1' then
   local ttl = tonumber(ARGV[2])
   local listTtl = redis.call('TTL', KEYS[2])
   local bound = tonumber(ARGV[5])
-  if redis.call('RPUSH', KEYS[2], KEYS[1]) > bound then
+  local length = redis.call('RPUSH', KEYS[2], KEYS[1])
+  if length >= 2 * bound and length % bound == 0 then
     local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-    local live, seen = {}, {}
+    local live, seen, accessTokens = {}, {}, 0
     local tokenPrefix = ARGV[6]
     for i = #entries, 1, -1 do
       local key = entries[i]
       if not seen[key] then
         seen[key] = true
         if redis.call('EXISTS', key) == 1 and redis.call('EXISTS', key .. ':consumed') == 0 then
-          if #live < bound then
+          if string.sub(key, 1, #tokenPrefix) ~= tokenPrefix then
+            table.insert(live, key)
+          elseif accessTokens < bound then
+            accessTokens = accessTokens + 1
             table.insert(live, key)
           else
-            if string.sub(key, 1, #tokenPrefix) == tokenPrefix then
-              local left = redis.call('TTL', key)
-              if left > 0 then redis.call('SET', ARGV[7] .. string.sub(key, #tokenPrefix + 1), '1', 'EX', left) end
-            end
+            local left = redis.call('TTL', key)
+            if left > 0 then redis.call('SET', ARGV[7] .. string.sub(key, #tokenPrefix + 1), '1', 'EX', left) end
             redis.call('DEL', key)
           end
         end

@@ -72,12 +72,13 @@ export const GRANTABLE_MODELS = new Set([
 ]);
 
 /**
- * At most this many entries are listed per grant, so revoking a grant walks a short list however
- * long it has been refreshed. When a write would list more, entries that are dead (expired, or
- * consumed codes and refresh tokens, which can never be used again) are dropped first; if more
- * than this many are still live, the oldest are revoked on the spot (an access token is
- * blacklisted until it would have expired) so that nothing alive is ever left unlisted. A client
- * keeps the newest GRANT_LIST_MAX live tokens of a grant: far more than refreshing when the
- * access token expires ever needs.
+ * Keeps a grant's list of entries short, so revoking a grant walks a short list however long it
+ * has been refreshed. Every GRANT_LIST_MAX writes once the list holds twice this many, it is
+ * rebuilt from its live entries: dead ones (expired, or consumed codes and refresh tokens, which
+ * can never be used again) are dropped; live refresh tokens and codes all stay (one per session
+ * of the user's with this client: dropping one would sign a device out); of the live access
+ * tokens the newest GRANT_LIST_MAX stay, and older ones are revoked on the spot (blacklisted until
+ * they would have expired), so nothing alive is ever left unlisted. The list therefore holds at
+ * most the grant's live refresh tokens and codes plus three times this many entries.
  */
 export const GRANT_LIST_MAX = 64;
