@@ -106,7 +106,7 @@ try {
   const startup = await startupFigures(stores);
   console.log('measuring login latency ...');
   // Login throttling would lock the bench out after 20 failures; it measures argon2 latency.
-  const veil = await startTestVeil(stores, { LOG_LEVEL: 'warn', LOGIN_MAX_FAILURES_PER_ACCOUNT: '1000', LOGIN_MAX_FAILURES_PER_IP: '1000' });
+  const veil = await startTestVeil(stores, { LOG_LEVEL: 'warn', LOGIN_MAX_FAILURES_PER_ACCOUNT: '1000', LOGIN_MAX_FAILURES_PER_IP: '1000', LOGIN_ACCOUNT_DELAY_AFTER: '1000' });
   const login = await loginFigures(veil);
   await veil.stop();
 

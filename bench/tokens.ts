@@ -232,7 +232,9 @@ async function benchVeil(): Promise<VeilResults> {
       PORT: String(port),
       ADMIN_PORT: String(adminPort),
       ISSUER: issuer,
+      // The bench measures issuance, not the throttles: all its traffic comes from one address.
       TOKEN_RATE_LIMIT_PER_CLIENT: '1000000',
+      TOKEN_RATE_LIMIT_PER_ADDRESS: '1000000',
       LOGIN_MAX_FAILURES_PER_IP: '1000000',
     },
     REPO_ROOT,
