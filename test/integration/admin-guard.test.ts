@@ -5,7 +5,6 @@
  * that is not JSON. Every refusal changes nothing: no user created, no key rotated.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -13,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import { selfSignedCertificate } from '../helpers/certificates.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -226,13 +226,7 @@ describe('admin listener off loopback: TLS and the token, probes included', () =
 
   before(async () => {
     stores = await createTestStores();
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-admin-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
-    cert = await fs.readFile(path.join(dir, 'cert.pem'));
+    ({ dir, cert } = await selfSignedCertificate('veil-admin-tls-'));
     veil = await startTestVeil(stores, {
       ADMIN_HOST: '0.0.0.0',
       ADMIN_TOKEN: TOKEN,

@@ -3,14 +3,13 @@
  * test time) and TRUST_PROXY (X-Forwarded-Proto decides whether cookies are Secure).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../helpers/net.js';
 import { basic } from '../helpers/slow-request.js';
+import { selfSignedCertificate } from '../helpers/certificates.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -38,13 +37,7 @@ describe('TLS on the public listener', () => {
 
   before(async () => {
     stores = await createTestStores();
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
-    cert = await fs.readFile(path.join(dir, 'cert.pem'));
+    ({ dir, cert } = await selfSignedCertificate('veil-tls-'));
     const port = await freePort();
     veil = await startTestVeil(stores, {
       PORT: String(port),
