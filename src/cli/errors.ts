@@ -40,5 +40,9 @@ export function humanErrorMessage(err: unknown): string {
   if (err instanceof AdminApiError && err.status === 401) {
     return `${error_description} (pass --admin-token or set VEIL_ADMIN_TOKEN; on the server's machine the CLI reads KEYS_DIR/admin-token itself)`;
   }
+  if (err instanceof CommanderError && err.code === 'commander.unknownOption') {
+    // A key id can begin with '-' (it is base64url): commander then reads it as an option.
+    return `${error_description} (an argument that begins with '-', such as a key id, goes after '--': veil keys retire -- -AbC…)`;
+  }
   return error_description;
 }

@@ -109,7 +109,7 @@ export class ClientService {
     const clientSecret = SECRET_METHODS.has(authMethod) ? randomBytes(32).toString('base64url') : undefined;
 
     const base: ClientMetadata = {
-      client_id: randomBytes(16).toString('base64url'),
+      client_id: clientIdFrom(randomBytes(16)),
       client_name: input.client_name,
       token_endpoint_auth_method: authMethod,
       ...(clientSecret ? { client_secret: clientSecret } : {}),
@@ -232,6 +232,15 @@ export class ClientService {
     }
     return deleted;
   }
+}
+
+/**
+ * A client id from 128 random bits, base64url, never beginning with '-': the CLI (and most
+ * command lines) would read `veil clients delete -x…` as an option.
+ */
+export function clientIdFrom(random: Buffer): string {
+  const id = random.toString('base64url');
+  return id.startsWith('-') ? `_${id.slice(1)}` : id;
 }
 
 /**

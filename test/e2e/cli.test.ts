@@ -158,6 +158,15 @@ describe('veil CLI against a running server', () => {
     }
   });
 
+  test("an id that begins with '-' is explained, and works after '--'", async () => {
+    const refused = await runCli(['clients', 'delete', '-AbCdEfGhIjKlMnOpQrStUv'], { env });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /goes after '--'/);
+    const unknown = await runCli(['clients', 'delete', '--', '-AbCdEfGhIjKlMnOpQrStUv'], { env });
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no such client/, 'the id reached the admin API');
+  });
+
   test('a wrong admin token is refused', async () => {
     const res = await runCli(['users', 'list'], { env: { ...env, VEIL_ADMIN_TOKEN: 'wrong-token' } });
     assert.equal(res.code, 1);
