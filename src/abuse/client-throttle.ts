@@ -10,10 +10,11 @@
 import type { Context, Next } from 'koa';
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible';
 import { parseBasicCredentials } from '../http/basic-auth.js';
-import { INTROSPECTION_PATH } from '../oidc/token-endpoints.js';
+import { INTROSPECTION_PATH, REVOCATION_PATH } from '../oidc/token-endpoints.js';
 import { addressKey, createLimiter } from './limiter.js';
 
-const THROTTLED_PATHS = new Set(['/token', INTROSPECTION_PATH]);
+// Every endpoint that authenticates a client (pushed authorization requests at /request too).
+const THROTTLED_PATHS = new Set(['/token', INTROSPECTION_PATH, REVOCATION_PATH, '/request']);
 // Longer than this is no registered client id; counting it by address keeps keys small.
 const MAX_CLIENT_ID_LENGTH = 256;
 // A client may exceed its rate by up to one second's worth of requests per this many seconds.

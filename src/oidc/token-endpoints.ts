@@ -41,7 +41,11 @@ export class EndpointError extends Error {
   }
 }
 
-const invalidClient = (why = 'client authentication failed') => new EndpointError(401, 'invalid_client', why);
+/**
+ * Why authentication failed stays here, as at /token (oidc-provider exposes only this text): an
+ * unknown client id, a wrong secret and the wrong method must read the same to the caller.
+ */
+const invalidClient = (_why?: string) => new EndpointError(401, 'invalid_client', 'client authentication failed');
 const invalidRequest = (why: string) => new EndpointError(400, 'invalid_request', why);
 
 export interface CallerAuthDeps {

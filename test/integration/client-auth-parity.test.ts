@@ -137,14 +137,16 @@ describe('client authentication: one behaviour at /token, introspection and revo
       client: 'rs',
       send: basic('rs'),
       expect: invalidClient,
-      except: { '/token/introspection': 'accepted' },
+      // At revocation the resource server is recognised and told why it is refused.
+      except: { '/token/introspection': 'accepted', '/token/revocation': invalidClient },
     },
     {
       name: 'resource server introspection credentials, client_secret_post',
       client: 'rs',
       send: post('rs'),
       expect: invalidClient,
-      except: { '/token/introspection': 'accepted' },
+      // At revocation the resource server is recognised and told why it is refused.
+      except: { '/token/introspection': 'accepted', '/token/revocation': invalidClient },
     },
     { name: 'wrong secret, Basic', client: 'basic', send: basic('basic', 'not-the-secret'), expect: invalidClient },
     { name: 'wrong secret, client_secret_post', client: 'post', send: post('post', 'not-the-secret'), expect: invalidClient },
@@ -248,6 +250,9 @@ describe('client authentication: one behaviour at /token, introspection and revo
   for (const c of cases) {
     test(c.name, async () => {
       const seen: Record<string, unknown> = {};
+      // A refused client is told the same words everywhere: nothing that tells an unknown client
+      // id from a wrong secret or the wrong method (no enumeration through Veil's endpoints).
+      const invalidClientWords = new Set<string>();
       for (const endpoint of ENDPOINTS) {
         const expected = c.except?.[endpoint] ?? c.expect;
         const body = new URLSearchParams();
@@ -277,11 +282,13 @@ describe('client authentication: one behaviour at /token, introspection and revo
           }
         } else {
           assert.deepEqual({ status: res.status, error: res.body.error }, expected, what);
+          if (res.body.error === 'invalid_client' && !c.except?.[endpoint]) invalidClientWords.add(String(res.body.error_description));
           assert.equal(res.body.access_token, undefined, what);
           assert.equal(res.body.active, undefined, what);
           if (target) assert.equal(await target.active(), true, `${what}: the token is untouched`);
         }
       }
+      assert.ok(invalidClientWords.size <= 1, `${c.name}: invalid_client described differently per endpoint: ${[...invalidClientWords].join(' | ')}`);
     });
   }
 

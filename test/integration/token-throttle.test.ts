@@ -51,6 +51,19 @@ describe('per-address ceiling at the token endpoint', () => {
     assert.equal((await post('203.0.113.50', basic('another-fake', 'x'), '/token/introspection')).status, 429);
   });
 
+  test('revocation and pushed authorization requests are counted too', async () => {
+    for (const path of ['/token/revocation', '/request']) {
+      const ip = `203.0.113.${path === '/request' ? 61 : 60}`;
+      const statuses: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        const res = await post(ip, basic(`fake-${randomBytes(6).toString('hex')}`, 'x'), path);
+        statuses.push(res.status);
+        await res.body?.cancel();
+      }
+      assert.ok(statuses.filter((s) => s === 429).length >= 15, `${path} throttles the flood: ${statuses.join(', ')}`);
+    }
+  });
+
   test('another address, and a real client from it, are not affected', async () => {
     const c = await veil.admin<Created>('POST', '/admin/clients', { client_name: 'bystander', grant_types: ['client_credentials'] });
     const res = await post('198.51.100.50', basic(c.body.client.client_id, c.body.client_secret));
