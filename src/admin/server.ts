@@ -208,8 +208,9 @@ export function createAdminApp(deps: AdminDeps): Koa {
 
   router.delete('/admin/resources/:identifier', async (ctx) => {
     if (!(await deps.registry.delete(ctx.params.identifier!))) throw new AdminError(404, 'not_found', 'no such resource server');
-    deps.logger.info({ event: 'resource.deleted', identifier: ctx.params.identifier }, 'resource server deleted');
-    await deps.audit?.resourceDeleted(ctx.params.identifier!);
+    const clients = await deps.clients.forgetResource(ctx.params.identifier!);
+    deps.logger.info({ event: 'resource.deleted', identifier: ctx.params.identifier, clients: clients.length }, 'resource server deleted');
+    await deps.audit?.resourceDeleted(ctx.params.identifier!, clients);
     ctx.status = 204;
   });
 

@@ -131,8 +131,9 @@ export class AuditLog {
     return this.record({ type: 'resource.created', actor: 'admin', clientId: introspectionClientId ?? null, details: { identifier } });
   }
 
-  resourceDeleted(identifier: string): Promise<void> {
-    return this.record({ type: 'resource.deleted', actor: 'admin', details: { identifier } });
+  /** `clients`: the clients it was taken off (ClientService.forgetResource). */
+  resourceDeleted(identifier: string, clients: readonly string[] = []): Promise<void> {
+    return this.record({ type: 'resource.deleted', actor: 'admin', details: { identifier, clients } });
   }
 
   userCreated(accountId: string): Promise<void> {

@@ -223,6 +223,32 @@ export class ClientService {
     return (await this.clients.list()).map((r) => toPublicClient(r.metadata, r.createdAt));
   }
 
+  /**
+   * A deleted resource server leaves every client that named it (`allowed_resources` and
+   * `resource_scopes`), so whoever registers the identifier later starts with no clients, and
+   * updates of those clients do not trip over an unknown resource. Resolves to the client ids changed.
+   */
+  async forgetResource(identifier: string): Promise<string[]> {
+    const changed: string[] = [];
+    for (const record of await this.clients.list()) {
+      const metadata = record.metadata as ClientMetadata & Record<string, unknown>;
+      const allowed = Array.isArray(metadata[ALLOWED_RESOURCES]) ? (metadata[ALLOWED_RESOURCES] as string[]) : [];
+      const scopes = resourceScopesOf(metadata);
+      if (!allowed.includes(identifier) && !Object.hasOwn(scopes, identifier)) continue;
+      const { [ALLOWED_RESOURCES]: _allowed, [RESOURCE_SCOPES]: _scopes, ...rest } = metadata;
+      const remaining = allowed.filter((r) => r !== identifier);
+      const remainingScopes = Object.fromEntries(Object.entries(scopes).filter(([uri]) => uri !== identifier));
+      await this.clients.update(record.clientId, {
+        ...rest,
+        ...(remaining.length ? { [ALLOWED_RESOURCES]: remaining } : {}),
+        ...(Object.keys(remainingScopes).length ? { [RESOURCE_SCOPES]: remainingScopes } : {}),
+      } as ClientMetadata);
+      await this.bus.publish('client', record.clientId);
+      changed.push(record.clientId);
+    }
+    return changed;
+  }
+
   /** Deleting a client also drops its consents; its tokens die with it (the client no longer resolves). */
   async delete(clientId: string): Promise<boolean> {
     const deleted = await this.clients.delete(clientId);

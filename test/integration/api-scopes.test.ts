@@ -230,18 +230,25 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.equal(granted.body.scope, 'read', JSON.stringify(granted.body));
   });
 
-  test('a scope the resource server no longer registers is never granted, whatever the client row says', async () => {
+  test('deleting a resource server takes it off every client: re-registering the identifier grants them nothing', async () => {
     const temp = await registerResourceServer(veil, { identifier: 'https://temp.example/api', scopes: ['a', 'b'] });
-    const client = await machine({ scope: 'a b', resources: [temp.identifier] });
+    const client = await machine({ scope: 'a b', resources: [temp.identifier, API], resource_scopes: { [API]: ['read'] } });
     assert.equal((await tokenRequest(client, { grant_type: 'client_credentials', resource: temp.identifier, scope: 'a b' })).status, 200);
     assert.equal((await veil.admin('DELETE', `/admin/resources/${encodeURIComponent(temp.identifier)}`)).status, 204);
     const gone = await tokenRequest(client, { grant_type: 'client_credentials', resource: temp.identifier, scope: 'a' });
     assert.equal(gone.body.error, 'invalid_target');
-    const again = await registerResourceServer(veil, { identifier: temp.identifier, scopes: ['a'] });
-    const dropped = await tokenRequest(client, { grant_type: 'client_credentials', resource: temp.identifier, scope: 'a b' });
-    assert.equal(dropped.body.error, 'invalid_scope');
-    const kept = await tokenRequest(client, { grant_type: 'client_credentials', resource: temp.identifier, scope: 'a' });
-    assert.equal((await openSealed(kept.body.access_token!, again.privateKey, veil.issuer, temp.identifier)).payload.scope, 'a');
+
+    // The client no longer names it, and an unrelated update still works.
+    const updated = await veil.admin<{ client: PublicClient }>('PATCH', `/admin/clients/${client.clientId}`, { client_name: 'renamed' });
+    assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    assert.deepEqual(updated.body.client.allowed_resources, [API]);
+    assert.deepEqual(updated.body.client.resource_scopes, { [API]: ['read'] });
+
+    // Whoever registers the identifier next (perhaps another API) starts with no clients.
+    await registerResourceServer(veil, { identifier: temp.identifier, scopes: ['a'] });
+    const again = await tokenRequest(client, { grant_type: 'client_credentials', resource: temp.identifier, scope: 'a' });
+    assert.equal(again.body.error, 'invalid_target');
+    assert.equal((await tokenRequest(client, { grant_type: 'client_credentials', resource: API, scope: 'read' })).status, 200);
   });
 
   test('the consent page groups API scopes under the API\'s name and lists the user claims it will receive', async () => {

@@ -113,7 +113,7 @@ describe('audit trail', () => {
 
     assert.deepEqual(one(events, 'resource.created').details, { identifier: resource.identifier });
     assert.equal(one(events, 'resource.created').client_id, resource.clientId);
-    assert.deepEqual(one(events, 'resource.deleted').details, { identifier: resource.identifier });
+    assert.deepEqual(one(events, 'resource.deleted').details, { identifier: resource.identifier, clients: [] });
 
     const failures = events.filter((e) => e.type === 'login.failed');
     assert.equal(failures.length, 2);
