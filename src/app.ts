@@ -29,7 +29,8 @@ import { accountRoutes } from './interactions/account-routes.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
-import { buildConfiguration, SUPPORTED_SCOPES } from './oidc/configuration.js';
+import { buildConfiguration } from './oidc/configuration.js';
+import { OIDC_SCOPES } from './oidc/oidc-scopes.js';
 import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
 import { assertClientJwksUri, jwksPolicy, safeRemoteJWKSet } from './http/remote-jwks.js';
 import { readiness } from './observability/health.js';
@@ -271,7 +272,7 @@ export async function startVeil(
       },
       (identifier) => tokens.registry.find(identifier),
       bus,
-      { production: config.production, oidcScopes: SUPPORTED_SCOPES },
+      { production: config.production, oidcScopes: OIDC_SCOPES },
     );
 
     // Rotated keys (this process's admin API, another process's, or the CLI on KEYS_DIR) are

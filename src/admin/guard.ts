@@ -71,13 +71,15 @@ export function adminGuard({ token, hostAllowed, openProbes, refuse }: GuardOpti
       throw refuse(403, 'forbidden', 'requests made by a web page are refused by the admin API');
     }
     const hasBody = BODY_METHODS.has(ctx.method) || Number(ctx.get('content-length') || 0) > 0 || ctx.get('transfer-encoding') !== '';
-    if (hasBody && ctx.request.type !== 'application/json') {
+    // Media types are case-insensitive (RFC 9110 §8.3.1); `is` compares them so.
+    if (hasBody && ctx.is('application/json') !== 'application/json') {
       throw refuse(415, 'unsupported_media_type', 'the request body must be application/json');
     }
     const probe = PROBES.has(ctx.path) && (ctx.method === 'GET' || ctx.method === 'HEAD');
     if (!(openProbes && probe)) {
       const header = ctx.get('authorization');
-      const presented = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+      // The scheme is case-insensitive (RFC 9110 §11.1).
+      const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, '').trim() : '';
       if (!presented || !sameSecret(presented, token)) {
         ctx.set('WWW-Authenticate', 'Bearer realm="veil-admin"');
         throw refuse(401, 'unauthorized', 'a valid admin bearer token is required');

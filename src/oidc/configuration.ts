@@ -17,6 +17,7 @@ import { toProtocolError } from './errors.js';
 import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { consentPolicy } from './consent-policy.js';
+import { OIDC_SCOPES } from './oidc-scopes.js';
 import { resourcePolicy } from './resource-indicators.js';
 
 export interface ConfigurationDeps {
@@ -30,12 +31,11 @@ export interface ConfigurationDeps {
   views: Views;
 }
 
-export const SUPPORTED_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
 
 export function buildConfiguration(deps: ConfigurationDeps): Configuration {
   const { config, views } = deps;
   const ttl = config.ttl;
-  const resources = resourcePolicy(deps.registry, SUPPORTED_SCOPES);
+  const resources = resourcePolicy(deps.registry, OIDC_SCOPES);
 
   return {
     adapter: deps.adapter,
@@ -52,7 +52,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       long: { httpOnly: true, sameSite: 'lax', signed: true },
       short: { httpOnly: true, sameSite: 'lax', signed: true },
     },
-    scopes: SUPPORTED_SCOPES,
+    scopes: [...OIDC_SCOPES],
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],

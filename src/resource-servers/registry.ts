@@ -8,6 +8,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { JWKS_URI_ERROR } from '../http/remote-jwks.js';
+import { OIDC_SCOPES } from '../oidc/oidc-scopes.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
 import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
@@ -91,6 +92,8 @@ export class ResourceServerRegistry {
     if (Boolean(input.jwk) === Boolean(input.jwksUri)) throw new InvalidResourceServer('give exactly one of an inline JWK or a jwks_uri');
     const unknownClaims = (input.claims ?? []).filter((c) => !(RELEASABLE_CLAIMS as readonly string[]).includes(c));
     if (unknownClaims.length) throw new InvalidResourceServer(`claims must be among ${RELEASABLE_CLAIMS.join(', ')}; unknown: ${unknownClaims.join(', ')}`);
+    const oidcNamed = input.scopes.filter((scope) => OIDC_SCOPES.includes(scope));
+    if (oidcNamed.length) throw new InvalidResourceServer(`scopes must not be named like OpenID Connect scopes (${oidcNamed.join(', ')}): no client could be granted them for this API`);
     if (await this.repository.find(input.identifier)) throw new DuplicateResourceServer('a resource server with this identifier exists');
 
     const { alg, enc, jwk } = await this.#validateKey(input);

@@ -175,6 +175,19 @@ describe('admin API: always authenticated, only its own Host, no browser request
     assert.equal(await accounts(), before + 1);
   });
 
+  test('media types and the auth scheme are case-insensitive, as HTTP says', async () => {
+    const before = await accounts();
+    const res = await raw(
+      veil.adminUrl,
+      'POST',
+      '/admin/users',
+      { authorization: `bearer ${veil.adminToken}`, 'content-type': 'APPLICATION/JSON' },
+      JSON.stringify({ email: 'upper@example.com', password: 'a long enough password' }),
+    );
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(await accounts(), before + 1);
+  });
+
   test('on a loopback bind the probes answer without a token', async () => {
     assert.equal((await raw(veil.adminUrl, 'GET', '/healthz', {})).status, 200);
     assert.equal((await raw(veil.adminUrl, 'GET', '/readyz', {})).status, 200);

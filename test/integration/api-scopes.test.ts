@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
 import { CookieJar, exchange, httpAuthorize, httpAuthorizeIn, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
-import { openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
+import { generateEncryptionKey, openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -228,6 +228,17 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.equal((await patch(legacy.clientId, { resource_scopes: { [API]: ['read'] } })).status, 200);
     const granted = await tokenRequest(client, { grant_type: 'client_credentials', resource: API, scope: 'read' });
     assert.equal(granted.body.scope, 'read', JSON.stringify(granted.body));
+  });
+
+  test('a resource server may not register a scope named like an OpenID Connect scope', async () => {
+    const { publicJwk } = await generateEncryptionKey();
+    for (const scope of ['openid', 'offline_access', 'profile', 'email']) {
+      const res = await veil.admin<ErrorBody>('POST', '/admin/resources', { identifier: `https://oidc-named.example/${scope}`, name: 'named', scopes: ['read', scope], jwk: publicJwk });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.match(res.body.error_description, /OpenID Connect/);
+    }
+    const listed = await veil.admin<{ resources: Array<{ identifier: string }> }>('GET', '/admin/resources');
+    assert.ok(!listed.body.resources.some((r) => r.identifier.startsWith('https://oidc-named.example/')), 'nothing registered');
   });
 
   test('deleting a resource server takes it off every client: re-registering the identifier grants them nothing', async () => {
