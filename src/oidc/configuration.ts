@@ -31,7 +31,6 @@ export interface ConfigurationDeps {
   views: Views;
 }
 
-
 export function buildConfiguration(deps: ConfigurationDeps): Configuration {
   const { config, views } = deps;
   const ttl = config.ttl;
