@@ -31,6 +31,7 @@ import { Views } from './interactions/views.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { buildConfiguration } from './oidc/configuration.js';
 import { OIDC_SCOPES } from './oidc/oidc-scopes.js';
+import { resourcePolicy } from './oidc/resource-indicators.js';
 import { bindSigningKeys, createInvalidationBus, createTokenServices, mountTokenEndpoints } from './oidc/token-services.js';
 import { assertClientJwksUri, jwksPolicy, safeRemoteJWKSet } from './http/remote-jwks.js';
 import { readiness } from './observability/health.js';
@@ -88,6 +89,9 @@ async function listen(server: http.Server | https.Server, host: string, port: nu
   const scheme = server instanceof https.Server ? 'https' : 'http';
   return `${scheme}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
 }
+
+/** The model a token request redeems, by grant type (the audit's `kind`). */
+const REDEEMED_MODEL: Record<string, string> = { authorization_code: 'AuthorizationCode', refresh_token: 'RefreshToken' };
 
 /**
  * Graceful drain: stop accepting, close keep-alive connections as soon as they are idle (also
@@ -175,6 +179,8 @@ export async function startVeil(
     // Everything that signs or verifies with Veil's keys is built per key set (oidc-provider reads
     // its keys once); the adapter reaches the current sealer through this reference.
     let keyBound = bindSigningKeys(tokens, { issuer: config.issuer, shortLived, signingKeys });
+    // Resource indicators; also what must hold before a code or refresh token is consumed.
+    const resources = resourcePolicy(tokens.registry, OIDC_SCOPES, tokens.encryptionKeys);
     const adapter = createAdapterFactory({
       clients: clientRepo,
       grants: grantRepo,
@@ -183,9 +189,10 @@ export async function startVeil(
       sealer: { seal: (jti, payload) => keyBound.sealer.seal(jti, payload) },
       revokedGrantTtl: tokens.revokedGrantTtl,
       onReuse: ({ model, clientId, grantId }) => {
-        logger.warn({ model, clientId, grantId }, 'code or refresh token redeemed twice at once; grant revoked');
+        logger.warn({ event: 'token.reused', model, clientId, grantId, concurrent: true }, 'code or refresh token redeemed twice at once; grant revoked');
         void auditLog.tokenReused(clientId, model, grantId);
       },
+      beforeConsume: { AuthorizationCode: (code) => resources.beforeCodeConsumed(code) },
     });
 
     /** The public app for one set of signing keys; a rotation builds a new one and swaps it in. */
@@ -200,6 +207,7 @@ export async function startVeil(
           cookieKeys,
           grants: grantRepo,
           registry: tokens.registry,
+          resources,
           views,
         }),
       );
@@ -209,6 +217,15 @@ export async function startVeil(
       if (config.trustProxy) provider.maxIpsCount = 1;
       provider.on('server_error', (ctx, err) => {
         logger.error({ err: errorFields(err), path: ctx.path }, 'server error');
+      });
+      // At /token, oidc-provider revokes a grant only when a consumed code or refresh token is
+      // presented again (the concurrent case is the adapter's onReuse above).
+      provider.on('grant.revoked', (ctx, grantId) => {
+        const model = ctx.oidc?.route === 'token' ? REDEEMED_MODEL[String(ctx.oidc.params?.grant_type)] : undefined;
+        if (!model) return;
+        const clientId = ctx.oidc.client?.clientId;
+        logger.warn({ event: 'token.reused', model, clientId, grantId, concurrent: false }, 'consumed code or refresh token presented again; grant revoked');
+        void auditLog.tokenReused(clientId, model, grantId, false);
       });
       // Koa's own last resort (errors no handler answered) would print a whole stack to stderr,
       // past redaction: through the logger instead.

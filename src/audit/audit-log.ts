@@ -92,9 +92,12 @@ export class AuditLog {
     return this.record({ type: 'token.revoked', actor: 'client', clientId, details: { kind, ...(grantId ? { grant_id: grantId } : {}) } });
   }
 
-  /** A code or refresh token redeemed again during its first redemption: Veil revoked the grant. */
-  tokenReused(clientId: string | undefined, kind: string, grantId: string): Promise<void> {
-    return this.record({ type: 'token.reused', actor: 'system', clientId: clientId ?? null, details: { kind, grant_id: grantId, concurrent: true } });
+  /**
+   * A consumed code or refresh token presented again: the grant was revoked. `concurrent`: during
+   * its first redemption (Veil's lost consume), else later (oidc-provider's own check).
+   */
+  tokenReused(clientId: string | undefined, kind: string, grantId: string, concurrent = true): Promise<void> {
+    return this.record({ type: 'token.reused', actor: 'system', clientId: clientId ?? null, details: { kind, grant_id: grantId, concurrent } });
   }
 
   // Administration.

@@ -7,7 +7,8 @@
  *   ReplayDetection                  -> claimed atomically (SET NX) in the ShortLivedStore
  * Store failures (StoreUnavailableError) leave here as 503 via src/oidc/errors.ts; a write for
  * a grant revoked meanwhile (GrantRevokedError) as invalid_grant. A code or refresh token
- * redeemed twice at once is reuse: the losing consume revokes the whole grant.
+ * redeemed twice at once is reuse: the losing consume revokes the whole grant. Before a code is
+ * consumed, `beforeConsume` may still refuse the request (resource-indicators.ts), leaving it usable.
  */
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
@@ -30,7 +31,15 @@ export interface AdapterStores {
   revokedGrantTtl: number;
   /** Told when a lost consume revoked a grant (logs, audit): never the token itself. */
   onReuse?: ((event: ReuseEvent) => void) | undefined;
+  /**
+   * Checks run, per model, just before a record is consumed, with its payload: a refusal here
+   * leaves it unconsumed. oidc-provider consumes a code before it resolves the resource and
+   * issues, and offers no hook in between (refresh tokens have `rotateRefreshToken`).
+   */
+  beforeConsume?: BeforeConsume | undefined;
 }
+
+export type BeforeConsume = Partial<Record<string, (payload: AdapterPayload) => Promise<void>>>;
 
 /** A code or refresh token redeemed again while its first redemption was under way. */
 export interface ReuseEvent {
@@ -120,6 +129,7 @@ class GrantAdapter implements Adapter {
 interface ReuseHandling {
   grantRevocation: Pick<GrantRevocation, 'revoke'>;
   onReuse?: ((event: ReuseEvent) => void) | undefined;
+  beforeConsume?: BeforeConsume | undefined;
 }
 
 class ShortLivedAdapter implements Adapter {
@@ -142,6 +152,12 @@ class ShortLivedAdapter implements Adapter {
     return guard(() => this.store.findByUserCode(this.model, userCode));
   }
   async consume(id: string): Promise<void> {
+    const check = this.reuse?.beforeConsume?.[this.model];
+    if (check) {
+      const payload = await guard(() => this.store.find(this.model, id));
+      // Already consumed: a concurrent redemption won, and the consume below revokes the grant.
+      if (payload && !payload.consumed) await check(payload);
+    }
     const won = await guard(() => this.store.consume(this.model, id));
     if (won) return;
     // oidc-provider checks `consumed` after find(), and revokes the grant when it sees it; a
@@ -227,6 +243,7 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
   const reuse: ReuseHandling = {
     grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl),
     onReuse: stores.onReuse,
+    beforeConsume: stores.beforeConsume,
   };
   return (model) => {
     switch (model) {

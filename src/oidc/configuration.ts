@@ -18,7 +18,7 @@ import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
-import { resourcePolicy } from './resource-indicators.js';
+import type { ResourcePolicy } from './resource-indicators.js';
 
 export interface ConfigurationDeps {
   config: VeilConfig;
@@ -28,13 +28,15 @@ export interface ConfigurationDeps {
   cookieKeys: string[];
   grants: GrantRepository;
   registry: ResourceServerRegistry;
+  /** Resource indicators, and the checks run before a code or refresh token is consumed. */
+  resources: ResourcePolicy;
   views: Views;
 }
 
 export function buildConfiguration(deps: ConfigurationDeps): Configuration {
   const { config, views } = deps;
   const ttl = config.ttl;
-  const resources = resourcePolicy(deps.registry, OIDC_SCOPES);
+  const { resources } = deps;
 
   return {
     adapter: deps.adapter,
@@ -84,8 +86,8 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     // Whatever oidc-provider fetches (clients' jwks_uri) obeys Veil's SSRF rules: no private
     // addresses unless RESOURCE_JWKS_ALLOW_PRIVATE, no redirects, 64 KiB, 4 s (http/safe-fetch.ts).
     fetch: outboundFetch(jwksPolicy(config)),
-    // Always rotate; first, refuse a refresh asking for scopes or a resource it may not have,
-    // while the presented refresh token is still unconsumed (resource-indicators.ts).
+    // Always rotate; first, whatever could still refuse the refresh (resource, scopes, the
+    // resource server's key), while the presented refresh token is unconsumed (resource-indicators.ts).
     rotateRefreshToken: async (ctx) => {
       await resources.beforeRefresh(ctx);
       return true;

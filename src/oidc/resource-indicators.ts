@@ -14,13 +14,21 @@
  *
  * oidc-provider issues every token in its opaque format; tokens for a resource server are
  * sealed by the storage adapter (src/oidc/sealed-tokens.ts).
+ *
+ * Redemption: oidc-provider consumes a code, or rotates a refresh token, BEFORE it resolves the
+ * resource and seals the access token; a refusal after that would cost the client its code or
+ * refresh token, and its retry (a reuse) the whole grant. So everything that can refuse a
+ * redemption runs first (`beforeRedemption`): which resource (one, and granted), the registry,
+ * the scopes, and the resource server's encryption key (fetched now, cached for the seal).
  */
-import { errors, type Client, type Configuration, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
+import Provider, { errors, type Client, type Configuration, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 import { allowedApiScopes } from '../clients/api-scopes.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { ResourceServerRegistry } from '../resource-servers/registry.js';
+import { EncryptionKeyError, type EncryptionKeys } from '../resource-servers/encryption-keys.js';
 import { toProtocolError } from './errors.js';
+import { ResourceKeyUnavailable } from './sealed-tokens.js';
 
 type ResourceIndicatorsFeature = NonNullable<NonNullable<Configuration['features']>['resourceIndicators']>;
 
@@ -45,18 +53,31 @@ function requestedResources(ctx: KoaContextWithOIDC, current: string): string[] 
 const notAllowed = (scopes: string[]) =>
   new errors.InvalidScope('requested scope is not allowed for this client and resource', scopes.join(' '));
 
+/** What a code or refresh token was granted for (oidc-provider: none, one value, or an array of several). */
+export interface RedemptionSource {
+  resource?: unknown;
+}
+
 export interface ResourcePolicy {
   /** oidc-provider's `features.resourceIndicators`. */
   feature: ResourceIndicatorsFeature;
   /**
-   * The same checks for a refresh, before the old refresh token is consumed: oidc-provider asks
-   * getResourceServerInfo only after rotating, so a refusal there would cost the client its
-   * refresh token (and, as a reuse, its grant). Called from `rotateRefreshToken`.
+   * Every check that could refuse this refresh after rotation, run before it (see the module
+   * comment). Called from `rotateRefreshToken`, while the refresh token is still unconsumed.
    */
   beforeRefresh(ctx: KoaContextWithOIDC): Promise<void>;
+  /**
+   * The same for an authorization code. oidc-provider has no hook between checking a code
+   * (client, PKCE, redirect_uri) and consuming it, so the storage adapter calls this from its
+   * consume(), inside the request (found through Provider.ctx).
+   */
+  beforeCodeConsumed(code: RedemptionSource): Promise<void>;
 }
 
-export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: readonly string[]): ResourcePolicy {
+/** Where a resource server's encryption key comes from (resource-servers/encryption-keys.ts). */
+export type ResourceKeys = Pick<EncryptionKeys, 'forResourceServer'>;
+
+export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: readonly string[], keys: ResourceKeys): ResourcePolicy {
   const oidc = new Set(oidcScopes);
 
   const find = async (identifier: string): Promise<ResourceServerRecord | null> => {
@@ -117,20 +138,58 @@ export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: rea
     },
   };
 
+  /**
+   * The resource oidc-provider will issue for (lib/helpers/resolve_resource.js, with
+   * useGrantedResource on): the `resource` parameter, else what was granted; an array goes
+   * through defaultResource, and one still left is refused, as oidc-provider would refuse it.
+   */
+  const redemptionTarget = async (ctx: KoaContextWithOIDC, client: Client, source: RedemptionSource): Promise<string | undefined> => {
+    const param = (ctx.oidc.params as { resource?: unknown }).resource;
+    const granted = [source.resource ?? []].flat().filter((r): r is string => typeof r === 'string');
+    let target: unknown = param ? param : granted.length ? source.resource : undefined;
+    if (Array.isArray(target)) target = await feature.defaultResource!(ctx, client, target as string[]);
+    if (Array.isArray(target)) {
+      // RFC 8707 §2.2: one access token, one audience. Which of several APIs is the client's to
+      // say; answering with none of them (a userinfo-only token) would fail later, at the API.
+      throw new errors.InvalidTarget(
+        param
+          ? 'only a single resource indicator value must be requested'
+          : 'this grant covers several resources: name the one wanted with the resource parameter',
+      );
+    }
+    if (target === undefined || target === '') return undefined; // OIDC scopes only
+    if (typeof target !== 'string' || !granted.includes(target)) throw new errors.InvalidTarget();
+    return target;
+  };
+
+  /** The resource server's key, fetched now (jwks_uri) and cached for the seal; 503 when it cannot be had. */
+  const assertKeyAvailable = async (record: ResourceServerRecord) => {
+    try {
+      await keys.forResourceServer(record);
+    } catch (err) {
+      if (err instanceof EncryptionKeyError) throw new ResourceKeyUnavailable();
+      throw toProtocolError(err);
+    }
+  };
+
+  const beforeRedemption = async (ctx: KoaContextWithOIDC, source: RedemptionSource | undefined) => {
+    const client = ctx.oidc.client;
+    if (!client || !source) return;
+    const resource = await redemptionTarget(ctx, client, source);
+    if (resource === undefined) return;
+    const record = await resourceFor(client, resource);
+    await assertScopesAllowed(ctx, client, record, allowedApiScopes(client.metadata(), record));
+    await assertKeyAvailable(record);
+  };
+
   return {
     feature,
-    async beforeRefresh(ctx) {
-      const client = ctx.oidc.client;
-      const token = ctx.oidc.entities.RefreshToken as { resource?: string | string[] } | undefined;
-      if (!client || !token) return;
-      // The resource oidc-provider will pick (resolve_resource.js): the parameter, else the granted one.
-      const param = (ctx.oidc.params as { resource?: unknown }).resource;
-      const granted = [token.resource ?? []].flat();
-      const resource = typeof param === 'string' ? param : granted.length === 1 ? granted[0] : undefined;
-      if (resource === undefined) return; // no resource (OIDC scopes only) or several: oidc-provider's own answer
-      if (typeof param === 'string' && !granted.includes(param)) throw new errors.InvalidTarget();
-      const record = await resourceFor(client, resource);
-      await assertScopesAllowed(ctx, client, record, allowedApiScopes(client.metadata(), record));
+    beforeRefresh: (ctx) => beforeRedemption(ctx, ctx.oidc.entities.RefreshToken as RedemptionSource | undefined),
+    async beforeCodeConsumed(code) {
+      const ctx = Provider.ctx;
+      // Codes are consumed only by the token endpoint; anything else is none of this check's business.
+      if (!ctx?.oidc || ctx.oidc.route !== 'token') return;
+      await beforeRedemption(ctx, code);
     },
   };
 }

@@ -43,8 +43,8 @@ export async function httpAuthorize(
   client: HttpFlowClient,
   user: { email: string; password: string },
   scope = 'openid offline_access',
-  /** More authorization request parameters, e.g. `resource`. */
-  extra: Record<string, string> = {},
+  /** More authorization request parameters, e.g. `resource` (an array: the parameter repeated). */
+  extra: Record<string, string | string[]> = {},
 ): Promise<{ code: string; verifier: string }> {
   return httpAuthorizeIn(new CookieJar(), client, user, scope, extra);
 }
@@ -55,7 +55,7 @@ export async function httpAuthorizeIn(
   client: HttpFlowClient,
   user: { email: string; password: string },
   scope = 'openid offline_access',
-  extra: Record<string, string> = {},
+  extra: Record<string, string | string[]> = {},
 ): Promise<{ code: string; verifier: string }> {
   rememberFields(user, ['email', 'password']);
   const verifier = randomBytes(32).toString('base64url');
@@ -69,8 +69,11 @@ export async function httpAuthorizeIn(
     redirect_uri: client.redirectUri,
     code_challenge: createHash('sha256').update(verifier).digest('base64url'),
     code_challenge_method: 'S256',
-    ...extra,
   }).toString();
+  for (const [name, value] of Object.entries(extra)) {
+    authorize.searchParams.delete(name);
+    for (const one of [value].flat()) authorize.searchParams.append(name, one);
+  }
 
   let url = authorize.toString();
   for (let hop = 0; hop < 10; hop++) {
