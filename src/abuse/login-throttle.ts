@@ -9,27 +9,33 @@
  * - per account, from anywhere: after `accountDelayAfter` failures within `lockSeconds`, each
  *   further attempt must wait a delay that doubles per failure (1 s, 2 s, 4 s, ...) up to
  *   `accountMaxDelaySeconds`; attempts inside it are refused. Guessing spread over many
- *   addresses is slowed to one guess per delay, while the owner is never locked out for good.
+ *   addresses is slowed to one guess per delay;
+ * - a device cookie (device-cookie.ts) that a browser got by signing in to this account exempts
+ *   it from that delay, so an attacker who keeps the delay busy cannot keep the owner out;
+ *   `maxFailuresPerAccount` failures with one device cookie lock that device for `lockSeconds`.
  *
  * The login route asks before it verifies a password, counting the attempt atomically, so
- * parallel guesses cannot exceed a limit; a refused attempt costs no argon2 work and gets the
- * same page as a wrong password. Unknown emails are counted exactly like known ones (no
- * enumeration). Counters are keyed by an HMAC, so Redis never holds an email or an address.
+ * parallel guesses cannot exceed a limit; a refused attempt costs no argon2 work, gets the
+ * same page as a wrong password, and gives its points back: it guessed nothing, so it must not
+ * bring its own address (the owner's, say, refused by an attacker's delay) nearer a lock.
+ * Unknown emails are counted exactly like known ones (no enumeration). Counters are keyed by
+ * an HMAC, so Redis never holds an email or an address.
  */
 import { createHmac, hkdfSync } from 'node:crypto';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { normaliseEmail } from '../store/accounts.js';
+import { DeviceCookies } from './device-cookie.js';
 import { addressKey, createLimiter, type RedisBackend } from './limiter.js';
 
-/** `account`: this email (from this address, or its delay); `ip`: the address as a whole. */
-export type ThrottleScope = 'account' | 'ip';
+/** `account`: this email (from this address, or its delay); `ip`: the address as a whole; `device`: a device cookie. */
+export type ThrottleScope = 'account' | 'ip' | 'device';
 
 export type ThrottleDecision =
   | { allowed: true }
   | { allowed: false; scope: ThrottleScope; retryAfterSeconds: number; reason: 'locked' | 'delayed' };
 
 export interface LoginThrottleOptions {
-  /** Failures for one email from one address that lock that pair. */
+  /** Failures for one email from one address that lock that pair; also failures that lock a device cookie. */
   maxFailuresPerAccount: number;
   maxFailuresPerIp: number;
   /** How long a lock lasts, and the window in which failures are counted. */
@@ -38,7 +44,7 @@ export interface LoginThrottleOptions {
   accountDelayAfter: number;
   /** The cap on that wait. */
   accountMaxDelaySeconds: number;
-  /** Keys the counter HMAC (through HKDF), so counter keys cannot be matched to emails offline. */
+  /** Keys the counter HMAC and the device cookies (through HKDF), so counter keys cannot be matched to emails offline. */
   secret: string;
   redis?: RedisBackend;
   /** Told about unexpected failures, after which the throttle lets the attempt through. */
@@ -69,6 +75,11 @@ class AttemptCounter {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
       return retryAfter(rejection);
     }
+  }
+
+  /** The attempt was refused unchecked: it guessed nothing, so its point goes back. */
+  async giveBack(key: string): Promise<void> {
+    await this.#limiter.reward(key, 1);
   }
 
   /** The attempt failed; true when this failure locked the key. */
@@ -129,14 +140,18 @@ class AccountDelay {
 export class LoginThrottle {
   readonly #pair: AttemptCounter;
   readonly #ip: AttemptCounter;
+  readonly #device: AttemptCounter;
   readonly #delay: AccountDelay;
+  readonly #devices: DeviceCookies;
   readonly #hmacKey: Buffer;
   readonly #onError: (err: unknown) => void;
 
   constructor(options: LoginThrottleOptions) {
     this.#pair = new AttemptCounter('login-account-ip', options.maxFailuresPerAccount, options.lockSeconds, options.redis);
     this.#ip = new AttemptCounter('login-ip', options.maxFailuresPerIp, options.lockSeconds, options.redis);
+    this.#device = new AttemptCounter('login-device', options.maxFailuresPerAccount, options.lockSeconds, options.redis);
     this.#delay = new AccountDelay(options.accountDelayAfter, options.accountMaxDelaySeconds, options.lockSeconds, options.redis);
+    this.#devices = new DeviceCookies(options.secret);
     // A subkey of its own, so the secret (a cookie key) is never used directly for this.
     this.#hmacKey = Buffer.from(hkdfSync('sha256', options.secret, '', 'veil login throttle', 32));
     this.#onError = options.onError ?? (() => {});
@@ -146,23 +161,45 @@ export class LoginThrottle {
     return createHmac('sha256', this.#hmacKey).update(`${kind}\0${value}`).digest('base64url');
   }
 
-  #keys(email: string, ip: string) {
+  /** `device`: the counter key of the device cookie when it is valid for this email. */
+  async #keys(email: string, ip: string, deviceCookie: string | undefined) {
     const account = normaliseEmail(email);
     const address = addressKey(ip);
-    return { account: this.#key('account', account), pair: this.#key('account-ip', `${account}\0${address}`), ip: this.#key('ip', address) };
+    const device = await this.#devices.deviceFor(deviceCookie, account);
+    return {
+      account: this.#key('account', account),
+      pair: this.#key('account-ip', `${account}\0${address}`),
+      ip: this.#key('ip', address),
+      device: device === undefined ? undefined : this.#key('device', device),
+    };
   }
 
-  /** Call before verifying the password: counts the attempt, and refuses it when a lock or a delay is on. */
-  async check(email: string, ip: string): Promise<ThrottleDecision> {
-    const keys = this.#keys(email, ip);
+  /**
+   * Call before verifying the password: counts the attempt, and refuses it when a lock or a
+   * delay is on. `deviceCookie`: the browser's device cookie, if any (untrusted input).
+   */
+  async check(email: string, ip: string, deviceCookie?: string): Promise<ThrottleDecision> {
     try {
-      const [pair, address] = await Promise.all([this.#pair.attempt(keys.pair), this.#ip.attempt(keys.ip)]);
-      if (pair > 0) return { allowed: false, scope: 'account', reason: 'locked', retryAfterSeconds: Math.max(pair, address) };
-      if (address > 0) return { allowed: false, scope: 'ip', reason: 'locked', retryAfterSeconds: address };
+      const keys = await this.#keys(email, ip, deviceCookie);
+      const counted: Array<[AttemptCounter, string]> = [[this.#pair, keys.pair], [this.#ip, keys.ip]];
+      if (keys.device) counted.push([this.#device, keys.device]);
+      // Counted first (atomically, so parallel attempts cannot outrun a limit), given back when
+      // refused: a parallel attempt may meanwhile see one point too many and be refused, never
+      // one too few.
+      const [pair = 0, address = 0, device = 0] = await Promise.all(counted.map(([c, k]) => c.attempt(k)));
+      const refuse = async (decision: ThrottleDecision): Promise<ThrottleDecision> => {
+        await Promise.all(counted.map(([c, k]) => c.giveBack(k)));
+        return decision;
+      };
+      if (pair > 0) return refuse({ allowed: false, scope: 'account', reason: 'locked', retryAfterSeconds: Math.max(pair, address) });
+      if (address > 0) return refuse({ allowed: false, scope: 'ip', reason: 'locked', retryAfterSeconds: address });
+      if (device > 0) return refuse({ allowed: false, scope: 'device', reason: 'locked', retryAfterSeconds: device });
+      // A browser this account signed in with does not wait for the delay others keep busy.
+      if (keys.device) return { allowed: true };
       // Only attempts that got past the locks count toward the account's delay: a locked-out
       // address cannot keep raising it.
       const wait = await this.#delay.attempt(keys.account);
-      if (wait > 0) return { allowed: false, scope: 'account', reason: 'delayed', retryAfterSeconds: wait };
+      if (wait > 0) return refuse({ allowed: false, scope: 'account', reason: 'delayed', retryAfterSeconds: wait });
       return { allowed: true };
     } catch (err) {
       // Store errors are absorbed by the insurance counters; this is for anything else. Locking
@@ -172,25 +209,42 @@ export class LoginThrottle {
     }
   }
 
-  /** The checked attempt failed; returns the scopes this failure locked. */
-  async recordFailure(email: string, ip: string): Promise<ThrottleScope[]> {
-    const keys = this.#keys(email, ip);
+  /** The checked attempt failed (with the same device cookie as its check); returns the scopes this failure locked. */
+  async recordFailure(email: string, ip: string, deviceCookie?: string): Promise<ThrottleScope[]> {
     try {
-      const [pair, address] = await Promise.all([this.#pair.failed(keys.pair), this.#ip.failed(keys.ip)]);
-      return [...(pair ? (['account'] as const) : []), ...(address ? (['ip'] as const) : [])];
+      const keys = await this.#keys(email, ip, deviceCookie);
+      const [pair, address, device] = await Promise.all([
+        this.#pair.failed(keys.pair),
+        this.#ip.failed(keys.ip),
+        keys.device ? this.#device.failed(keys.device) : false,
+      ]);
+      return [...(pair ? (['account'] as const) : []), ...(address ? (['ip'] as const) : []), ...(device ? (['device'] as const) : [])];
     } catch (err) {
       this.#onError(err);
       return [];
     }
   }
 
-  /** The checked attempt succeeded: the account's failures are cleared; the address gets its point back. */
-  async recordSuccess(email: string, ip: string): Promise<void> {
-    const keys = this.#keys(email, ip);
+  /**
+   * The checked attempt succeeded: the pair's (and the device's) failures are cleared, the
+   * address gets its point back. The account's delay is cleared only by a sign-in without a
+   * device cookie: one from a known device says nothing about the guesses others keep making.
+   */
+  async recordSuccess(email: string, ip: string, deviceCookie?: string): Promise<void> {
     try {
-      await Promise.all([this.#pair.succeeded(keys.pair, true), this.#delay.succeeded(keys.account), this.#ip.succeeded(keys.ip, false)]);
+      const keys = await this.#keys(email, ip, deviceCookie);
+      await Promise.all([
+        this.#pair.succeeded(keys.pair, true),
+        this.#ip.succeeded(keys.ip, false),
+        keys.device ? this.#device.succeeded(keys.device, true) : this.#delay.succeeded(keys.account),
+      ]);
     } catch (err) {
       this.#onError(err);
     }
+  }
+
+  /** The device cookie to set after `email` signed in (`current`: the one the browser sent, if any). */
+  rememberDevice(email: string, current: string | undefined): Promise<string> {
+    return this.#devices.remember(email, current);
   }
 }

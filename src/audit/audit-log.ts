@@ -54,12 +54,12 @@ export class AuditLog {
   }
 
   /** Wrong email or password. `locked` lists the throttle scopes this failure locked, if any. */
-  loginFailed(clientId: string, locked: ReadonlyArray<'account' | 'ip'> = []): Promise<void> {
+  loginFailed(clientId: string, locked: ReadonlyArray<'account' | 'ip' | 'device'> = []): Promise<void> {
     return this.record({ type: 'login.failed', actor: 'user', clientId, details: { reason: 'invalid_credentials', ...(locked.length ? { locked: [...locked] } : {}) } });
   }
 
-  /** An attempt refused, unchecked, because the account or the address is locked. */
-  loginLocked(clientId: string, scope: 'account' | 'ip'): Promise<void> {
+  /** An attempt refused, unchecked, because the account, the address or the device cookie is locked. */
+  loginLocked(clientId: string, scope: 'account' | 'ip' | 'device'): Promise<void> {
     return this.record({ type: 'login.locked', actor: 'user', clientId, details: { scope } });
   }
 

@@ -6,6 +6,7 @@
 import { Router } from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors, type InteractionResults, type Provider } from 'oidc-provider';
+import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_SECONDS } from '../abuse/device-cookie.js';
 import type { LoginThrottle } from '../abuse/login-throttle.js';
 import type { AccountService } from '../accounts/account-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -124,7 +125,9 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (details.prompt.name !== 'login') throw new errors.InvalidRequest('this sign-in step is already complete');
     const body = (ctx.request.body ?? {}) as FormBody;
     const email = field(body, 'email').trim();
-    const throttle = await deps.loginThrottle.check(email, ctx.ip);
+    // Plain (the JWS inside is its own integrity); Koa would otherwise ask for a `.sig` cookie.
+    const device = ctx.cookies.get(DEVICE_COOKIE, { signed: false });
+    const throttle = await deps.loginThrottle.check(email, ctx.ip, device);
     const accountId = throttle.allowed ? await deps.accounts.authenticate(email, field(body, 'password')) : undefined;
     if (!accountId) {
       const client = await clientView(String(details.params.client_id));
@@ -134,7 +137,7 @@ export function interactionRoutes(deps: InteractionDeps) {
         deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope, reason: throttle.reason }, `login refused: ${throttle.reason}`);
         await deps.audit?.loginLocked(String(details.params.client_id), throttle.scope);
       } else {
-        const locked = await deps.loginThrottle.recordFailure(email, ctx.ip);
+        const locked = await deps.loginThrottle.recordFailure(email, ctx.ip, device);
         if (locked.length) deps.logger.warn({ event: 'login.locked', scopes: locked }, 'login locked after repeated failures');
         await deps.audit?.loginFailed(String(details.params.client_id), locked);
       }
@@ -142,12 +145,30 @@ export function interactionRoutes(deps: InteractionDeps) {
       deps.metrics?.login(throttle.allowed ? 'failure' : 'locked');
       return loginPage(ctx, details.uid, client, { email: email.slice(0, 320), error: LOGIN_FAILED }, 401);
     }
-    await deps.loginThrottle.recordSuccess(email, ctx.ip);
+    await deps.loginThrottle.recordSuccess(email, ctx.ip, device);
     deps.logger.info({ event: 'login.succeeded', accountId }, 'login succeeded');
     await deps.audit?.loginSucceeded(accountId, String(details.params.client_id));
     deps.metrics?.login('success');
+    await rememberDevice(ctx, email, device);
     await finish(ctx, { login: { accountId } }, false);
   });
+
+  /** Marks this browser as one `email` signed in with (device-cookie.ts): it then skips the account's delay. */
+  async function rememberDevice(ctx: Context, email: string, current: string | undefined) {
+    const secure = provider.issuer.startsWith('https:');
+    // Behind a TLS proxy that is not trusted (TRUST_PROXY off), Koa sees http and would refuse a
+    // Secure cookie; the issuer is what the browser talks to.
+    if (secure) ctx.cookies.secure = true;
+    ctx.cookies.set(DEVICE_COOKIE, await deps.loginThrottle.rememberDevice(email, current), {
+      signed: false,
+      httpOnly: true,
+      sameSite: 'lax',
+      secure,
+      path: '/interaction',
+      maxAge: DEVICE_COOKIE_MAX_AGE_SECONDS * 1000,
+      overwrite: true,
+    });
+  }
 
   router.post('/confirm', form, async (ctx) => {
     const details = await provider.interactionDetails(ctx.req, ctx.res);

@@ -4,8 +4,10 @@
  * then refused with exactly the answer a wrong one gets, and the lock lifts after its time.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
 import { postLogin, startLoginInteraction } from '../helpers/http-flow.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
@@ -219,5 +221,177 @@ describe('lockout per account and address, progressive delay per account', () =>
     // Once the (capped) delay has passed, the right password works again.
     await sleep(2300);
     assert.equal((await from('198.51.100.21', 'sprayed@example.com', PASSWORD)).status, 303);
+  });
+});
+
+describe('device cookies against an attacker who keeps the account delay busy', () => {
+  const DEVICE = 'veil.device';
+  const MAX_DELAY_SECONDS = 2;
+  let stores: TestStores;
+  let veil: TestVeil;
+  let clientId: string;
+  let nextAttacker = 0;
+  /** Alice's device cookie from a sign-in before the attack (test a). */
+  let aliceDevice: string;
+
+  before(async () => {
+    stores = await createTestStores();
+    veil = await startTestVeil(stores, {
+      TRUST_PROXY: 'true',
+      LOGIN_LOCK_SECONDS: '30',
+      LOGIN_MAX_FAILURES_PER_ACCOUNT: '3',
+      LOGIN_MAX_FAILURES_PER_IP: '1000',
+      LOGIN_ACCOUNT_DELAY_AFTER: '3',
+      LOGIN_ACCOUNT_MAX_DELAY_SECONDS: String(MAX_DELAY_SECONDS),
+    });
+    const c = await veil.admin<{ client: { client_id: string } }>('POST', '/admin/clients', {
+      client_name: 'Devices',
+      redirect_uris: ['https://app.example/cb'],
+      public: true,
+    });
+    clientId = c.body.client.client_id;
+    await veil.admin('POST', '/admin/users', { email: 'alice@example.com', password: PASSWORD });
+    await veil.admin('POST', '/admin/users', { email: 'bob@example.com', password: PASSWORD });
+  });
+
+  after(async () => {
+    await veil?.stop();
+    await stores?.cleanup();
+  });
+
+  const open = () => startLoginInteraction(veil.issuer, clientId, 'https://app.example/cb');
+
+  /** Posts a login from `ip`, with a device cookie or none; returns the answer and any new device cookie. */
+  const login = async (ip: string, email: string, password: string, device?: string, interaction?: { path: string; cookie: string }) => {
+    const i = interaction ?? (await open());
+    const res = await fetch(`${veil.issuer}${i.path}/login`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        cookie: [i.cookie, ...(device === undefined ? [] : [`${DEVICE}=${device}`])].join('; '),
+        'x-forwarded-for': ip,
+      },
+      body: new URLSearchParams({ email, password }).toString(),
+      redirect: 'manual',
+    });
+    const body = await res.text();
+    const set = res.headers.getSetCookie().find((c) => c.startsWith(`${DEVICE}=`));
+    return { status: res.status, page: normalised(body, i.path), set, device: set?.split(';')[0]!.slice(DEVICE.length + 1) };
+  };
+
+  /** A new attacker address per two attempts: never near the per-address locks. */
+  const attackerAddress = () => `10.${Math.floor(nextAttacker / 512) % 256}.${Math.floor(nextAttacker / 2) % 256}.${nextAttacker++ % 2 === 0 ? 1 : 2}`;
+  const attackOnce = () => login(attackerAddress(), 'alice@example.com', `guess ${nextAttacker}`);
+  const delayed = () => veil.logs.filter((l) => l.includes('"login.throttled"') && l.includes('"delayed"')).length;
+
+  /** The attacker is past the threshold and takes the (free) delay slot; then `owner` tries at once, inside the delay. */
+  async function insideTheDelay<T>(owner: (interaction: { path: string; cookie: string }) => Promise<T>): Promise<T> {
+    const interaction = await open();
+    for (let i = 0; i < 3; i++) await attackOnce();
+    await sleep(MAX_DELAY_SECONDS * 1000 + 200);
+    const a = await attackOnce();
+    assert.equal(a.status, 401);
+    return owner(interaction);
+  }
+
+  test('(a) with a device cookie from an earlier sign-in, the owner gets in while an attacker rotating addresses keeps the delay busy', async () => {
+    const first = await login('198.51.100.10', 'alice@example.com', PASSWORD);
+    assert.equal(first.status, 303);
+    assert.ok(first.set && first.device, 'a successful sign-in sets the device cookie');
+    assert.match(first.set, /; path=\/interaction(;|$)/i);
+    assert.match(first.set, /; httponly(;|$)/i);
+    assert.match(first.set, /; samesite=lax(;|$)/i);
+    assert.doesNotMatch(first.set, /; secure/i, 'not Secure on an http issuer');
+    const expires = Date.parse(/; expires=([^;]+)/i.exec(first.set)?.[1] ?? '');
+    assert.ok(expires > Date.now() + 364 * 86_400_000, 'kept for a year');
+    assert.doesNotMatch(decodeURIComponent(first.device!), /alice|example/i);
+    assert.doesNotMatch(Buffer.from(first.device!.split('.')[1] ?? '', 'base64url').toString(), /alice|example/i);
+    aliceDevice = first.device!;
+
+    // The attack: a wrong password every 0.1 s, two per address.
+    let attacking = true;
+    const attacker = (async () => {
+      while (attacking) {
+        await attackOnce();
+        await sleep(100);
+      }
+    })();
+    try {
+      while (delayed() === 0) await sleep(50);
+      const delayedBefore = delayed();
+      for (let i = 0; i < 6; i++) {
+        const owner = await login('198.51.100.10', 'alice@example.com', PASSWORD, aliceDevice);
+        assert.equal(owner.status, 303, `sign-in ${i} with the device cookie during the attack`);
+        await sleep(400);
+      }
+      assert.ok(delayed() > delayedBefore + 5, 'the attacker was being delayed meanwhile');
+    } finally {
+      attacking = false;
+      await attacker;
+    }
+  });
+
+  test('(b) without a device cookie the owner may be delayed, but those refusals do not lock her address', async () => {
+    const throttledBefore = delayed();
+    for (let round = 0; round < 4; round++) {
+      const refused = await insideTheDelay((i) => login('198.51.100.20', 'alice@example.com', PASSWORD, undefined, i));
+      assert.equal(refused.status, 401, `round ${round}: refused inside the delay`);
+      assert.equal(refused.set, undefined, 'a refusal sets no device cookie');
+    }
+    assert.ok(delayed() >= throttledBefore + 4);
+    // The attack stops; once the delay has passed, her address is not locked.
+    await sleep(MAX_DELAY_SECONDS * 1000 + 300);
+    const after = await login('198.51.100.20', 'alice@example.com', PASSWORD);
+    assert.equal(after.status, 303);
+  });
+
+  test('(c) a device cookie of another account, or a forged or garbled one, gives no exemption; one cookie serves several accounts', async () => {
+    const bob = await login('198.51.100.30', 'bob@example.com', PASSWORD);
+    assert.equal(bob.status, 303);
+    const [h, p, s] = aliceDevice.split('.') as [string, string, string];
+    const forged = await new SignJWT(decodeJwt(aliceDevice)).setProtectedHeader(decodeProtectedHeader(aliceDevice) as { alg: string }).sign(randomBytes(32));
+    const candidates = {
+      "bob's": bob.device!,
+      tampered: `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`,
+      forged,
+      garbled: '%%%not-a-cookie',
+    };
+    let refusal: string | undefined;
+    for (const [name, cookie] of Object.entries(candidates)) {
+      const res = await insideTheDelay((i) => login('198.51.100.31', 'alice@example.com', PASSWORD, cookie, i));
+      assert.equal(res.status, 401, `${name} cookie: refused inside the delay`);
+      assert.equal(res.set, undefined);
+      refusal ??= res.page;
+      assert.equal(res.page, refusal, 'every refusal is the same page');
+    }
+    // Bob signs in in Alice's browser: its cookie now serves both.
+    const both = await login('198.51.100.32', 'bob@example.com', PASSWORD, aliceDevice);
+    assert.equal(both.status, 303);
+    const res = await insideTheDelay((i) => login('198.51.100.31', 'alice@example.com', PASSWORD, both.device!, i));
+    assert.equal(res.status, 303, "the shared browser's cookie still exempts Alice");
+    aliceDevice = both.device!;
+  });
+
+  test('(d) wrong passwords with a valid device cookie lock that device, not the account', async () => {
+    let wrong: Awaited<ReturnType<typeof login>> | undefined;
+    for (let i = 0; i < 3; i++) {
+      wrong = await login(`198.51.100.${40 + i}`, 'alice@example.com', `typo ${i}`, aliceDevice);
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.set, undefined);
+    }
+    const throttled = veil.logs.filter((l) => l.includes('"login.throttled"')).length;
+    const locked = await login('198.51.100.45', 'alice@example.com', PASSWORD, aliceDevice);
+    assert.equal(locked.status, 401, 'the locked device is refused, even with the right password');
+    assert.equal(locked.page, wrong!.page, 'with the wrong-password page');
+    assert.equal(locked.set, undefined);
+    const lines = veil.logs.filter((l) => l.includes('"login.throttled"'));
+    assert.equal(lines.length, throttled + 1);
+    assert.match(lines.at(-1)!, /"scope":"device"/);
+    // Another browser of Alice's, and Alice without a cookie once the delay has passed, still sign in.
+    await sleep(MAX_DELAY_SECONDS * 1000 + 300);
+    const elsewhere = await login('198.51.100.46', 'alice@example.com', PASSWORD);
+    assert.equal(elsewhere.status, 303);
+    assert.equal((await login('198.51.100.47', 'alice@example.com', PASSWORD, elsewhere.device)).status, 303);
+    assert.equal((await login('198.51.100.48', 'alice@example.com', PASSWORD, aliceDevice)).status, 401, 'still locked');
   });
 });

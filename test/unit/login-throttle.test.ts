@@ -90,6 +90,96 @@ function behaviour(backend: () => RedisBackend | undefined) {
     assert.deepEqual(await t.check(e, '192.0.2.10'), { allowed: true });
   });
 
+  test('an attempt refused by the delay counts toward neither the address lock of its account nor the address ceiling', async () => {
+    const t = new LoginThrottle({ ...LIMITS, lockSeconds: 30, accountDelayAfter: 1, accountMaxDelaySeconds: 5, redis: backend() });
+    const e = email();
+    // The attacker, elsewhere, takes the account's slot (held 1 s).
+    await fail(t, 2, e, '203.0.113.1');
+    // The owner, from one address, is refused by the delay more often than any lock allows.
+    for (let i = 0; i < LIMITS.maxFailuresPerIp + 1; i++) {
+      const d = await t.check(e, '198.51.100.50');
+      assert.ok(!d.allowed && d.reason === 'delayed', `attempt ${i} is delayed`);
+    }
+    await sleep(1100);
+    // Those refusals checked no password, so they counted nowhere: the owner's address is free.
+    assert.deepEqual(await t.check(e, '198.51.100.50'), { allowed: true });
+    assert.deepEqual(await t.check(email(), '198.51.100.50'), { allowed: true });
+  });
+
+  test('a device cookie exempts its account from the delay, never from the locks; N failures with it lock the device', async () => {
+    const t = new LoginThrottle({ ...LIMITS, lockSeconds: 30, maxFailuresPerIp: 100, accountDelayAfter: 1, accountMaxDelaySeconds: 5, redis: backend() });
+    const e = email();
+    const device = await t.rememberDevice(e, undefined);
+    assert.doesNotMatch(Buffer.from(device.split('.')[1] ?? '', 'base64url').toString(), new RegExp(e.split('@')[0]!), 'no email in the cookie');
+    await fail(t, 2, e, '203.0.113.2');
+    assert.equal((await t.check(e, '198.51.100.60')).allowed, false, 'without the cookie: delayed');
+    assert.deepEqual(await t.check(e, '198.51.100.60', device), { allowed: true });
+    await t.recordSuccess(e, '198.51.100.60', device);
+    // A success on a known device does not lift the delay the attacker has earned.
+    const attacker = await t.check(e, '203.0.113.3');
+    assert.ok(!attacker.allowed && attacker.reason === 'delayed');
+    // A cookie still counts toward, and is stopped by, the lock of its account and address
+    // (failures with a second browser's cookie, which locks that browser as well).
+    const second = await t.rememberDevice(e, undefined);
+    for (let i = 0; i < LIMITS.maxFailuresPerAccount; i++) {
+      assert.deepEqual(await t.check(e, '198.51.100.61', second), { allowed: true });
+      await t.recordFailure(e, '198.51.100.61', second);
+    }
+    const pair = await t.check(e, '198.51.100.61', device);
+    assert.ok(!pair.allowed && pair.scope === 'account' && pair.reason === 'locked');
+    // Wrong passwords with the cookie, each from a new address: the device locks after N.
+    for (let i = 0; i < LIMITS.maxFailuresPerAccount; i++) {
+      assert.deepEqual(await t.check(e, `198.51.100.${70 + i}`, device), { allowed: true });
+      const locked = await t.recordFailure(e, `198.51.100.${70 + i}`, device);
+      assert.deepEqual(locked, i === LIMITS.maxFailuresPerAccount - 1 ? ['device'] : []);
+    }
+    const stolen = await t.check(e, '198.51.100.80', device);
+    assert.ok(!stolen.allowed && stolen.scope === 'device' && stolen.reason === 'locked');
+    // Another browser of the owner is not locked (the lock is the device's).
+    assert.deepEqual(await t.check(e, '198.51.100.81', await t.rememberDevice(e, undefined)), { allowed: true });
+  });
+
+  test('a device cookie of another account, tampered, forged or garbled gives no exemption', async () => {
+    const t = new LoginThrottle({ ...LIMITS, lockSeconds: 30, accountDelayAfter: 1, accountMaxDelaySeconds: 5, redis: backend() });
+    const e = email();
+    const mine = await t.rememberDevice(e, undefined);
+    const [h, p, s] = mine.split('.') as [string, string, string];
+    const other = new LoginThrottle({ ...LIMITS, secret: 'another cookie key of thirty-two characters or more' });
+    const candidates = [
+      await t.rememberDevice(email(), undefined),
+      await other.rememberDevice(e, undefined),
+      `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`,
+      `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), exp: 9_999_999_999 })).toString('base64url')}.${s}`,
+      'garbage',
+      '',
+      'x'.repeat(10_000),
+    ];
+    await fail(t, 2, e, '203.0.113.4');
+    for (const [i, cookie] of candidates.entries()) {
+      const d = await t.check(e, `198.51.100.${90 + i}`, cookie);
+      assert.ok(!d.allowed && d.reason === 'delayed', `candidate ${i} is delayed`);
+    }
+    assert.deepEqual(await t.check(e, '198.51.100.99', mine), { allowed: true });
+  });
+
+  test('one device cookie remembers several accounts, the most recent ones, within a bound', async () => {
+    const t = new LoginThrottle({ ...LIMITS, lockSeconds: 30, accountDelayAfter: 0, accountMaxDelaySeconds: 30, redis: backend() });
+    const emails = Array.from({ length: 12 }, email);
+    let cookie: string | undefined;
+    for (const e of emails) cookie = await t.rememberDevice(e, cookie);
+    assert.ok(cookie!.length < 1024, `the cookie stays small (${cookie!.length})`);
+    // accountDelayAfter 0: every attempt without an exemption needs the slot, held for 1 s.
+    for (const [i, e] of emails.entries()) await t.check(e, `203.0.113.${10 + i}`);
+    const exempt: boolean[] = [];
+    for (const [i, e] of emails.entries()) {
+      const d = await t.check(e, `198.51.100.${110 + i}`, cookie);
+      exempt.push(d.allowed);
+      // Settled as the route would (the device counts attempts in flight too).
+      if (d.allowed) await t.recordSuccess(e, `198.51.100.${110 + i}`, cookie);
+    }
+    assert.deepEqual(exempt, emails.map((_, i) => i >= 2), 'the two oldest are forgotten');
+  });
+
   test('locks an address after the maximum of failures across accounts', async () => {
     const t = make();
     const ip = `198.51.100.${1 + (randomBytes(1)[0]! % 200)}`;
