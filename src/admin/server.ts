@@ -19,7 +19,7 @@ import { DuplicateAccountError } from '../store/accounts.js';
 import { KeyFileError } from '../crypto/keys.js';
 import type { GrantRevocation } from '../oidc/grant-revocation.js';
 import { keysRoutes, type KeysRoutesDeps } from './keys-routes.js';
-import { DuplicateResourceServer, InvalidResourceServer, type ResourceServerRegistry } from '../resource-servers/registry.js';
+import { DuplicateResourceServer, InvalidResourceServer, type ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import { operationsRoutes } from './operations.js';

@@ -14,7 +14,7 @@ export function describeApiScope(scope: string): string {
   return `Permission "${scope}"`;
 }
 
-/** The user claims a resource server may receive (resource-servers/registry.ts RELEASABLE_CLAIMS). */
+/** The user claims a resource server may receive (resource-registry/registry.ts RELEASABLE_CLAIMS). */
 const CLAIMS: Record<string, string> = {
   email: 'Your email address',
   email_verified: 'Whether your email address is verified',

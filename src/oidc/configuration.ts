@@ -9,7 +9,7 @@ import type { SigningJwk } from '../crypto/keys.js';
 import type { Views } from '../interactions/views.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import { isResourceScopes, RESOURCE_SCOPES } from '../clients/api-scopes.js';
-import type { ResourceServerRegistry } from '../resource-servers/registry.js';
+import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
 import { outboundFetch } from '../http/safe-fetch.js';

@@ -12,7 +12,7 @@
  * (configuration.ts) releases only consented claims.
  */
 import { interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
-import type { ResourceServerRegistry } from '../resource-servers/registry.js';
+import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
 import { toProtocolError } from './errors.js';
 

@@ -25,8 +25,8 @@ import Provider, { errors, type Client, type Configuration, type KoaContextWithO
 import { allowedApiScopes } from '../clients/api-scopes.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
-import type { ResourceServerRegistry } from '../resource-servers/registry.js';
-import { EncryptionKeyError, type EncryptionKeys } from '../resource-servers/encryption-keys.js';
+import type { ResourceServerRegistry } from '../resource-registry/registry.js';
+import { EncryptionKeyError, type EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import { toProtocolError } from './errors.js';
 import { ResourceKeyUnavailable } from './sealed-tokens.js';
 
@@ -74,7 +74,7 @@ export interface ResourcePolicy {
   beforeCodeConsumed(code: RedemptionSource): Promise<void>;
 }
 
-/** Where a resource server's encryption key comes from (resource-servers/encryption-keys.ts). */
+/** Where a resource server's encryption key comes from (resource-registry/encryption-keys.ts). */
 export type ResourceKeys = Pick<EncryptionKeys, 'forResourceServer'>;
 
 export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: readonly string[], keys: ResourceKeys): ResourcePolicy {

@@ -14,8 +14,8 @@ import { createHash } from 'node:crypto';
 import type { Middleware } from 'koa';
 import Provider, { errors, type AdapterPayload } from 'oidc-provider';
 import { sealAccessToken, type SigningKey } from '../crypto/sealer.js';
-import { EncryptionKeyError, type EncryptionKeys } from '../resource-servers/encryption-keys.js';
-import type { ResourceServerRegistry } from '../resource-servers/registry.js';
+import { EncryptionKeyError, type EncryptionKeys } from '../resource-registry/encryption-keys.js';
+import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { ServiceUnavailable } from './errors.js';
 

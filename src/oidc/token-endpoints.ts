@@ -17,7 +17,7 @@
 import type { Context, Middleware } from 'koa';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Client, Provider } from 'oidc-provider';
-import { INTROSPECTION_CLIENT_PREFIX, type ResourceServerRegistry } from '../resource-servers/registry.js';
+import { INTROSPECTION_CLIENT_PREFIX, type ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { MalformedBasicCredentials, parseBasicCredentials } from '../http/basic-auth.js';
 import { BadRequestBody, formBody } from '../http/body.js';
