@@ -1,5 +1,5 @@
 /**
- * The demo API: a resource server protected by veil/resource-server. It owns an ECDH P-256 key
+ * The demo API: a resource server protected by @veil/resource-server. It owns an ECDH P-256 key
  * (generated once, kept in a 0600 file), publishes the public half at /jwks.json for Veil to
  * encrypt to, and serves one protected route.
  */
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Router } from '@koa/router';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import Koa from 'koa';
-import { createVerifier, koaRequireAccessToken, type AccessTokenState } from '../resource-server/index.js';
+import { createVerifier, koaRequireAccessToken, type AccessTokenState } from '@veil/resource-server';
 
 /** What Veil encrypts to by default for EC keys; published as the key's `alg`. */
 export const DEMO_KEY_ALG = 'ECDH-ES+A256KW';

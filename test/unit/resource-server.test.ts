@@ -1,5 +1,5 @@
 /**
- * veil/resource-server: sealed access tokens are accepted only when every layer checks out, and
+ * @veil/resource-server: sealed access tokens are accepted only when every layer checks out, and
  * each way of failing has its own error code. Tokens are built with jose against a stand-in
  * issuer (JWKS, discovery, introspection) on 127.0.0.1.
  */
@@ -17,7 +17,7 @@ import {
   type AccessTokenVerifier,
   type VeilTokenErrorCode,
   type VerifierOptions,
-} from '../../src/resource-server/index.js';
+} from '@veil/resource-server';
 import {
   accessTokenClaims,
   b64url,

@@ -1,4 +1,4 @@
-/** `veil/resource-server`: verify Veil's sealed access tokens in an API. */
+/** `@veil/resource-server`: verify Veil's sealed access tokens in an API. */
 export {
   createVerifier,
   DEFAULT_ALGORITHMS,
@@ -14,5 +14,5 @@ export {
 export { VeilTokenError, type VeilTokenErrorCode } from './errors.js';
 export type { IntrospectionOptions } from './introspection.js';
 export type { BearerOutcome, ErrorBody, RequireAccessTokenOptions } from './bearer.js';
-export { requireAccessToken as koaRequireAccessToken, type AccessTokenState } from './koa.js';
+export { requireAccessToken as koaRequireAccessToken, type AccessTokenState, type KoaContextLike, type KoaMiddleware } from './koa.js';
 export { requireAccessToken as expressRequireAccessToken, type AccessTokenRequest, type NodeMiddleware } from './express.js';
