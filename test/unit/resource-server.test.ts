@@ -332,7 +332,8 @@ describe('issuer signing keys', () => {
     const own = await startFakeIssuer([es256]);
     own.jwksCacheControl = 'no-cache, max-age=0';
     try {
-      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk] });
+      // cache: false, else the verified-token cache would answer before the JWKS is consulted.
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk], cache: false });
       const token = await seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), es256), ecRecipient);
       for (let i = 0; i < 10; i += 1) await verifier.verify(token);
       assert.equal(own.jwksFetches, 1);
@@ -345,7 +346,7 @@ describe('issuer signing keys', () => {
     const own = await startFakeIssuer([es256]);
     own.jwksCacheControl = 'max-age=1';
     try {
-      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk] });
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk], cache: false });
       const token = await seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), es256), ecRecipient);
       await verifier.verify(token);
       own.jwksUp = false;
@@ -424,6 +425,150 @@ describe('introspection', () => {
     issuer.introspectionCalls.length = 0;
     await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(await sealedToken({ aud: 'https://other.example.test' })), 'audience_mismatch');
     assert.equal(issuer.introspectionCalls.length, 0);
+  });
+});
+
+describe('verified-token cache', () => {
+  const sleepUntil = (epochMs: number) => new Promise((r) => setTimeout(r, Math.max(0, epochMs - Date.now())));
+
+  test('the same token again is a hit: decrypted and verified once, the same frozen result each time', async () => {
+    const verifier = verifierFor();
+    const token = await sealedToken();
+    const first = await verifier.verify(token);
+    const second = await verifier.verify(token);
+    await verifier.verify(token);
+    assert.deepEqual(verifier.cacheStats(), { entries: 1, hits: 2, misses: 1 });
+    assert.equal(second, first);
+    assert.ok(Object.isFrozen(first.claims) && Object.isFrozen(first.scopes), 'a shared result cannot be changed by one request');
+
+    const uncached = verifierFor(ecRecipient, { cache: false });
+    for (let i = 0; i < 3; i += 1) await uncached.verify(token);
+    assert.deepEqual(uncached.cacheStats(), { entries: 0, hits: 0, misses: 3 });
+  });
+
+  test('a token differing by one character is a miss, and failures are not cached', async () => {
+    const verifier = verifierFor();
+    const token = await sealedToken();
+    await verifier.verify(token);
+    // The first character of the ciphertext: all six of its bits count (a final one may be padding).
+    const at = token.split('.').slice(0, 3).join('.').length + 1;
+    const changed = `${token.slice(0, at)}${token[at] === 'A' ? 'B' : 'A'}${token.slice(at + 1)}`;
+    await rejectsWith(verifier.verify(changed), 'decryption_failed');
+    await rejectsWith(verifier.verify(changed), 'decryption_failed');
+    assert.deepEqual(verifier.cacheStats(), { entries: 1, hits: 0, misses: 3 });
+    await verifier.verify(token);
+    assert.equal(verifier.cacheStats().hits, 1);
+  });
+
+  test('an expired token is refused even when cached', async () => {
+    const verifier = verifierFor(ecRecipient, { clockToleranceSeconds: 0 });
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const token = await sealedToken({ exp });
+    await verifier.verify(token);
+    await verifier.verify(token);
+    assert.equal(verifier.cacheStats().hits, 1);
+    await sleepUntil(exp * 1000 + 50);
+    await rejectsWith(verifier.verify(token), 'token_expired');
+    assert.deepEqual(verifier.cacheStats(), { entries: 0, hits: 1, misses: 2 });
+  });
+
+  test('maxAgeSeconds bounds reuse: a token whose signing key Veil retired stops verifying within it', async () => {
+    const retiring = await generateSigner('ES256');
+    const own = await startFakeIssuer([retiring]);
+    own.jwksCacheControl = 'max-age=1';
+    try {
+      const verifier = createVerifier({ issuer: own.url, audience: AUDIENCE, decryptionKeys: [ecRecipient.privateJwk], cache: { maxAgeSeconds: 1 } });
+      const token = await seal(await signAccessToken(accessTokenClaims(own.url, AUDIENCE), retiring), ecRecipient);
+      await verifier.verify(token);
+      own.jwks = [];
+      await new Promise((r) => setTimeout(r, 1300));
+      await rejectsWith(verifier.verify(token), 'signing_key_unknown');
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('the bound holds: at most maxEntries tokens, the least recently used dropped first', async () => {
+    const verifier = verifierFor(ecRecipient, { cache: { maxEntries: 2 } });
+    const [a, b, c] = await Promise.all([sealedToken(), sealedToken(), sealedToken()]);
+    await verifier.verify(a!);
+    await verifier.verify(b!);
+    await verifier.verify(a!); // a is now the most recently used
+    await verifier.verify(c!); // evicts b
+    assert.deepEqual(verifier.cacheStats(), { entries: 2, hits: 1, misses: 3 });
+    await verifier.verify(a!);
+    await verifier.verify(c!);
+    assert.equal(verifier.cacheStats().hits, 3, 'a and c stayed');
+    await verifier.verify(b!);
+    assert.deepEqual(verifier.cacheStats(), { entries: 2, hits: 3, misses: 4 });
+  });
+
+  test('forget(token) drops the cached verification', async () => {
+    const verifier = verifierFor();
+    const token = await sealedToken();
+    await verifier.verify(token);
+    assert.equal(verifier.forget(token), true);
+    assert.equal(verifier.forget(token), false);
+    await verifier.verify(token);
+    assert.deepEqual(verifier.cacheStats(), { entries: 1, hits: 0, misses: 2 });
+  });
+
+  test('revoke(jti): the cached token and any other token with that jti stop verifying', async () => {
+    const verifier = verifierFor();
+    const jti = 'revoked-jti';
+    const token = await sealedToken({ jti });
+    const other = await sealedToken({ jti: 'kept-jti' });
+    await verifier.verify(token);
+    await verifier.verify(other);
+    verifier.revoke(jti);
+    assert.equal(verifier.cacheStats().entries, 1, 'only the revoked jti left the cache');
+    await rejectsWith(verifier.verify(token), 'token_inactive');
+    await rejectsWith(verifier.verify(await sealedToken({ jti })), 'token_inactive');
+    await verifier.verify(other);
+    // Also without a cache.
+    const uncached = verifierFor(ecRecipient, { cache: false });
+    uncached.revoke(jti);
+    await rejectsWith(uncached.verify(token), 'token_inactive');
+    assert.throws(() => verifier.revoke(''), TypeError);
+  });
+
+  test('introspection saying active: false drops the cached token for good; an outage does not', async () => {
+    const verifier = verifierFor(ecRecipient, { introspect: { clientId: 'a', clientSecret: 'b' } });
+    const token = await sealedToken();
+    await verifier.verify(token);
+    assert.equal(verifier.cacheStats().entries, 1);
+    try {
+      issuer.introspection = 'error';
+      await rejectsWith(verifier.verify(token), 'introspection_failed');
+      assert.equal(verifier.cacheStats().entries, 1, 'Veil unreachable says nothing about the token');
+      issuer.introspection = 'inactive';
+      await rejectsWith(verifier.verify(token), 'token_inactive');
+      assert.equal(verifier.cacheStats().entries, 0);
+      // Veil never makes a token active again; the verifier remembers instead of asking twice.
+      issuer.introspection = 'active';
+      await rejectsWith(verifier.verify(token), 'token_inactive');
+    } finally {
+      issuer.introspection = 'active';
+    }
+  });
+
+  test('a verification that fails after the local checks is not cached', async () => {
+    const verifier = verifierFor(ecRecipient, { introspect: { clientId: 'a', clientSecret: 'b' } });
+    const token = await sealedToken();
+    issuer.introspection = 'error';
+    try {
+      await rejectsWith(verifier.verify(token), 'introspection_failed');
+    } finally {
+      issuer.introspection = 'active';
+    }
+    assert.equal(verifier.cacheStats().entries, 0);
+    await verifier.verify(token);
+    assert.deepEqual(verifier.cacheStats(), { entries: 1, hits: 0, misses: 2 });
+  });
+
+  test('cache options are validated', () => {
+    assert.throws(() => verifierFor(ecRecipient, { cache: { maxEntries: 0 } }), /cache.maxEntries/);
+    assert.throws(() => verifierFor(ecRecipient, { cache: { maxAgeSeconds: -1 } }), /cache.maxAgeSeconds/);
   });
 });
 

@@ -19,6 +19,7 @@ import { toVeilTokenError, VeilTokenError } from './errors.js';
 import { createIntrospector, type IntrospectionOptions, type Introspector } from './introspection.js';
 import { createIssuerJwks } from './issuer-jwks.js';
 import { positiveOption } from './options.js';
+import { RevokedJtis, tokenKey, VerifiedTokenCache } from './token-cache.js';
 
 const ECDH_ALGORITHMS = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW'] as const;
 const RSA_ALGORITHMS = ['RSA-OAEP', 'RSA-OAEP-256', 'RSA-OAEP-384', 'RSA-OAEP-512'] as const;
@@ -75,6 +76,29 @@ interface VerifierOptionsBase {
   maxTokenLength?: number;
   /** Also ask Veil (RFC 7662) whether the token is still active, after local checks pass. */
   introspect?: IntrospectionOptions;
+  /**
+   * Reuse a successful verification when the same token comes again (introspection, when on,
+   * still runs by its own cache rules). On by default; `false` turns it off.
+   */
+  cache?: false | VerifiedTokenCacheOptions;
+}
+
+export interface VerifiedTokenCacheOptions {
+  /** Most tokens remembered; the least recently used is dropped first. Default 10000. */
+  maxEntries?: number;
+  /**
+   * Longest a verification is reused, however far away the token's exp. Default 60. Bounds how
+   * long a token signed with a key Veil has since retired keeps verifying from the cache.
+   */
+  maxAgeSeconds?: number;
+}
+
+export interface RevokeOptions {
+  /**
+   * Until when (epoch seconds, normally the token's exp) the jti is refused. Default: the latest
+   * exp among cached tokens with this jti, else 24 hours from now.
+   */
+  until?: number;
 }
 
 export type VerifierOptions = VerifierOptionsBase &
@@ -109,6 +133,12 @@ export interface AccessTokenVerifier {
   readonly audience: string;
   /** Resolves with the verified token or rejects with a VeilTokenError, never anything else. */
   verify(token: string): Promise<VerifiedAccessToken>;
+  /** Drops a cached verification of this token: its next use is verified in full again. */
+  forget(token: string): boolean;
+  /** Refuses every token with this jti from now on (`token_inactive`), cached or not. */
+  revoke(jti: string, options?: RevokeOptions): void;
+  /** Cache counters: a miss is a full verification (decryption, signature, claims). */
+  cacheStats(): { entries: number; hits: number; misses: number };
 }
 
 type KeyFamily = 'ecdh' | 'rsa';
@@ -123,6 +153,16 @@ interface DecryptionKeyEntry {
 const FAMILY_ALGORITHMS: Record<KeyFamily, readonly string[]> = { ecdh: ECDH_ALGORITHMS, rsa: RSA_ALGORITHMS };
 const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]*$/;
 const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'];
+/** How long `revoke(jti)` refuses a jti whose exp it does not know: longer than any Veil access token lives by default. */
+const DEFAULT_REVOCATION_MS = 24 * 3600 * 1000;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
 
 function fail(code: ConstructorParameters<typeof VeilTokenError>[0], message: string): never {
   throw new VeilTokenError(code, message);
@@ -318,22 +358,75 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
     }
   }
 
+  const cacheOptions = options.cache === false ? undefined : (options.cache ?? {});
+  const maxEntries = Math.floor(positiveOption(cacheOptions?.maxEntries, 10_000, 'cache.maxEntries'));
+  const cache = cacheOptions && new VerifiedTokenCache<VerifiedAccessToken>(maxEntries, positiveOption(cacheOptions.maxAgeSeconds, 60, 'cache.maxAgeSeconds') * 1000);
+  const revoked = new RevokedJtis(maxEntries);
+  let hits = 0;
+  let misses = 0;
+
+  /** Decryption, signature and claims: everything that only depends on the token itself. */
+  async function verifyInFull(token: string): Promise<VerifiedAccessToken> {
+    inspectJweHeader(token);
+    const { jws, header: jweHeader } = await decrypt(token);
+    const { payload, header: jwsHeader } = await verifySigned(jws);
+    const claims = checkClaims(payload, clockTolerance);
+    // Frozen: the same object may be handed to many requests from the cache.
+    return deepFreeze({
+      claims,
+      scopes: claims.scope ? claims.scope.split(' ').filter(Boolean) : [],
+      header: { jwe: jweHeader, jws: jwsHeader },
+    });
+  }
+
+  const refuseIfRevoked = (jti: string, key: string | undefined) => {
+    if (!revoked.has(jti, Date.now())) return;
+    if (key) cache?.delete(key);
+    fail('token_inactive', 'the token has been revoked');
+  };
+
   return {
     issuer,
     audience,
     async verify(token) {
       if (typeof token !== 'string' || !token) fail('token_malformed', 'token must be a non-empty string');
       if (token.length > maxTokenLength) fail('token_too_large', `token is longer than ${maxTokenLength} characters`);
-      inspectJweHeader(token);
-      const { jws, header: jweHeader } = await decrypt(token);
-      const { payload, header: jwsHeader } = await verifySigned(jws);
-      const claims = checkClaims(payload, clockTolerance);
-      if (introspector) await introspector.assertActive(token, claims.exp);
-      return {
-        claims,
-        scopes: claims.scope ? claims.scope.split(' ').filter(Boolean) : [],
-        header: { jwe: jweHeader, jws: jwsHeader },
-      };
+      const key = cache && tokenKey(token);
+      // The cache holds a token only until its exp, so a hit is never an expired token.
+      const cached = key ? cache.get(key, Date.now()) : undefined;
+      const hit = cached !== undefined;
+      if (hit) hits += 1;
+      else misses += 1;
+      const verified = cached ?? (await verifyInFull(token));
+      const { jti, exp } = verified.claims;
+      refuseIfRevoked(jti, key);
+      if (introspector) {
+        try {
+          await introspector.assertActive(token, exp);
+        } catch (err) {
+          // Veil said no: a signal to act on, not just to pass along (an outage is not one).
+          if (err instanceof VeilTokenError && err.code === 'token_inactive') {
+            if (key) cache.delete(key);
+            revoked.add(jti, exp * 1000, Date.now());
+          }
+          throw err;
+        }
+        refuseIfRevoked(jti, key); // revoked while Veil was being asked
+      }
+      // Only successes are stored: failures are not worth remembering (see README, "Cache").
+      if (key && !hit) cache.set(key, verified, jti, exp * 1000, Date.now());
+      return verified;
     },
+    forget(token) {
+      return typeof token === 'string' && cache !== undefined && cache.delete(tokenKey(token));
+    },
+    revoke(jti, revokeOptions = {}) {
+      if (typeof jti !== 'string' || !jti) throw new TypeError('jti must be a non-empty string');
+      const now = Date.now();
+      const cachedUntil = cache?.deleteJti(jti);
+      const until = revokeOptions.until !== undefined ? revokeOptions.until * 1000 : (cachedUntil ?? now + DEFAULT_REVOCATION_MS);
+      revoked.add(jti, until, now);
+    },
+    cacheStats: () => ({ entries: cache?.size ?? 0, hits, misses }),
   };
 }
