@@ -78,6 +78,7 @@ const envSchema = z.object({
     .regex(/^#[0-9a-fA-F]{6}$/, 'must be a hex colour such as #4f46e5')
     .default('#4f46e5'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   LOGIN_MAX_FAILURES_PER_ACCOUNT: z.coerce.number().int().positive().default(5),
   LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().positive().default(20),
   LOGIN_LOCK_SECONDS: seconds.default(15 * 60),
@@ -140,6 +141,8 @@ export interface VeilConfig {
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   brand: { name: string; logoUrl: string | undefined; color: string };
   logLevel: Env['LOG_LEVEL'];
+  /** `auto`: readable lines when standard output is a terminal (outside production and CI), JSON otherwise. */
+  logFormat: Env['LOG_FORMAT'];
   throttle: {
     login: {
       /** Failures for one email from one address that lock that pair. */
@@ -308,6 +311,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_ITERATIONS, parallelism: e.ARGON2_PARALLELISM },
     brand: { name: e.BRAND_NAME, logoUrl: e.BRAND_LOGO_URL, color: e.BRAND_COLOR },
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     throttle: {
       login: {
         maxFailuresPerAccount: e.LOGIN_MAX_FAILURES_PER_ACCOUNT,

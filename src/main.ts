@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const base = createLogger(config.logLevel);
+  const base = createLogger(config.logLevel, undefined, { format: config.logFormat, production: config.production });
 
   if (config.workers > 1 && cluster.isPrimary) {
     const logger = base.child({ worker: 0 });

@@ -1,10 +1,28 @@
 /**
- * Structured JSON logging (pino). Anything that could carry a credential or personal data is
- * redacted by path before it is written, whichever code path logs it.
+ * Structured logging (pino): JSON for machines, one readable line per event when a person watches
+ * a terminal. Anything that could carry a credential or personal data is redacted by path before
+ * it is written, whichever code path logs it and whichever format it is written in.
  */
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
+
+/** `auto`: readable lines on a terminal outside CI and production, JSON everywhere else. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export interface LogFormatContext {
+  /** Whether the stream the lines go to is a terminal. */
+  isTTY: boolean;
+  production: boolean;
+  /** Running under CI (the CI variable is set), whose logs machines read. */
+  ci: boolean;
+}
+
+export function chooseLogFormat(format: LogFormat, context: LogFormatContext): 'json' | 'pretty' {
+  if (format !== 'auto') return format;
+  return context.isTTY && !context.production && !context.ci ? 'pretty' : 'json';
+}
 
 export const REDACT_PATHS = [
   'password',
@@ -58,7 +76,30 @@ function censor(value: unknown, path: string[]): unknown {
   return '[redacted]';
 }
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+export interface LoggerOptions {
+  format?: LogFormat;
+  production?: boolean;
+}
+
+/**
+ * Writes to `destination` (default: standard output). The pretty form is pino-pretty as a stream
+ * in this thread, not a worker transport: redaction has already run on what it receives, and
+ * lines are written synchronously, so a fatal line before process.exit is not lost.
+ */
+export function createLogger(level: string, destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
+  const isTTY = destination ? (destination as { isTTY?: boolean }).isTTY === true : process.stdout.isTTY === true;
+  const format = chooseLogFormat(options.format ?? 'auto', { isTTY, production: options.production ?? false, ci: Boolean(process.env.CI) });
+  const stream =
+    format === 'pretty'
+      ? pretty({
+          destination: destination ?? 1,
+          sync: true,
+          colorize: isTTY,
+          singleLine: true,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'pid,hostname,service',
+        })
+      : destination;
   return pino(
     {
       level,
@@ -70,7 +111,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       serializers: { err: (value: unknown) => (value instanceof Error ? errorFields(value) : value) },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    stream,
   );
 }
 

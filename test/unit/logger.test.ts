@@ -3,18 +3,30 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { describeUrl } from '../../src/app.js';
-import { createLogger, errorFields } from '../../src/observability/logger.js';
+import { chooseLogFormat, createLogger, errorFields, type LoggerOptions } from '../../src/observability/logger.js';
 
-function capture() {
+function capture(options?: LoggerOptions, isTTY = false) {
   const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  return { logger: createLogger('info', sink), lines };
+  const sink = Object.assign(
+    new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    }),
+    isTTY ? { isTTY: true } : {},
+  );
+  return { logger: createLogger('info', sink, options), lines };
 }
+
+const isJson = (line: string) => {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 describe('logger', () => {
   test('redacts credentials and personal data at the top level and one level down', () => {
@@ -90,6 +102,44 @@ describe('logger', () => {
     const fields = errorFields(a);
     assert.equal(fields.message, 'a');
     assert.ok(JSON.stringify(fields).length < 1000, 'the chain is cut');
+  });
+
+  test('pretty format: one readable line per event, not JSON, with the message and the fields', () => {
+    const { logger, lines } = capture({ format: 'pretty' });
+    logger.info({ accountId: 'acct-42' }, 'user signed in');
+    assert.equal(lines.length, 1);
+    assert.ok(!isJson(lines[0]!), `not JSON: ${lines[0]}`);
+    assert.match(lines[0]!, /INFO.*user signed in/);
+    assert.match(lines[0]!, /acct-42/);
+    assert.doesNotMatch(lines[0]!, /\x1b\[/, 'no colour codes when the stream is not a terminal');
+  });
+
+  test('pretty format is redacted like JSON', () => {
+    const { logger, lines } = capture({ format: 'pretty' });
+    logger.warn({ password: 'hunter2-secret', body: { refresh_token: 'rt-pretty' }, url: 'https://app.example/cb?code=auth-code-pretty' }, 'login failed');
+    const line = lines.join('');
+    for (const secret of ['hunter2-secret', 'rt-pretty', 'auth-code-pretty']) assert.ok(!line.includes(secret), `${secret} leaked`);
+    assert.match(line, /\[redacted\]/);
+    assert.match(line, /https:\/\/app\.example\/cb\?\[redacted\]/);
+  });
+
+  test('auto format: JSON when the stream is not a terminal; json forces JSON on a terminal', () => {
+    const auto = capture();
+    auto.logger.info({ n: 1 }, 'machine readable');
+    assert.equal((JSON.parse(auto.lines[0]!) as { msg: string }).msg, 'machine readable');
+    const forced = capture({ format: 'json' }, true);
+    forced.logger.info('still JSON');
+    assert.equal((JSON.parse(forced.lines[0]!) as { msg: string }).msg, 'still JSON');
+  });
+
+  test('auto format is pretty only on a terminal, outside production and CI', () => {
+    const tty = { isTTY: true, production: false, ci: false };
+    assert.equal(chooseLogFormat('auto', tty), 'pretty');
+    assert.equal(chooseLogFormat('auto', { ...tty, isTTY: false }), 'json');
+    assert.equal(chooseLogFormat('auto', { ...tty, production: true }), 'json');
+    assert.equal(chooseLogFormat('auto', { ...tty, ci: true }), 'json');
+    assert.equal(chooseLogFormat('pretty', { ...tty, isTTY: false, production: true }), 'pretty');
+    assert.equal(chooseLogFormat('json', tty), 'json');
   });
 
   test('describeUrl never shows a user, a password or a query (which may carry a password)', () => {
