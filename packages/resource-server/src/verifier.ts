@@ -137,7 +137,7 @@ export interface AccessTokenVerifier {
   forget(token: string): boolean;
   /** Refuses every token with this jti from now on (`token_inactive`), cached or not. */
   revoke(jti: string, options?: RevokeOptions): void;
-  /** Cache counters: a miss is a full verification (decryption, signature, claims). */
+  /** Cache counters: a miss is a full verification (decryption, signature, claims); a hit, one that was spared. */
   cacheStats(): { entries: number; hits: number; misses: number };
 }
 
@@ -362,6 +362,7 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   const maxEntries = Math.floor(positiveOption(cacheOptions?.maxEntries, 10_000, 'cache.maxEntries'));
   const cache = cacheOptions && new VerifiedTokenCache<VerifiedAccessToken>(maxEntries, positiveOption(cacheOptions.maxAgeSeconds, 60, 'cache.maxAgeSeconds') * 1000);
   const revoked = new RevokedJtis(maxEntries);
+  const pending = new Map<string, Promise<VerifiedAccessToken>>();
   let hits = 0;
   let misses = 0;
 
@@ -395,9 +396,19 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
       // The cache holds a token only until its exp, so a hit is never an expired token.
       const cached = key ? cache.get(key, Date.now()) : undefined;
       const hit = cached !== undefined;
-      if (hit) hits += 1;
-      else misses += 1;
-      const verified = cached ?? (await verifyInFull(token));
+      // Concurrent requests with the same token share one verification.
+      let inFlight = key && !hit ? pending.get(key) : undefined;
+      if (hit || inFlight) hits += 1;
+      else {
+        misses += 1;
+        inFlight = verifyInFull(token);
+        if (key) {
+          pending.set(key, inFlight);
+          const done = () => pending.delete(key);
+          inFlight.then(done, done);
+        }
+      }
+      const verified = cached ?? (await inFlight!);
       const { jti, exp } = verified.claims;
       refuseIfRevoked(jti, key);
       if (introspector) {
