@@ -1,10 +1,12 @@
 /**
  * oidc-provider storage adapter: routes each model to its store.
  *   Client, Grant                    -> PostgreSQL (durable, relational, queried by admins)
- *   AccessToken, ClientCredentials   -> sealed when for a resource server (sealed-tokens.ts),
- *                                       then the ShortLivedStore, indexed by the sealed value
- *   everything else                  -> ShortLivedStore (Redis or in-process), TTL-driven
- *   ReplayDetection                  -> claimed atomically (SET NX) in the ShortLivedStore
+ *   AccessToken, ClientCredentials   -> ModelStore, without the user claims (token-claims.ts);
+ *                                       a resource-bound one is reachable only through its
+ *                                       sealed value, which the token edge indexes (token-edge.ts)
+ *   everything else                  -> ModelStore (Redis or in-process), TTL-driven
+ *   ReplayDetection                  -> claimed atomically (SET NX) through the ReplayGuard
+ * The adapter knows nothing of requests or sealing.
  * Store failures (StoreUnavailableError) leave here as 503 via src/oidc/errors.ts; a write for
  * a grant revoked meanwhile (GrantRevokedError) as invalid_grant. A code or refresh token
  * redeemed twice at once is reuse: the losing consume revokes the whole grant. Before a code is
@@ -16,17 +18,16 @@ import { enforceClientPolicy } from '../clients/client-policy.js';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
-import { GrantRevokedError, type ShortLivedStore } from '../store/short-lived-store.js';
+import { GrantRevokedError, type GrantTokenStore, type ModelStore, type ReplayGuard, type RevocationList } from '../store/short-lived-store.js';
 import { toProtocolError } from './errors.js';
 import { GrantRevocation } from './grant-revocation.js';
-import { rememberSealed, type Sealer } from './sealed-tokens.js';
+import { withoutUserClaims } from './token-claims.js';
 
 export interface AdapterStores {
   clients: ClientRepository;
   bus: InvalidationBus;
   grants: GrantRepository;
-  shortLived: ShortLivedStore;
-  sealer: Pick<Sealer, 'seal'>;
+  shortLived: ShortLivedSlice;
   /** How long a revoked grant stays marked revoked: longer than any of its tokens can live. */
   revokedGrantTtl: number;
   /** Told when a lost consume revoked a grant (logs, audit): never the token itself. */
@@ -38,6 +39,9 @@ export interface AdapterStores {
    */
   beforeConsume?: BeforeConsume | undefined;
 }
+
+/** The slices of the short-lived store the adapter uses. */
+export type ShortLivedSlice = ModelStore & GrantTokenStore & RevocationList & ReplayGuard;
 
 export type BeforeConsume = Partial<Record<string, (payload: AdapterPayload) => Promise<void>>>;
 
@@ -103,7 +107,7 @@ class ClientAdapter implements Adapter {
 }
 
 class GrantAdapter implements Adapter {
-  constructor(private readonly grants: GrantRepository, private readonly shortLived: ShortLivedStore, private readonly revokedGrantTtl: number) {}
+  constructor(private readonly grants: GrantRepository, private readonly shortLived: ShortLivedSlice, private readonly revokedGrantTtl: number) {}
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.grants.upsert(id, payload, expiresIn));
   }
@@ -135,7 +139,7 @@ interface ReuseHandling {
 class ShortLivedAdapter implements Adapter {
   constructor(
     protected readonly model: string,
-    protected readonly store: ShortLivedStore,
+    protected readonly store: ShortLivedSlice,
     private readonly revokedGrantTtl: number,
     private readonly reuse?: ReuseHandling,
   ) {}
@@ -206,22 +210,14 @@ class ReplayDetectionAdapter extends ShortLivedAdapter {
 }
 
 /**
- * Access tokens. A token for a resource server is sealed as it is stored; its record is then
- * reachable only through the sealed value (or the inner JWS), never by its bare id, which the
- * resource server sees as `jti` and must not be able to use as a bearer token here.
+ * Access tokens, stored without the user claims (those travel only inside the sealed token). A
+ * resource-bound token's record is reachable only through its sealed value (or the inner JWS),
+ * never by its bare id, which the resource server sees as `jti` and must not be able to use as a
+ * bearer token here.
  */
 class AccessTokenAdapter extends ShortLivedAdapter {
-  constructor(model: string, store: ShortLivedStore, revokedGrantTtl: number, private readonly sealer: Pick<Sealer, 'seal'>) {
-    super(model, store, revokedGrantTtl);
-  }
-
   override upsert(id: string, payload: AdapterPayload, expiresIn: number) {
-    return guard(async () => {
-      const sealed = await this.sealer.seal(id, payload);
-      if (!sealed) return this.store.upsert(this.model, id, payload, expiresIn);
-      await this.store.upsert(this.model, id, sealed.stored, expiresIn, sealed.hash);
-      rememberSealed(id, sealed.value);
-    });
+    return guard(() => this.store.upsert(this.model, id, withoutUserClaims(payload), expiresIn));
   }
 
   override async find(id: string) {
@@ -253,7 +249,7 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
         return new GrantAdapter(stores.grants, stores.shortLived, stores.revokedGrantTtl);
       case 'AccessToken':
       case 'ClientCredentials':
-        return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl, stores.sealer);
+        return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl);
       case 'ReplayDetection':
         return new ReplayDetectionAdapter(model, stores.shortLived, stores.revokedGrantTtl);
       default:

@@ -86,11 +86,12 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     // Whatever oidc-provider fetches (clients' jwks_uri) obeys Veil's SSRF rules: no private
     // addresses unless RESOURCE_JWKS_ALLOW_PRIVATE, no redirects, 64 KiB, 4 s (http/safe-fetch.ts).
     fetch: outboundFetch(jwksPolicy(config)),
-    // Always rotate; first, whatever could still refuse the refresh (resource, scopes, the
-    // resource server's key), while the presented refresh token is unconsumed (resource-indicators.ts).
+    // Refresh tokens always rotate, but at the token edge (token-edge.ts), in the same store step
+    // as the access token issued with them; here only whatever could still refuse the refresh
+    // (resource, scopes, the resource server's key) runs, before anything is written (resource-indicators.ts).
     rotateRefreshToken: async (ctx) => {
       await resources.beforeRefresh(ctx);
-      return true;
+      return false;
     },
     allowOmittingSingleRegisteredRedirectUri: false,
     extraClientMetadata: {
@@ -192,8 +193,8 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       );
     },
     ttl: {
-      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
-      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
+      AccessToken: (_ctx, token) => stampLifetime(token, token.resourceServer?.accessTokenTTL ?? ttl.accessToken),
+      ClientCredentials: (_ctx, token) => stampLifetime(token, token.resourceServer?.accessTokenTTL ?? ttl.accessToken),
       AuthorizationCode: ttl.authorizationCode,
       IdToken: ttl.idToken,
       RefreshToken: ttl.refreshToken,
@@ -202,6 +203,17 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       Grant: ttl.grant,
     },
   };
+}
+
+/**
+ * Fixes an access token's `iat` and `exp` on the model when its lifetime is decided (just before
+ * oidc-provider stores it), so the token edge seals exactly the times the stored record holds.
+ */
+function stampLifetime(token: { iat?: number; exp?: number }, lifetime: number): number {
+  const now = Math.floor(Date.now() / 1000);
+  token.iat ??= now;
+  token.exp ??= now + lifetime;
+  return lifetime;
 }
 
 function hintFor(error: string): string {

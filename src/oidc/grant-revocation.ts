@@ -5,12 +5,12 @@
  * so a refresh racing this cannot write a new pair).
  */
 import type { GrantRepository } from '../store/grants.js';
-import type { ShortLivedStore } from '../store/short-lived-store.js';
+import type { GrantTokenStore } from '../store/short-lived-store.js';
 
 export class GrantRevocation {
   constructor(
     private readonly grants: GrantRepository,
-    private readonly store: ShortLivedStore,
+    private readonly store: GrantTokenStore,
     /** Longer than any token of a grant can live. */
     private readonly markerTtl: number,
   ) {}

@@ -13,14 +13,15 @@ import { jwksPolicy } from '../http/remote-jwks.js';
 import { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
-import { LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from '../store/invalidation.js';
-import { RedisStore } from '../store/redis-store.js';
+import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
+import type { ReuseEvent } from './adapter.js';
 import { GrantRevocation } from './grant-revocation.js';
 import { introspectionEndpoint } from './introspection.js';
 import { revocationEndpoint, type RevocationDeps } from './revocation.js';
-import { Sealer, sealedTokenResponse } from './sealed-tokens.js';
+import { Sealer } from './sealed-tokens.js';
+import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import { TokenLookup } from './token-lookup.js';
 
@@ -41,10 +42,6 @@ export interface TokenServices {
 export interface KeyBoundTokenServices {
   sealer: Sealer;
   tokenLookup: TokenLookup;
-}
-
-export async function createInvalidationBus(shortLived: ShortLivedStore, keyPrefix: string): Promise<InvalidationBus> {
-  return shortLived instanceof RedisStore ? RedisInvalidationBus.connect(shortLived.client, keyPrefix) : new LocalInvalidationBus();
 }
 
 export function publicJwks(keys: SigningJwk[]): JSONWebKeySet {
@@ -89,7 +86,7 @@ export function bindSigningKeys(services: TokenServices, deps: { issuer: string;
   };
 }
 
-/** Mounts introspection, revocation and the sealed-token response swap (before oidc-provider's routes). */
+/** Mounts the token edge (sealing), introspection and revocation (before oidc-provider's routes). */
 export function mountTokenEndpoints(
   provider: Provider,
   services: TokenServices,
@@ -100,12 +97,23 @@ export function mountTokenEndpoints(
     grants: GrantRepository;
     accountActive(accountId: string): Promise<boolean>;
     onRevoked?: RevocationDeps['onRevoked'];
+    /** A refresh token redeemed twice at once (its grant is revoked by then). */
+    onReuse?: (event: ReuseEvent) => void;
     /** Fetches a client's jwks_uri for private_key_jwt (jose's remote set when not given). */
     clientKeySet?: CallerAuthDeps['remoteKeySet'];
   },
 ): void {
   const callers = new CallerAuthenticator({ issuer: deps.issuer, provider, registry: services.registry, remoteKeySet: deps.clientKeySet });
-  provider.use(sealedTokenResponse('/token'));
+  provider.use(
+    tokenEdge({
+      sealer: bound.sealer,
+      store: deps.shortLived,
+      onReuse: async ({ grantId, clientId }) => {
+        await services.grantRevocation.revoke(grantId);
+        deps.onReuse?.({ model: 'RefreshToken', clientId, grantId });
+      },
+    }),
+  );
   const liveness = {
     grants: deps.grants,
     // Cached (and invalidated across processes) by the client adapter.

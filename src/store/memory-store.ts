@@ -3,7 +3,17 @@
  * Same semantics as RedisStore: TTLs, grant lists, uid/userCode indexes, atomic consume.
  */
 import type { AdapterPayload } from 'oidc-provider';
-import { GRANTABLE_MODELS, GRANT_LIST_MAX, GrantRevokedError, SEALED_MODELS, type IssuedTokenRecord, type ShortLivedStore } from './short-lived-store.js';
+import {
+  GRANTABLE_MODELS,
+  GRANT_LIST_MAX,
+  GrantRevokedError,
+  SEALED_MODELS,
+  type IssuedTokenRecord,
+  type RefreshRotation,
+  type RotationOutcome,
+  type SealedModel,
+  type ShortLivedStore,
+} from './short-lived-store.js';
 
 interface Entry {
   value: string;
@@ -45,11 +55,14 @@ export class MemoryStore implements ShortLivedStore {
 
   // Single-threaded and without awaits, each method below is one atomic step, like the Lua
   // scripts of RedisStore.
-  async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number, tokenHash?: string): Promise<void> {
-    const key = `${model}:${id}`;
+  async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     if (GRANTABLE_MODELS.has(model) && payload.grantId && this.#get(`revoked-grant:${payload.grantId}`)) throw new GrantRevokedError();
+    this.#write(model, id, payload, expiresIn);
+  }
+
+  #write(model: string, id: string, payload: AdapterPayload, expiresIn: number) {
+    const key = `${model}:${id}`;
     this.#set(key, JSON.stringify(payload), expiresIn);
-    if (tokenHash) this.#set(`issued:${tokenHash}`, key, expiresIn);
     if (GRANTABLE_MODELS.has(model) && payload.grantId) {
       const grant = this.#grants.get(payload.grantId) ?? { keys: new Set<string>(), expiresAt: 0 };
       grant.keys.delete(key); // re-listed as the newest
@@ -60,6 +73,18 @@ export class MemoryStore implements ShortLivedStore {
     }
     if (payload.userCode) this.#set(`${model}:userCode:${payload.userCode}`, id, expiresIn);
     if (payload.uid) this.#set(`${model}:uid:${payload.uid}`, id, expiresIn);
+  }
+
+  async indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void> {
+    this.#set(`issued:${tokenHash}`, `${model}:${jti}`, expiresIn);
+  }
+
+  async rotateRefreshToken({ consumed, successor, accessToken }: RefreshRotation): Promise<RotationOutcome> {
+    if (this.#get(`revoked-grant:${successor.payload.grantId}`)) return 'grant-revoked';
+    if (!this.#consume('RefreshToken', consumed)) return 'reused';
+    this.#write('RefreshToken', successor.id, successor.payload, successor.expiresIn);
+    if (accessToken) this.#set(`issued:${accessToken.tokenHash}`, `${accessToken.model}:${accessToken.jti}`, accessToken.expiresIn);
+    return 'rotated';
   }
 
   /** See GRANT_LIST_MAX: drop dead entries, keep live refresh tokens and the newest live access tokens, revoke older ones. */
@@ -132,7 +157,10 @@ export class MemoryStore implements ShortLivedStore {
   }
 
   async consume(model: string, id: string): Promise<boolean> {
-    // Single-threaded: no await between read and write, so this is atomic.
+    return this.#consume(model, id);
+  }
+
+  #consume(model: string, id: string): boolean {
     const key = `${model}:${id}`;
     const entry = this.#entries.get(key);
     if (!entry || entry.expiresAt <= Date.now()) return false;

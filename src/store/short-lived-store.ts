@@ -1,7 +1,9 @@
 /**
  * The short-lived half of Veil's storage: sessions, interactions, codes, refresh tokens,
  * replay detection and other TTL-driven OAuth state. Redis in deployments, an in-process
- * map in embedded mode; both implement this interface with the same semantics.
+ * map in embedded mode; both implement every interface below with the same semantics, and
+ * each part of Veil is handed only the slice it uses (the adapter a ModelStore, introspection
+ * an IssuedTokenIndex, and so on).
  */
 import type { AdapterPayload } from 'oidc-provider';
 
@@ -22,23 +24,14 @@ export class GrantRevokedError extends Error {
   }
 }
 
-export interface ShortLivedStore {
-  readonly kind: 'redis' | 'memory';
+/** oidc-provider's short-lived models (codes, sessions, interactions, refresh tokens, …): what its adapter stores. */
+export interface ModelStore {
   /**
    * Stores an entry. Grant-owned entries are refused with GrantRevokedError once their grant
    * is revoked, in the same atomic step as the write, so a refresh that raced a revocation
-   * cannot leave a new token pair behind. `tokenHash` also indexes a sealed access token by
-   * the hash of the value the client holds (Veil cannot decrypt its own sealed tokens).
+   * cannot leave a new token pair behind.
    */
-  upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number, tokenHash?: string): Promise<void>;
-  /** The sealed access token whose value hashes to `tokenHash`. */
-  findIssuedByHash(tokenHash: string): Promise<IssuedTokenRecord | undefined>;
-  /** The sealed access token with this `jti` (found as AccessToken or ClientCredentials). */
-  findIssuedByJti(jti: string): Promise<IssuedTokenRecord | undefined>;
-  /** Records `key` for `ttl` seconds; false when it was already recorded (replay detection). */
-  claimOnce(key: string, ttl: number): Promise<boolean>;
-  /** Puts a `jti` on the revocation blacklist until the token would have expired. */
-  blacklist(jti: string, expiresIn: number): Promise<void>;
+  upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void>;
   find(model: string, id: string): Promise<AdapterPayload | undefined>;
   findByUid(model: string, uid: string): Promise<AdapterPayload | undefined>;
   findByUserCode(model: string, userCode: string): Promise<AdapterPayload | undefined>;
@@ -49,18 +42,70 @@ export interface ShortLivedStore {
    */
   consume(model: string, id: string): Promise<boolean>;
   destroy(model: string, id: string): Promise<void>;
+}
+
+/** Sealed access tokens: Veil cannot decrypt them, so it finds their records by the hash of the value the client holds. */
+export interface IssuedTokenIndex {
+  /** Makes the stored record of `jti` findable by `tokenHash` for `expiresIn` seconds. */
+  indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void>;
+  /** The sealed access token whose value hashes to `tokenHash`. */
+  findIssuedByHash(tokenHash: string): Promise<IssuedTokenRecord | undefined>;
+  /** The sealed access token with this `jti` (found as AccessToken or ClientCredentials). */
+  findIssuedByJti(jti: string): Promise<IssuedTokenRecord | undefined>;
+}
+
+/** The revocation blacklist of access tokens' `jti`s. */
+export interface RevocationList {
+  /** Puts a `jti` on the blacklist until the token would have expired. */
+  blacklist(jti: string, expiresIn: number): Promise<void>;
+}
+
+/** Replay detection (client assertions, DPoP proofs). */
+export interface ReplayGuard {
+  /** Records `key` for `ttl` seconds; false when it was already recorded. */
+  claimOnce(key: string, ttl: number): Promise<boolean>;
+}
+
+/** Everything issued under a grant, ended together. */
+export interface GrantTokenStore {
   /**
    * Deletes everything listed for the grant, blacklists its access tokens' `jti`s and marks
    * the grant revoked (for `markerTtl` seconds, longer than any token of it can live), all in
    * one atomic step.
    */
   revokeByGrantId(grantId: string, markerTtl: number): Promise<void>;
+}
+
+/** One refresh: the presented refresh token, its successor, and the access token issued with them. */
+export interface RefreshRotation {
+  /** The refresh token presented (its id), consumed by this rotation. */
+  consumed: string;
+  successor: { id: string; payload: AdapterPayload; expiresIn: number };
+  /** The sealed access token issued with it, indexed by the hash of its value (undefined: none to index). */
+  accessToken?: { model: SealedModel; jti: string; tokenHash: string; expiresIn: number } | undefined;
+}
+
+/**
+ * `rotated`: the one winner; `reused`: the presented token was consumed already (or is gone), so
+ * nothing was written; `grant-revoked`: the grant was revoked meanwhile, nothing was written.
+ */
+export type RotationOutcome = 'rotated' | 'reused' | 'grant-revoked';
+
+export interface RefreshRotationStore {
+  /** Consumes the presented refresh token, stores its successor and indexes the access token: one atomic step. */
+  rotateRefreshToken(rotation: RefreshRotation): Promise<RotationOutcome>;
+}
+
+/** The whole short-lived store: Redis in deployments, an in-process map in embedded mode. Code takes the slice it needs. */
+export interface ShortLivedStore extends ModelStore, IssuedTokenIndex, RevocationList, ReplayGuard, GrantTokenStore, RefreshRotationStore {
+  readonly kind: 'redis' | 'memory';
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Models whose records are sealed access tokens, keyed by `jti`. */
 export const SEALED_MODELS = ['AccessToken', 'ClientCredentials'] as const;
+export type SealedModel = (typeof SEALED_MODELS)[number];
 
 /** Models whose entries belong to a grant and die with it. */
 export const GRANTABLE_MODELS = new Set([

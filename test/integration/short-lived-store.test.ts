@@ -11,9 +11,24 @@ import { Envelope, type MasterKey } from '../../src/crypto/master-key.js';
 import { envelopeAtRest, type AtRest } from '../../src/store/at-rest.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { StoreUnavailableError } from '../../src/store/errors.js';
+import { closeRedis, connectRedis } from '../../src/store/redis-connection.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { GRANT_LIST_MAX, GrantRevokedError, type ShortLivedStore } from '../../src/store/short-lived-store.js';
+import { GRANT_LIST_MAX, GrantRevokedError, type SealedModel, type ShortLivedStore } from '../../src/store/short-lived-store.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
+
+/** A RedisStore on a connection of its own, closed with the store (Veil shares one connection and closes it last). */
+async function connectStore(options: { url: string; keyPrefix: string; atRest?: AtRest }): Promise<RedisStore> {
+  const client = await connectRedis(options.url);
+  const store = new RedisStore(client, options);
+  store.close = () => closeRedis(client);
+  return store;
+}
+
+/** An access token as Veil issues it: the record by jti, then the index by the sealed value's hash. */
+async function issue(store: ShortLivedStore, model: SealedModel, jti: string, payload: AdapterPayload, ttl: number, hash: string): Promise<void> {
+  await store.upsert(model, jti, payload, ttl);
+  await store.indexIssued(model, jti, hash, ttl);
+}
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 const uniqueId = (label: string) => `${label}-${randomUUID()}`;
@@ -173,7 +188,7 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
     test('revoking a grant blacklists the jti of each of its access tokens until it would expire', async () => {
       const grant = uniqueId('grant');
       const jti = uniqueId('at');
-      await store.upsert('AccessToken', jti, tokenPayload('AccessToken', { grantId: grant }), 60, uniqueId('hash'));
+      await issue(store, 'AccessToken', jti, tokenPayload('AccessToken', { grantId: grant }), 60, uniqueId('hash'));
       assert.equal((await store.findIssuedByJti(jti))?.revoked, false);
       await store.revokeByGrantId(grant, 60);
       assert.equal(await store.findIssuedByJti(jti), undefined, 'the record is gone');
@@ -189,7 +204,7 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
         // One refresh: a new access token (indexed by the hash of its sealed value) and a new
         // refresh token; the previous refresh token is consumed.
         const next = { at: uniqueId('at'), hash: uniqueId('hash'), rt: uniqueId('rt') };
-        await store.upsert('AccessToken', next.at, tokenPayload('AccessToken', { grantId: grant, jti: next.at }), 60, next.hash);
+        await issue(store, 'AccessToken', next.at, tokenPayload('AccessToken', { grantId: grant, jti: next.at }), 60, next.hash);
         await store.upsert('RefreshToken', next.rt, tokenPayload('RefreshToken', { grantId: grant, jti: next.rt }), 120);
         if (issued.length) assert.equal(await store.consume('RefreshToken', issued.at(-1)!.rt), true);
         issued.push(next);
@@ -222,7 +237,7 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
       }
       for (let i = 0; i < sessions.length; i++) {
         const at = uniqueId('at');
-        await store.upsert('AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60, uniqueId('hash'));
+        await issue(store, 'AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60, uniqueId('hash'));
         const next = uniqueId('rt');
         await store.upsert('RefreshToken', next, tokenPayload('RefreshToken', { grantId: grant, jti: next }), 120);
         assert.equal(await store.consume('RefreshToken', sessions[i]!), true);
@@ -239,13 +254,71 @@ function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>, teard
       const jti = uniqueId('at');
       const hash = uniqueId('hash');
       // As oidc-provider writes it: the record's id is the token's jti.
-      await store.upsert('ClientCredentials', jti, tokenPayload('ClientCredentials', { jti }), 60, hash);
+      await issue(store, 'ClientCredentials', jti, tokenPayload('ClientCredentials', { jti }), 60, hash);
       const found = await store.findIssuedByHash(hash);
       assert.equal(found?.model, 'ClientCredentials');
       assert.equal(found?.jti, jti);
       assert.equal(await store.findIssuedByHash(uniqueId('other')), undefined);
       await store.blacklist(jti, 60);
       assert.equal((await store.findIssuedByHash(hash))?.revoked, true);
+    });
+
+    test('rotateRefreshToken: consumes the presented token, stores its successor and indexes the access token, in one step', async () => {
+      const grant = uniqueId('grant');
+      const presented = uniqueId('rt');
+      await store.upsert('RefreshToken', presented, tokenPayload('RefreshToken', { grantId: grant, jti: presented }), 120);
+      const at = uniqueId('at');
+      const hash = uniqueId('hash');
+      await store.upsert('AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60);
+      const successor = { id: uniqueId('rt'), payload: tokenPayload('RefreshToken', { grantId: grant, rotations: 1 }), expiresIn: 120 };
+      const outcome = await store.rotateRefreshToken({ consumed: presented, successor, accessToken: { model: 'AccessToken', jti: at, tokenHash: hash, expiresIn: 60 } });
+      assert.equal(outcome, 'rotated');
+      assert.ok((await store.find('RefreshToken', presented))?.consumed, 'the presented token is consumed');
+      assert.equal((await store.find('RefreshToken', successor.id))?.rotations, 1, 'the successor is stored');
+      assert.equal((await store.findIssuedByHash(hash))?.jti, at, 'the access token is indexed');
+      // The successor is on the grant's list: revoking the grant ends it.
+      await store.revokeByGrantId(grant, 300);
+      assert.equal(await store.find('RefreshToken', successor.id), undefined);
+    });
+
+    test('rotateRefreshToken: a consumed, unknown or revoked-grant token writes nothing', async () => {
+      const grant = uniqueId('grant');
+      const presented = uniqueId('rt');
+      await store.upsert('RefreshToken', presented, tokenPayload('RefreshToken', { grantId: grant, jti: presented }), 120);
+      assert.equal(await store.consume('RefreshToken', presented), true);
+      const attempt = () => {
+        const successor = { id: uniqueId('rt'), payload: tokenPayload('RefreshToken', { grantId: grant }), expiresIn: 120 };
+        const hash = uniqueId('hash');
+        return { successor, hash, rotation: { consumed: presented, successor, accessToken: { model: 'AccessToken' as const, jti: uniqueId('at'), tokenHash: hash, expiresIn: 60 } } };
+      };
+      const reused = attempt();
+      assert.equal(await store.rotateRefreshToken(reused.rotation), 'reused');
+      assert.equal(await store.find('RefreshToken', reused.successor.id), undefined);
+      assert.equal(await store.findIssuedByHash(reused.hash), undefined);
+
+      const unknown = attempt();
+      assert.equal(await store.rotateRefreshToken({ ...unknown.rotation, consumed: uniqueId('rt') }), 'reused');
+      assert.equal(await store.find('RefreshToken', unknown.successor.id), undefined);
+
+      const live = uniqueId('rt');
+      await store.upsert('RefreshToken', live, tokenPayload('RefreshToken', { grantId: grant, jti: live }), 120);
+      await store.revokeByGrantId(grant, 300);
+      const revoked = attempt();
+      assert.equal(await store.rotateRefreshToken({ ...revoked.rotation, consumed: live }), 'grant-revoked');
+      assert.equal(await store.find('RefreshToken', revoked.successor.id), undefined);
+      assert.equal(await store.findIssuedByHash(revoked.hash), undefined);
+    });
+
+    test('rotateRefreshToken: 20 concurrent rotations of one token have exactly one winner and one successor', async () => {
+      const grant = uniqueId('grant');
+      const presented = uniqueId('rt');
+      await store.upsert('RefreshToken', presented, tokenPayload('RefreshToken', { grantId: grant, jti: presented }), 120);
+      const successors = Array.from({ length: 20 }, () => ({ id: uniqueId('rt'), payload: tokenPayload('RefreshToken', { grantId: grant }), expiresIn: 120 }));
+      const outcomes = await Promise.all(successors.map((successor) => store.rotateRefreshToken({ consumed: presented, successor })));
+      assert.equal(outcomes.filter((o) => o === 'rotated').length, 1, `outcomes: ${outcomes.join(', ')}`);
+      const stored = await Promise.all(successors.map((s) => store.find('RefreshToken', s.id)));
+      assert.equal(stored.filter(Boolean).length, 1, 'exactly one successor exists');
+      assert.ok(stored[outcomes.indexOf('rotated')], "the winner's successor is the one stored");
     });
 
     test('claimOnce: the first claim wins, a replay loses', async () => {
@@ -321,7 +394,7 @@ shortLivedStoreSuite(
   'RedisStore (real Redis)',
   async () => {
     stores = await createTestStores();
-    redisStore = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
+    redisStore = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
     return { store: redisStore, listed: (grantId) => stores.redis.llen(`${stores.keyPrefix}grant:${grantId}`) };
   },
   async () => {
@@ -341,7 +414,7 @@ shortLivedStoreSuite(
   'RedisStore with keyed hashes and encrypted payloads',
   async () => {
     protectedStores = await createTestStores();
-    protectedStore = await RedisStore.connect({
+    protectedStore = await connectStore({
       url: protectedStores.redisUrl,
       keyPrefix: protectedStores.keyPrefix,
       atRest: envelopeAtRest(new Envelope([masterKey()])),
@@ -375,7 +448,7 @@ describe('RedisStore at rest', () => {
   }
 
   test('a dump holds no id, token value or personal data in the clear', async () => {
-    const store = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey()])) });
+    const store = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey()])) });
     try {
       const secretId = `rt-${randomUUID()}`;
       const sessionId = `sess-${randomUUID()}`;
@@ -383,7 +456,7 @@ describe('RedisStore at rest', () => {
       await store.upsert('RefreshToken', secretId, tokenPayload('RefreshToken', { grantId: 'g1', jti: secretId }), 60);
       await store.consume('RefreshToken', secretId);
       await store.upsert('Session', sessionId, { kind: 'Session', jti: sessionId, uid, accountId: 'person@example.com' }, 60);
-      await store.upsert('AccessToken', 'jti-1', tokenPayload('AccessToken', { jti: 'jti-1' }), 60, 'hash-of-a-sealed-token');
+      await issue(store, 'AccessToken', 'jti-1', tokenPayload('AccessToken', { jti: 'jti-1' }), 60, 'hash-of-a-sealed-token');
       await store.blacklist('jti-1', 60);
       const text = await dump();
       for (const secret of [secretId, sessionId, uid, 'person@example.com', 'hash-of-a-sealed-token']) assert.ok(!text.includes(secret), `${secret} appears in the dump`);
@@ -415,8 +488,8 @@ describe('RedisStore at rest', () => {
         throw new Error('not used');
       },
     };
-    const before = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: legacy });
-    const after = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(envelope) });
+    const before = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: legacy });
+    const after = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(envelope) });
     try {
       const grant = uniqueId('grant');
       const rt = uniqueId('rt');
@@ -425,7 +498,7 @@ describe('RedisStore at rest', () => {
       const session = uniqueId('sess');
       const uid = uniqueId('uid');
       await before.upsert('RefreshToken', rt, tokenPayload('RefreshToken', { grantId: grant, jti: rt }), 60);
-      await before.upsert('AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60, hash);
+      await issue(before, 'AccessToken', at, tokenPayload('AccessToken', { grantId: grant, jti: at }), 60, hash);
       await before.upsert('Session', session, { kind: 'Session', jti: session, uid }, 60);
       assert.equal(await before.claimOnce('assertion-jti', 60), true);
 
@@ -448,8 +521,8 @@ describe('RedisStore at rest', () => {
 
   test('after a master key rotation ("new,old"), entries written under the old key are still found and consumed', async () => {
     const old = masterKey();
-    const before = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([old])) });
-    const after = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey(), old])) });
+    const before = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([old])) });
+    const after = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([masterKey(), old])) });
     try {
       const id = uniqueId('code');
       await before.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
@@ -484,7 +557,7 @@ describe('RedisStore specifics', () => {
 
   before(async () => {
     stores = await createTestStores();
-    store = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
+    store = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix });
   });
   after(async () => {
     await store?.close();
@@ -493,7 +566,7 @@ describe('RedisStore specifics', () => {
 
   test('concurrent consume() from 5 separate connections has exactly one winner', async () => {
     const peers = await Promise.all(
-      Array.from({ length: 5 }, () => RedisStore.connect({ url: stores.redisUrl, keyPrefix: stores.keyPrefix })),
+      Array.from({ length: 5 }, () => connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix })),
     );
     try {
       const id = uniqueId('rt');
@@ -537,7 +610,7 @@ describe('RedisStore specifics', () => {
 
   test('two stores with different prefixes do not see each other', async () => {
     const otherPrefix = `${stores.keyPrefix}other:`;
-    const other = await RedisStore.connect({ url: stores.redisUrl, keyPrefix: otherPrefix });
+    const other = await connectStore({ url: stores.redisUrl, keyPrefix: otherPrefix });
     try {
       const id = uniqueId('code');
       await store.upsert('AuthorizationCode', id, tokenPayload('AuthorizationCode'), 60);
@@ -551,7 +624,7 @@ describe('RedisStore specifics', () => {
 
   test('connect to an unreachable server fails with StoreUnavailableError', async () => {
     const started = Date.now();
-    await assert.rejects(RedisStore.connect({ url: 'redis://127.0.0.1:1', keyPrefix: 'unused:' }), (err: unknown) => {
+    await assert.rejects(connectStore({ url: 'redis://127.0.0.1:1', keyPrefix: 'unused:' }), (err: unknown) => {
       assert.ok(err instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(err)}`);
       assert.match(err.message, /Redis is unavailable/);
       return true;

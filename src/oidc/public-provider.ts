@@ -1,0 +1,116 @@
+/**
+ * The public app for one set of signing keys: oidc-provider configured for Veil, with Veil's
+ * middleware around its routes, outermost first:
+ *   metrics -> security headers -> 404 page -> demo callback -> stylesheet -> JWKS cache headers
+ *   -> client throttle -> interactions, account pages -> token edge, introspection, revocation
+ *   -> oidc-provider's routes
+ * oidc-provider reads its keys once, so a key rotation builds a new one (provider-host.ts).
+ */
+import type { EventEmitter } from 'node:events';
+import Provider, { type Adapter } from 'oidc-provider';
+import { clientRateLimit } from '../abuse/client-throttle.js';
+import type { SigningJwk } from '../crypto/keys.js';
+import { jwksPolicy, safeRemoteJWKSet } from '../http/remote-jwks.js';
+import { jwksCacheHeaders } from '../http/jwks-cache.js';
+import { notFound } from '../http/not-found.js';
+import { securityHeaders } from '../http/security-headers.js';
+import { accountRoutes } from '../interactions/account-routes.js';
+import { demoCallbackRoute } from '../interactions/demo.js';
+import { interactionRoutes } from '../interactions/routes.js';
+import type { Views } from '../interactions/views.js';
+import { errorFields } from '../observability/logger.js';
+import type { Services } from '../services.js';
+import { buildConfiguration } from './configuration.js';
+import type { ResourcePolicy } from './resource-indicators.js';
+import { mountTokenEndpoints, type KeyBoundTokenServices } from './token-services.js';
+
+export interface PublicProviderParts {
+  signingKeys: SigningJwk[];
+  keyBound: KeyBoundTokenServices;
+  adapter: (model: string) => Adapter;
+  resources: ResourcePolicy;
+}
+
+/** The model a token request redeems, by grant type (the audit's `kind`). */
+const REDEEMED_MODEL: Record<string, string> = { authorization_code: 'AuthorizationCode', refresh_token: 'RefreshToken' };
+
+function stylesheet(views: Views) {
+  return async (ctx: import('koa').Context, next: import('koa').Next) => {
+    if (ctx.path !== '/static/veil.css') return next();
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.set('ETag', views.stylesheet.etag);
+    ctx.type = 'text/css';
+    if (ctx.get('if-none-match') === views.stylesheet.etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.body = views.stylesheet.body;
+  };
+}
+
+export function buildPublicProvider(services: Services, parts: PublicProviderParts): Provider {
+  const { config, logger, audit, metrics, views, repos, accounts, tokens, throttles, demo } = services;
+  const provider = new Provider(
+    config.issuer,
+    buildConfiguration({
+      config,
+      adapter: parts.adapter,
+      findAccount: accounts.findAccount,
+      signingKeys: parts.signingKeys,
+      cookieKeys: services.cookieKeys,
+      grants: repos.grants,
+      registry: tokens.registry,
+      resources: parts.resources,
+      views,
+    }),
+  );
+  // TRUST_PROXY: Koa takes the scheme (so cookies get Secure) and host from X-Forwarded-Proto
+  // and -Host, and the client address from the last X-Forwarded-For entry: the one proxy in front.
+  provider.proxy = config.trustProxy;
+  if (config.trustProxy) provider.maxIpsCount = 1;
+  provider.on('server_error', (ctx, err) => {
+    logger.error({ err: errorFields(err), path: ctx.path }, 'server error');
+  });
+  // At /token, oidc-provider revokes a grant only when a consumed code or refresh token is
+  // presented again (the concurrent cases are the adapter's and the token edge's onReuse).
+  provider.on('grant.revoked', (ctx, grantId) => {
+    const model = ctx.oidc?.route === 'token' ? REDEEMED_MODEL[String(ctx.oidc.params?.grant_type)] : undefined;
+    if (!model) return;
+    const clientId = ctx.oidc.client?.clientId;
+    logger.warn({ event: 'token.reused', model, clientId, grantId, concurrent: false }, 'consumed code or refresh token presented again; grant revoked');
+    void audit.tokenReused(clientId, model, grantId, false);
+  });
+  // Koa's own last resort (errors no handler answered) would print a whole stack to stderr,
+  // past redaction: through the logger instead.
+  (provider as unknown as EventEmitter).on('error', (err: unknown, ctx?: { path?: string }) => {
+    logger.error({ err: errorFields(err), path: ctx?.path }, 'request failed');
+  });
+  metrics.countIssuedTokens(provider);
+  provider.use(metrics.httpMiddleware('public')); // first, so it times everything below
+  provider.use(securityHeaders(config.issuer));
+  provider.use(notFound(views));
+  if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));
+  provider.use(stylesheet(views));
+  provider.use(jwksCacheHeaders(config.keysReloadSeconds));
+  provider.use(clientRateLimit(throttles.tokens, throttles.failed));
+  const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, audit };
+  for (const mw of interactionRoutes({ ...common, metrics, loginThrottle: throttles.login })) provider.use(mw);
+  for (const mw of accountRoutes({ ...common, issuer: config.issuer, grantRevocation: tokens.grantRevocation, csrfSecret: services.cookieKeys[0]! })) provider.use(mw);
+  mountTokenEndpoints(provider, tokens, parts.keyBound, {
+    issuer: config.issuer,
+    shortLived: services.shortLived,
+    grants: repos.grants,
+    accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
+    // private_key_jwt clients' jwks_uri at Veil's endpoints: the same SSRF rules as everywhere.
+    clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
+    onRevoked: (event) => {
+      logger.info({ event: 'token.revoked', ...event }, 'token revoked');
+      void audit.tokenRevoked(event.clientId, event.kind, event.grantId);
+    },
+    onReuse: (event) => {
+      logger.warn({ event: 'token.reused', ...event, concurrent: true }, 'code or refresh token redeemed twice at once; grant revoked');
+      void audit.tokenReused(event.clientId, event.model, event.grantId);
+    },
+  });
+  return provider;
+}

@@ -1,0 +1,141 @@
+/**
+ * The service registry: every long-lived part of Veil, built once from the configuration, in
+ * dependency order (stores -> key material -> repositories -> domain services). Nothing here
+ * depends on the current signing keys; what does is built per key set by the ProviderHost.
+ * Whatever is opened is registered on the cleanup stack as it is opened.
+ */
+import type { Redis } from 'ioredis';
+import { createTokenLimits } from './abuse/client-throttle.js';
+import { LoginThrottle } from './abuse/login-throttle.js';
+import { AccountService } from './accounts/account-service.js';
+import { PasswordHasher } from './accounts/passwords.js';
+import { AuditLog } from './audit/audit-log.js';
+import type { VeilConfig } from './config.js';
+import type { KeyRing } from './crypto/key-ring.js';
+import type { Envelope } from './crypto/master-key.js';
+import { applyMigrations, loadKeyMaterial } from './key-material.js';
+import { Views } from './interactions/views.js';
+import type { CleanupStack } from './lifecycle/cleanup-stack.js';
+import { createTokenServices, type TokenServices } from './oidc/token-services.js';
+import { errorFields, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { seedDemo, type DemoLogin } from './seed.js';
+import { AccountRepository } from './store/accounts.js';
+import { envelopeAtRest } from './store/at-rest.js';
+import { AuditEventRepository } from './store/audit-events.js';
+import { ClientRepository } from './store/clients.js';
+import { openDatabase, reachDatabase, type Database } from './store/database.js';
+import { GrantRepository } from './store/grants.js';
+import { LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from './store/invalidation.js';
+import { MemoryStore } from './store/memory-store.js';
+import { closeRedis, connectRedis } from './store/redis-connection.js';
+import { RedisStore } from './store/redis-store.js';
+import { ResourceServerRepository } from './store/resource-servers.js';
+import type { ShortLivedStore } from './store/short-lived-store.js';
+
+export interface Services {
+  config: VeilConfig;
+  logger: Logger;
+  database: Database;
+  /** The process's one Redis connection (store, bus, throttles); undefined in embedded mode. */
+  redis: Redis | undefined;
+  shortLived: ShortLivedStore;
+  bus: InvalidationBus;
+  envelope: Envelope;
+  /** The signing-key ring as read at start-up; the ProviderHost follows later changes. */
+  keyRing: KeyRing;
+  cookieKeys: string[];
+  adminToken: string;
+  repos: {
+    accounts: AccountRepository;
+    clients: ClientRepository;
+    grants: GrantRepository;
+    resources: ResourceServerRepository;
+  };
+  audit: AuditLog;
+  metrics: Metrics;
+  views: Views;
+  accounts: AccountService;
+  tokens: TokenServices;
+  throttles: {
+    login: LoginThrottle;
+    tokens: ReturnType<typeof createTokenLimits>;
+    /** A throttle whose store failed lets the request through, and says so. */
+    failed(err: unknown): void;
+  };
+  demo: DemoLogin | undefined;
+}
+
+/** A store URL as it may be logged: scheme, host, port and path; never user, password or query (which may hold one). */
+export function describeUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+}
+
+export async function buildServices(config: VeilConfig, logger: Logger, cleanup: CleanupStack): Promise<Services> {
+  const database = await openDatabase(config.database);
+  cleanup.push(() => database.close());
+  if (config.migrateOnStart) await applyMigrations(database, logger);
+  await reachDatabase(() => database.ping());
+
+  const { envelope, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger);
+
+  const redis = config.redis.kind === 'redis' ? await connectRedis(config.redis.url) : undefined;
+  if (redis) cleanup.push(() => closeRedis(redis));
+  const shortLived: ShortLivedStore = redis ? new RedisStore(redis, { keyPrefix: config.redis.keyPrefix, atRest: envelopeAtRest(envelope) }) : new MemoryStore();
+  cleanup.push(() => shortLived.close());
+  const bus: InvalidationBus = redis ? await RedisInvalidationBus.connect(redis, config.redis.keyPrefix) : new LocalInvalidationBus();
+  cleanup.push(() => bus.close());
+
+  logger.info(
+    {
+      durable: config.database.kind === 'postgres' ? `PostgreSQL ${describeUrl(config.database.url)}` : `embedded PGlite at ${config.database.dataDir}`,
+      shortLived: config.redis.kind === 'redis' ? `Redis ${describeUrl(config.redis.url)} (prefix "${config.redis.keyPrefix}")` : 'in-process memory (embedded; not shared, lost on restart)',
+    },
+    'stores in use',
+  );
+  if (config.production && config.resourceJwks.allowPrivate) {
+    logger.warn('RESOURCE_JWKS_ALLOW_PRIVATE is on: jwks_uri fetches may reach loopback and private addresses');
+  }
+
+  const prisma = database.prisma;
+  const repos = {
+    accounts: new AccountRepository(prisma, envelope),
+    clients: new ClientRepository(prisma, envelope),
+    grants: new GrantRepository(prisma),
+    resources: new ResourceServerRepository(prisma),
+  };
+  const accounts = new AccountService(repos.accounts, new PasswordHasher(config.argon2), bus);
+  const failed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
+  const services: Services = {
+    config,
+    logger,
+    database,
+    redis,
+    shortLived,
+    bus,
+    envelope,
+    keyRing: keyRing.ring,
+    cookieKeys,
+    adminToken,
+    repos,
+    // The audit trail (PostgreSQL). Its helpers never throw.
+    audit: new AuditLog(new AuditEventRepository(prisma), logger),
+    metrics: new Metrics(),
+    views: new Views(config.brand),
+    accounts,
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources }),
+    throttles: {
+      login: new LoginThrottle({
+        ...config.throttle.login,
+        secret: cookieKeys[0]!,
+        redis: redis && { client: redis, keyPrefix: config.redis.keyPrefix },
+        onError: failed,
+      }),
+      tokens: createTokenLimits(config.throttle.tokenPerClient, config.throttle.tokenPerAddress),
+      failed,
+    },
+    demo: config.seed ? await seedDemo({ issuer: config.issuer, accounts, accountRepo: repos.accounts, clients: repos.clients }) : undefined,
+  };
+  return services;
+}
