@@ -364,6 +364,24 @@ export interface VeilConfig {
   shutdownTimeoutSeconds: number;
 }
 
+/** The longest `access_token_ttl` a resource server may be registered with, seconds (one day). */
+export const MAX_RESOURCE_ACCESS_TOKEN_TTL = 86400;
+
+/** Lifetimes that follow from the configured ones: computed here, once, for every module that needs them. */
+export interface DerivedLifetimes {
+  /** How long a revoked grant is remembered: past the last refresh token, access token or code issued under it (+60 s of clock slack). */
+  revokedGrant: number;
+  /** How long a retiring signing key stays published: until every ID token and access token it signed has expired, whatever an API's own TTL. */
+  signingKeyGrace: number;
+}
+
+export function derivedLifetimes(ttl: VeilConfig['ttl']): DerivedLifetimes {
+  return {
+    revokedGrant: Math.max(ttl.refreshToken, ttl.accessToken, ttl.authorizationCode) + 60,
+    signingKeyGrace: Math.max(ttl.idToken, ttl.accessToken, MAX_RESOURCE_ACCESS_TOKEN_TTL),
+  };
+}
+
 export class ConfigError extends VeilError {
   constructor(message: string) {
     super('invalid_config', message);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, type VeilConfig } from '../../src/config.js';
+import { ConfigError, derivedLifetimes, loadConfig, MAX_RESOURCE_ACCESS_TOKEN_TTL, type VeilConfig } from '../../src/config.js';
 
 const COOKIE_KEY_A = 'a'.repeat(32);
 const COOKIE_KEY_B = 'b'.repeat(40);
@@ -214,7 +214,10 @@ describe('loadConfig admin listener', () => {
     assert.match(message, /ADMIN_TLS_CERT\/ADMIN_TLS_KEY: required when ADMIN_HOST \(0\.0\.0\.0\)/);
     assert.doesNotMatch(message, new RegExp(TOKEN));
     assert.match(configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN, ADMIN_TLS_CERT: '/nonexistent/cert.pem' }), /ADMIN_TLS_KEY: required with ADMIN_TLS_CERT/);
-    assert.match(configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN, ADMIN_TLS_CERT: '/nonexistent/cert.pem', ADMIN_TLS_KEY: '/nonexistent/key.pem' }), /ADMIN_TLS_CERT: cannot read/);
+    assert.match(
+      configError({ ADMIN_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN, ADMIN_TLS_CERT: '/nonexistent/cert.pem', ADMIN_TLS_KEY: '/nonexistent/key.pem' }),
+      /ADMIN_TLS_CERT: cannot read/,
+    );
   });
 
   test('ADMIN_TOKEN_FILE is read; with ADMIN_TOKEN it is refused; its content is never quoted', () => {
@@ -244,5 +247,14 @@ describe('loadConfig admin listener', () => {
     for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) {
       assert.equal(loadConfig({ ADMIN_HOST: host }).admin.token, undefined, host);
     }
+  });
+
+  test('derived lifetimes follow the configured ones', () => {
+    const defaults = derivedLifetimes(loadConfig({}).ttl);
+    assert.equal(defaults.revokedGrant, 14 * 24 * 3600 + 60, 'the refresh token lifetime plus clock slack');
+    assert.equal(defaults.signingKeyGrace, MAX_RESOURCE_ACCESS_TOKEN_TTL, "an API's longest access token outlives the default ID token");
+    const long = derivedLifetimes(loadConfig({ ID_TOKEN_TTL: '200000', REFRESH_TOKEN_TTL: '60', ACCESS_TOKEN_TTL: '600', AUTHORIZATION_CODE_TTL: '60' }).ttl);
+    assert.equal(long.signingKeyGrace, 200000);
+    assert.equal(long.revokedGrant, 660, 'the access token outlives a short refresh token');
   });
 });
