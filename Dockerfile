@@ -28,6 +28,8 @@ RUN apt-get update \
 ENV npm_config_nodedir=/usr/local
 
 COPY package.json package-lock.json ./
+# The resource-server SDK is a workspace package (its manifest is enough for npm ci to link it).
+COPY packages/resource-server/package.json ./packages/resource-server/package.json
 # --ignore-scripts: `prepare` would run the build before the sources are copied, and the other
 # install scripts (prisma's engine download, esbuild's binary check) are not needed. The one
 # that matters, argon2's, is run explicitly by the rebuild below. The last line fails the build
@@ -42,7 +44,8 @@ COPY tsconfig.json prisma.config.ts ./
 COPY scripts ./scripts
 COPY prisma ./prisma
 COPY src ./src
-# `npm run build` = scripts/prisma-generate.mjs (prisma generate, no engine download) + tsc -> dist/
+COPY packages/resource-server ./packages/resource-server
+# `npm run build` = the SDK package, then scripts/prisma-generate.mjs (prisma generate, no engine download) + tsc -> dist/
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
@@ -71,6 +74,9 @@ RUN mkdir -p /var/lib/veil/keys /var/lib/veil/data \
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# What node_modules/@veil/resource-server links to (the demo API imports it).
+COPY --from=build /app/packages/resource-server/package.json ./packages/resource-server/package.json
+COPY --from=build /app/packages/resource-server/dist ./packages/resource-server/dist
 # Read at run time: migrations (src/store/migrator.ts) and page templates (src/interactions/views.ts).
 COPY prisma ./prisma
 COPY views ./views
