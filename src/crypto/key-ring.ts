@@ -18,10 +18,10 @@ import path from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { KeyFileError, SIGNING_KEYS_FILE, assertSigningKeys, readJsonIfPresent, shortThumbprint, type SigningJwk } from './keys.js';
 import type { Envelope } from './master-key.js';
+import { DEFAULT_SIGNING_ALGORITHMS, SIGNING_ALGORITHMS as SUPPORTED_SIGNING_ALGORITHMS } from './algorithms.js';
 
 /** RS256 first: the default ID token algorithm every relying party supports. ES256 signs access tokens. */
-export const DEFAULT_SIGNING_ALGORITHMS = ['RS256', 'ES256'] as const;
-export const SUPPORTED_SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
+export { DEFAULT_SIGNING_ALGORITHMS, SUPPORTED_SIGNING_ALGORITHMS };
 export type SigningAlgorithm = (typeof SUPPORTED_SIGNING_ALGORITHMS)[number];
 
 export type KeyStatus = 'next' | 'active' | 'retiring';

@@ -8,7 +8,7 @@
 export const CLOCK_TOLERANCE_SECONDS = 15;
 
 /** Algorithms an assertion may be signed with (oidc-provider's `clientAuthSigningAlgValues`). */
-export const CLIENT_AUTH_SIGNING_ALGS = ['RS256', 'PS256', 'ES256', 'Ed25519', 'EdDSA'] as const;
+export { CLIENT_AUTH_SIGNING_ALGS } from '../crypto/algorithms.js';
 
 /**
  * `aud` must be the issuer identifier, as one string. oidc-provider alone would also take the

@@ -23,13 +23,14 @@ import { MalformedBasicCredentials, parseBasicCredentials } from '../http/basic-
 import { BadRequestBody, formBody } from '../http/body.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
+import { SECRET_AUTH_METHODS, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
 export const REVOCATION_PATH = '/token/revocation';
-export const TOKEN_ENDPOINT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
+export { TOKEN_ENDPOINT_AUTH_METHODS };
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-const SECRET_METHODS = ['client_secret_basic', 'client_secret_post'];
+const SECRET_METHODS: string[] = [...SECRET_AUTH_METHODS];
 const AUTH_PARAMS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'] as const;
 
 export type Caller = { kind: 'client'; client: Client } | { kind: 'resource-server'; rs: ResourceServerRecord };
