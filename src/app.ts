@@ -17,6 +17,7 @@ import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
 import { createListener, drainServer, listen, type Listener } from './http/listeners.js';
 import { CleanupStack } from './lifecycle/cleanup-stack.js';
 import { OIDC_SCOPES } from './oidc/oidc-scopes.js';
+import type { GrantRegistration } from './oidc/public-provider.js';
 import { readiness } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { ProviderHost } from './provider-host.js';
@@ -47,18 +48,20 @@ export interface StartOptions {
   print?: (text: string) => void;
   /** Bind the admin listener (default true). Cluster mode serves it from one worker only. */
   admin?: boolean;
+  /** Grant types added to the token endpoint (their access tokens are sealed like every other's). */
+  grants?: readonly GrantRegistration[];
 }
 
 export async function startVeil(
   config: VeilConfig,
-  { logger, print = (t) => process.stdout.write(`${t}\n`), admin: serveAdmin = true }: StartOptions,
+  { logger, print = (t) => process.stdout.write(`${t}\n`), admin: serveAdmin = true, grants = [] }: StartOptions,
 ): Promise<Veil> {
   const started = performance.now();
   const cleanup = new CleanupStack();
   try {
     const services = await buildServices(config, logger, cleanup);
     const { database, shortLived, bus, tokens, repos } = services;
-    const host = await ProviderHost.start(services, cleanup);
+    const host = await ProviderHost.start(services, cleanup, grants);
 
     const clients = new ClientService(
       repos.clients,

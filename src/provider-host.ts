@@ -13,7 +13,7 @@ import { KeyWatcher } from './crypto/key-watcher.js';
 import type { CleanupStack } from './lifecycle/cleanup-stack.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { OIDC_SCOPES } from './oidc/oidc-scopes.js';
-import { buildPublicProvider } from './oidc/public-provider.js';
+import { buildPublicProvider, type GrantRegistration } from './oidc/public-provider.js';
 import { resourcePolicy } from './oidc/resource-indicators.js';
 import { bindSigningKeys } from './oidc/token-services.js';
 import { errorFields } from './observability/logger.js';
@@ -31,7 +31,10 @@ export class ProviderHost {
   #watcher: KeyWatcher | undefined;
   readonly #build: (signingKeys: SigningJwk[]) => Current;
 
-  private constructor(private readonly services: Services) {
+  private constructor(
+    private readonly services: Services,
+    grants: readonly GrantRegistration[],
+  ) {
     const { config, repos, shortLived, bus, tokens, logger, audit } = services;
     // Resource indicators; also what must hold before a code or refresh token is consumed.
     const resources = resourcePolicy(tokens.registry, OIDC_SCOPES, tokens.encryptionKeys);
@@ -50,15 +53,15 @@ export class ProviderHost {
     });
     this.#build = (signingKeys) => {
       const keyBound = bindSigningKeys(tokens, { issuer: config.issuer, shortLived, signingKeys });
-      const provider = buildPublicProvider(services, { signingKeys, keyBound, adapter, resources });
+      const provider = buildPublicProvider(services, { signingKeys, keyBound, adapter, resources, grants });
       return { signingKeys, provider, handle: provider.callback() };
     };
     this.#current = this.#build(services.keyRing.signingJwks(services.envelope));
   }
 
   /** Builds the first provider and starts following the key ring. */
-  static async start(services: Services, cleanup: CleanupStack): Promise<ProviderHost> {
-    const host = new ProviderHost(services);
+  static async start(services: Services, cleanup: CleanupStack, grants: readonly GrantRegistration[] = []): Promise<ProviderHost> {
+    const host = new ProviderHost(services, grants);
     host.#watcher = await KeyWatcher.start({
       keysDir: services.config.keysDir,
       intervalSeconds: services.config.keysReloadSeconds,

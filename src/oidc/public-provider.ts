@@ -24,8 +24,19 @@ import { buildConfiguration } from './configuration.js';
 import type { ResourcePolicy } from './resource-indicators.js';
 import { mountTokenEndpoints, type KeyBoundTokenServices } from './token-services.js';
 
+/**
+ * A grant type added to the token endpoint (`registerGrantType`): its access tokens are sealed by
+ * the token edge like every other grant's, with nothing added for them.
+ */
+export interface GrantRegistration {
+  type: string;
+  handler: Parameters<Provider['registerGrantType']>[1];
+  parameters?: string[];
+}
+
 export interface PublicProviderParts {
   signingKeys: SigningJwk[];
+  grants: readonly GrantRegistration[];
   keyBound: KeyBoundTokenServices;
   adapter: (model: string) => Adapter;
   resources: ResourcePolicy;
@@ -64,6 +75,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
       views,
     }),
   );
+  for (const grant of parts.grants) provider.registerGrantType(grant.type, grant.handler, grant.parameters ? new Set(grant.parameters) : undefined);
   // TRUST_PROXY: Koa takes the scheme (so cookies get Secure) and host from X-Forwarded-Proto
   // and -Host, and the client address from the last X-Forwarded-For entry: the one proxy in front.
   provider.proxy = config.trustProxy;

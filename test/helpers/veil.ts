@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { startVeil, type Veil } from '../../src/app.js';
+import { startVeil, type StartOptions, type Veil } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { freePort } from './net.js';
@@ -25,7 +25,7 @@ export async function generatedAdminToken(keysDir: string): Promise<string> {
   return token;
 }
 
-export async function startTestVeil(stores: TestStores | undefined, env: Record<string, string> = {}): Promise<TestVeil> {
+export async function startTestVeil(stores: TestStores | undefined, env: Record<string, string> = {}, options: Pick<StartOptions, 'grants'> = {}): Promise<TestVeil> {
   const tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-test-'));
   const port = Number(env.PORT ?? (await freePort()));
   const issuer = env.ISSUER ?? `http://127.0.0.1:${port}`;
@@ -51,7 +51,7 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
       cb();
     },
   });
-  const veil = await startVeil(config, { logger: createLogger(config.logLevel, sink), print: (t) => logs.push(t) });
+  const veil = await startVeil(config, { ...options, logger: createLogger(config.logLevel, sink), print: (t) => logs.push(t) });
   // Configured or generated into KEYS_DIR/admin-token: either way it must never reach the logs.
   rememberSecret(veil.adminToken, 'admin token');
   return Object.assign(veil, {
