@@ -95,10 +95,11 @@ try {
     return sealAccessToken(claims, signer, recipient);
   };
   const batch = (n: number) => Array.from({ length: n }, seal);
-  const verifier = (cache: boolean) =>
-    createVerifier({ issuer: jwks.issuer, audience: AUDIENCE, decryptionKeys: [privateJwk], cache: cache && { maxEntries: DISTINCT + 1000 } });
+  const verifier = (cache: boolean) => createVerifier({ issuer: jwks.issuer, audience: AUDIENCE, decryptionKeys: [privateJwk], cache: cache && { maxEntries: DISTINCT + 1000 } });
 
-  console.log(`sdk bench: ${fmtInt(DISTINCT)} distinct tokens per cold run, ${fmtInt(REPEATS)} cached verifications, ${IN_FLIGHT} in flight; ${pinning ? `pinned to core ${pinning.client}` : 'NOT pinned'}`);
+  console.log(
+    `sdk bench: ${fmtInt(DISTINCT)} distinct tokens per cold run, ${fmtInt(REPEATS)} cached verifications, ${IN_FLIGHT} in flight; ${pinning ? `pinned to core ${pinning.client}` : 'NOT pinned'}`,
+  );
   const sample = seal();
 
   const cold = async (cache: boolean) => {

@@ -115,7 +115,10 @@ describe('good tokens', () => {
     const verifier = createVerifier({
       issuer: issuer.url,
       audience: AUDIENCE,
-      decryptionKeys: [{ kid: rsaRecipient.kid, key: keyObject }, { kid: ecRecipient.kid, key: cryptoKey }],
+      decryptionKeys: [
+        { kid: rsaRecipient.kid, key: keyObject },
+        { kid: ecRecipient.kid, key: cryptoKey },
+      ],
     });
     assert.equal((await verifier.verify(await sealedToken({}, rs256, rsaRecipient))).header.jwe.kid, rsaRecipient.kid);
     assert.equal((await verifier.verify(await sealedToken())).header.jwe.kid, ecRecipient.kid);
@@ -576,14 +579,8 @@ describe('options', () => {
   test('exactly one key source, and no unsafe algorithms', () => {
     const base = { issuer: 'https://veil.example.test', audience: AUDIENCE };
     assert.throws(() => createVerifier({ ...base } as VerifierOptions), TypeError);
-    assert.throws(
-      () => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], decryptionJwks: { keys: [] } } as unknown as VerifierOptions),
-      TypeError,
-    );
-    assert.throws(
-      () => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], algorithms: { signing: ['HS256' as 'RS256'] } }),
-      /cannot include HS256/,
-    );
+    assert.throws(() => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], decryptionJwks: { keys: [] } } as unknown as VerifierOptions), TypeError);
+    assert.throws(() => createVerifier({ ...base, decryptionKeys: [ecRecipient.privateJwk], algorithms: { signing: ['HS256' as 'RS256'] } }), /cannot include HS256/);
     const { d: _d, ...publicOnly } = ecRecipient.privateJwk;
     assert.throws(() => createVerifier({ ...base, decryptionKeys: [publicOnly] }), /no private part/);
   });
@@ -638,10 +635,7 @@ describe('middleware', () => {
         const bad = await seal(await signAccessToken(claims(), es256), stranger);
         const res = await get(`Bearer ${bad}`);
         assert.equal(res.status, 401);
-        assert.equal(
-          res.headers.get('www-authenticate'),
-          `Bearer realm="${AUDIENCE}", error="invalid_token", error_description="decryption_key_unknown"`,
-        );
+        assert.equal(res.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}", error="invalid_token", error_description="decryption_key_unknown"`);
         const text = await res.text();
         assert.deepEqual(JSON.parse(text), { error: 'invalid_token', error_description: 'decryption_key_unknown' });
         assert.ok(!text.includes(bad.slice(0, 20)));

@@ -16,9 +16,7 @@ export interface ErrorBody {
   error_description: string;
 }
 
-export type BearerOutcome =
-  | { ok: true; accessToken: VerifiedAccessToken }
-  | { ok: false; status: 400 | 401 | 403 | 503; headers: Record<string, string>; body: ErrorBody };
+export type BearerOutcome = { ok: true; accessToken: VerifiedAccessToken } | { ok: false; status: 400 | 401 | 403 | 503; headers: Record<string, string>; body: ErrorBody };
 
 /** RFC 6750 §2.1 b64token, exactly one, after a case-insensitive "Bearer" and spaces. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
@@ -37,11 +35,7 @@ export function normalizeScopes(scopes: readonly string[] | undefined): string[]
   return list;
 }
 
-export async function authenticateBearer(
-  verifier: AccessTokenVerifier,
-  authorization: string | undefined,
-  requiredScopes: readonly string[],
-): Promise<BearerOutcome> {
+export async function authenticateBearer(verifier: AccessTokenVerifier, authorization: string | undefined, requiredScopes: readonly string[]): Promise<BearerOutcome> {
   const realm = verifier.audience;
   const reject = (status: 400 | 401 | 403, error: string, description: string, extra: Record<string, string> = {}): BearerOutcome => ({
     ok: false,

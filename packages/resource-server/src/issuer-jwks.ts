@@ -21,7 +21,10 @@ export interface IssuerJwksOptions {
 export function cacheLifetimeMs(headers: Headers): number | undefined {
   const value = headers.get('cache-control');
   if (!value) return undefined;
-  const directives = value.toLowerCase().split(',').map((d) => d.trim());
+  const directives = value
+    .toLowerCase()
+    .split(',')
+    .map((d) => d.trim());
   if (directives.includes('no-store') || directives.includes('no-cache')) return 0;
   const maxAge = directives.find((d) => d.startsWith('max-age='));
   if (!maxAge) return undefined;

@@ -102,10 +102,7 @@ export interface RevokeOptions {
 }
 
 export type VerifierOptions = VerifierOptionsBase &
-  (
-    | { decryptionKeys: readonly DecryptionKey[]; decryptionJwks?: never }
-    | { decryptionJwks: { keys: readonly JWK[] }; decryptionKeys?: never }
-  );
+  ({ decryptionKeys: readonly DecryptionKey[]; decryptionJwks?: never } | { decryptionJwks: { keys: readonly JWK[] }; decryptionKeys?: never });
 
 export interface AccessTokenClaims extends JWTPayload {
   iss: string;
