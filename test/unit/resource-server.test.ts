@@ -449,6 +449,14 @@ describe('verified-token cache', () => {
     assert.deepEqual(uncached.cacheStats(), { entries: 0, hits: 0, misses: 3 });
   });
 
+  test('concurrent requests with the same new token share one verification', async () => {
+    const verifier = verifierFor();
+    const token = await sealedToken();
+    const results = await Promise.all(Array.from({ length: 5 }, () => verifier.verify(token)));
+    assert.deepEqual(verifier.cacheStats(), { entries: 1, hits: 4, misses: 1 });
+    assert.ok(results.every((r) => r === results[0]));
+  });
+
   test('a token differing by one character is a miss, and failures are not cached', async () => {
     const verifier = verifierFor();
     const token = await sealedToken();
