@@ -8,16 +8,14 @@ import { config as loadDotenv } from 'dotenv';
 import { startVeil, type Veil } from './app.js';
 import { reportReady, runPrimary, workerSlot } from './cluster.js';
 import { ConfigError, loadConfig } from './config.js';
-import { KeyFileError } from './crypto/keys.js';
-import { MasterKeyError } from './crypto/master-key.js';
+import { VeilError } from './errors/veil-error.js';
 import { createLogger, errorFields, type Logger } from './observability/logger.js';
-import { MigrationError } from './store/migrator.js';
-import { StoreUnavailableError } from './store/errors.js';
 
 loadDotenv({ quiet: true });
 
 function startupFailed(logger: Logger, err: unknown): never {
-  const known = err instanceof KeyFileError || err instanceof MasterKeyError || err instanceof MigrationError || err instanceof StoreUnavailableError;
+  // A VeilError says what went wrong (a key file, the master key, a migration, a store); anything else is a bug.
+  const known = err instanceof VeilError;
   logger.fatal({ err: errorFields(err) }, known ? 'start-up failed' : 'start-up failed unexpectedly');
   process.exit(1);
 }

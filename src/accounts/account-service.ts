@@ -7,12 +7,15 @@ import type { Account, AccountClaims, FindAccount } from 'oidc-provider';
 import { AccountRepository, normaliseEmail, type AccountRecord } from '../store/accounts.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { PasswordHasher } from './passwords.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export const MAX_PASSWORD_LENGTH = 1024; // bounds argon2 input; far above any real passphrase
 export const MIN_PASSWORD_LENGTH = 8;
 
-export class InvalidAccountInput extends Error {
-  override name = 'InvalidAccountInput';
+export class InvalidAccountInput extends VeilError {
+  constructor(message: string) {
+    super('invalid_input', message);
+  }
 }
 
 export interface PublicAccount {
@@ -103,14 +106,24 @@ export class AccountService {
     return this.accounts.list();
   }
 
+  /** For the admin API: read through, never from the cache. */
+  get(id: string): Promise<AccountRecord | null> {
+    return this.accounts.findById(id);
+  }
+
+  findByEmail(email: string): Promise<AccountRecord | null> {
+    return this.accounts.findByEmail(email);
+  }
+
   /** The account as shown on Veil's own pages; undefined when unknown or disabled. */
   async profile(id: string): Promise<PublicAccount | undefined> {
     const account = await this.#findById(id);
     return account && !account.disabled ? toPublicAccount(account) : undefined;
   }
 
-  async setDisabled(email: string, disabled: boolean) {
-    const account = await this.accounts.setDisabled(email, disabled);
+  /** Null when there is no account with this id. */
+  async setDisabled(id: string, disabled: boolean) {
+    const account = await this.accounts.setDisabled(id, disabled);
     if (account) {
       // Here at once (delivery is asynchronous), then everywhere else.
       this.#byId?.delete(account.id);

@@ -9,6 +9,7 @@ import type { CreateClientInput, CreatedClient as CreatedClientResult, PublicCli
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { AuditEventRecord } from '../store/audit-events.js';
 import { isAuditTypeFilter } from '../audit/event-types.js';
+import type { RingKey } from '../crypto/key-ring.js';
 
 const absoluteUri = z.string().refine((v) => {
   const url = URL.parse(v);
@@ -22,7 +23,11 @@ export const createUserBody = z.object({
   email_verified: z.boolean().optional(),
 });
 
-export const emailBody = z.object({ email: z.string().max(320) });
+/** Query of `GET /admin/users`: `?email=` finds the one account with that address (or none). */
+export const usersQuery = z.object({ email: z.string().max(320).optional() });
+
+/** Body of `POST /admin/users/:id/disable` and `/enable`: an empty JSON object (a POST is always JSON). */
+export const emptyBody = z.object({}).strict();
 
 const scopeToken = z.string().max(200).regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens');
 
@@ -208,3 +213,27 @@ export interface AuditEvent {
 export function toPublicAuditEvent(e: AuditEventRecord): AuditEvent {
   return { id: e.id, at: e.at.toISOString(), type: e.type, account_id: e.accountId, client_id: e.clientId, actor: e.actor, details: e.details };
 }
+
+/** `POST /admin/keys/rotate`: only these algorithms (default: every one). */
+export const rotateKeysBody = z.object({ algs: z.array(z.string().max(20)).max(10).optional() });
+/** `POST /admin/keys/:kid/retire`: `force` retires a key whose tokens may still be live. */
+export const retireKeyBody = z.object({ force: z.boolean().optional() });
+
+/** A signing key as the admin API shows it (never the private part). */
+export interface PublicKeyInfo {
+  kid: string;
+  alg: string;
+  status: RingKey['status'];
+  created_at: string;
+  activated_at?: string;
+  retire_after?: string;
+}
+
+export const toKeyInfo = (k: RingKey): PublicKeyInfo => ({
+  kid: k.kid,
+  alg: k.alg,
+  status: k.status,
+  created_at: k.created_at,
+  ...(k.activated_at ? { activated_at: k.activated_at } : {}),
+  ...(k.retire_after ? { retire_after: k.retire_after } : {}),
+});

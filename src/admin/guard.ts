@@ -8,8 +8,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Context, Next } from 'koa';
-
-export type Refuse = (status: number, error: string, description: string) => Error;
+import { VeilError } from '../errors/veil-error.js';
 
 export interface GuardOptions {
   token: string;
@@ -17,7 +16,6 @@ export interface GuardOptions {
   hostAllowed: (host: string) => boolean;
   /** `GET /healthz`, `/readyz`, `/metrics` without the token (a loopback bind only). */
   openProbes: boolean;
-  refuse: Refuse;
 }
 
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
@@ -58,22 +56,22 @@ export function hostMatcher(bindHost: string, port: number, scheme: 'http' | 'ht
   };
 }
 
-export function adminGuard({ token, hostAllowed, openProbes, refuse }: GuardOptions) {
+export function adminGuard({ token, hostAllowed, openProbes }: GuardOptions) {
   return async function guard(ctx: Context, next: Next): Promise<void> {
     // Never echo the Host back: it is whatever the caller wrote.
     if (!hostAllowed(ctx.get('host'))) {
-      throw refuse(421, 'misdirected_request', 'this Host is not served by the admin API (see ADMIN_ALLOWED_HOSTS)');
+      throw new VeilError('misdirected_request', 'this Host is not served by the admin API (see ADMIN_ALLOWED_HOSTS)');
     }
     // Browsers add Origin to cross-origin requests and to every POST, and Sec-Fetch-Site to
     // everything; "none" means the user typed the URL. No web page may talk to the admin API.
     const site = ctx.get('sec-fetch-site').toLowerCase();
     if (ctx.get('origin') !== '' || (site !== '' && site !== 'none')) {
-      throw refuse(403, 'forbidden', 'requests made by a web page are refused by the admin API');
+      throw new VeilError('forbidden', 'requests made by a web page are refused by the admin API');
     }
     const hasBody = BODY_METHODS.has(ctx.method) || Number(ctx.get('content-length') || 0) > 0 || ctx.get('transfer-encoding') !== '';
     // Media types are case-insensitive (RFC 9110 §8.3.1); `is` compares them so.
     if (hasBody && ctx.is('application/json') !== 'application/json') {
-      throw refuse(415, 'unsupported_media_type', 'the request body must be application/json');
+      throw new VeilError('unsupported_media_type', 'the request body must be application/json');
     }
     const probe = PROBES.has(ctx.path) && (ctx.method === 'GET' || ctx.method === 'HEAD');
     if (!(openProbes && probe)) {
@@ -82,7 +80,7 @@ export function adminGuard({ token, hostAllowed, openProbes, refuse }: GuardOpti
       const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, '').trim() : '';
       if (!presented || !sameSecret(presented, token)) {
         ctx.set('WWW-Authenticate', 'Bearer realm="veil-admin"');
-        throw refuse(401, 'unauthorized', 'a valid admin bearer token is required');
+        throw new VeilError('unauthorized', 'a valid admin bearer token is required');
       }
     }
     await next();

@@ -18,29 +18,29 @@ export type {
 } from '../admin/contract.js';
 import type { AuditEvent, Client, CreateClientRequest as CreateClientBody, UpdateClientRequest as UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
 
-import type { PublicKeyInfo } from '../admin/keys-routes.js';
+import type { PublicKeyInfo } from '../admin/contract.js';
+import { codeForStatus, VeilError } from '../errors/veil-error.js';
 
-/** The server answered with a non-2xx status; fields mirror the API's error body. */
-export class AdminApiError extends Error {
-  override name = 'AdminApiError';
+/** The server answered with an error (already in the API's shape: the CLI reports it verbatim). */
+export class AdminApiError extends VeilError {
   constructor(
-    readonly status: number,
+    status: number,
     readonly error: string,
     readonly error_description: string,
   ) {
-    super(error_description);
+    super(codeForStatus(status), error_description, { status, expose: true });
   }
 }
 
 /** No HTTP answer at all: refused, DNS failure, timeout... */
-export class AdminUnreachableError extends Error {
-  override name = 'AdminUnreachableError';
+export class AdminUnreachableError extends VeilError {
   constructor(
     readonly url: string,
-    readonly code: string | undefined,
+    /** The system error (ECONNREFUSED, ENOTFOUND, ETIMEDOUT...), when there is one. */
+    readonly networkCode: string | undefined,
     message: string,
   ) {
-    super(message);
+    super('unreachable', message, { expose: true });
   }
 }
 
@@ -104,9 +104,15 @@ export class AdminClient {
     return field<User>(await this.request('POST', '/admin/users', body), 'user');
   }
 
-  async setUserDisabled(email: string, disabled: boolean): Promise<User> {
-    const path = disabled ? '/admin/users/disable' : '/admin/users/enable';
-    return field<User>(await this.request('POST', path, { email }), 'user');
+  /** `GET /admin/users?email=`: the account with this address, or undefined. */
+  async findUserByEmail(email: string): Promise<User | undefined> {
+    return field<User[]>(await this.request('GET', '/admin/users', undefined, { email }), 'users')[0];
+  }
+
+  /** `POST /admin/users/:id/disable` or `/enable`. */
+  async setUserDisabled(id: string, disabled: boolean): Promise<User> {
+    const path = `/admin/users/${encodeURIComponent(id)}/${disabled ? 'disable' : 'enable'}`;
+    return field<User>(await this.request('POST', path, {}), 'user');
   }
 
   async listClients(): Promise<Client[]> {

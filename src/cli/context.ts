@@ -30,7 +30,7 @@ export function adminClientFrom(options: GlobalOptions, env: NodeJS.ProcessEnv =
     return new AdminClient({ baseUrl: options.adminUrl, token });
   } catch (err) {
     // Bad --admin-url / token: the caller's mistake, not an internal error.
-    throw new CliError('invalid_usage', (err as Error).message);
+    throw new CliError('invalid_input', (err as Error).message);
   }
 }
 

@@ -7,11 +7,11 @@ export async function readJsonFile(file: string, option: string): Promise<unknow
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new CliError('invalid_usage', `cannot read ${option} ${file}: ${(err as Error).message}`);
+    throw new CliError('invalid_input', `cannot read ${option} ${file}: ${(err as Error).message}`);
   }
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new CliError('invalid_usage', `${option} ${file} is not valid JSON`);
+    throw new CliError('invalid_input', `${option} ${file} is not valid JSON`);
   }
 }

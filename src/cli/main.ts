@@ -68,7 +68,7 @@ export function buildProgram(io: CliIo): Command {
 
 /**
  * Runs the CLI. `argv` is in process.argv form: [node, script, ...args].
- * Resolves to the exit code: 0 success, 1 API/usage/config errors (commander's own codes kept).
+ * Resolves to the exit code: 0 success, else the one cli/errors.ts gives the failure.
  */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const program = buildProgram(io);
@@ -77,8 +77,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return 0;
   } catch (err) {
     if (err instanceof CommanderError && SILENT_CODES.has(err.code)) return err.exitCode;
-    reportError(io, wantsJson(argv), err);
-    return err instanceof CommanderError ? err.exitCode : 1;
+    return reportError(io, wantsJson(argv), err);
   }
 }
 

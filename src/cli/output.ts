@@ -2,7 +2,7 @@
  * The two output modes. Human mode prints short lines and aligned tables; `--json` prints
  * exactly one JSON document on stdout so scripts can pipe it straight into `jq`.
  */
-import { humanErrorMessage, toErrorReport } from './errors.js';
+import { humanErrorMessage, renderCliError } from './errors.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -52,8 +52,10 @@ function cell(v: string | number | boolean | null | undefined): string {
   return v === null || v === undefined || v === '' ? '-' : String(v);
 }
 
-/** Errors go to stderr in the same mode as the output: `veil: <message>` or one JSON line. */
-export function reportError(io: CliIo, json: boolean, err: unknown): void {
-  if (json) io.stderr(`${JSON.stringify(toErrorReport(err))}\n`);
+/** Errors go to stderr in the same mode as the output: `veil: <message>` or one JSON line. Returns the exit code. */
+export function reportError(io: CliIo, json: boolean, err: unknown): number {
+  const { report, exitCode } = renderCliError(err);
+  if (json) io.stderr(`${JSON.stringify(report)}\n`);
   else io.stderr(`veil: ${humanErrorMessage(err)}\n`);
+  return exitCode;
 }

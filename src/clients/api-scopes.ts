@@ -8,6 +8,7 @@
  * passes); a client without `resource_scopes` gets no API scope at all (the safe default for
  * clients registered before allow-lists existed).
  */
+import { VeilError } from '../errors/veil-error.js';
 
 /** Client metadata: the API scopes a client may obtain, per resource identifier (Veil's extension). */
 export const RESOURCE_SCOPES = 'resource_scopes';
@@ -41,8 +42,10 @@ export function allowedApiScopes(clientMetadata: Record<string, unknown>, resour
   return resource.scopes.filter((s) => allowed.has(s));
 }
 
-export class ScopeInputError extends Error {
-  override name = 'ScopeInputError';
+export class ScopeInputError extends VeilError {
+  constructor(message: string) {
+    super('invalid_input', message);
+  }
 }
 
 /**

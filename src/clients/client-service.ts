@@ -4,13 +4,14 @@
  * returned exactly once.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClientMetadata, errors } from 'oidc-provider';
+import { errors, type ClientMetadata } from 'oidc-provider';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import { isLoopback } from '../config.js';
-import { RESOURCE_SCOPES, resourceScopesOf, ScopeInputError, splitClientScopes, type ResourceScopes } from './api-scopes.js';
+import { RESOURCE_SCOPES, resourceScopesOf, splitClientScopes, type ResourceScopes } from './api-scopes.js';
 import { clientPolicyViolations } from './client-policy.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
@@ -57,8 +58,10 @@ export interface CreatedClient {
 /** Client metadata as shown to admins: never the secret. */
 export type PublicClient = ClientMetadata & { created_at: string; client_secret?: never; resource_scopes?: ResourceScopes; allowed_resources?: string[] };
 
-export class InvalidClientInput extends Error {
-  override name = 'InvalidClientInput';
+export class InvalidClientInput extends VeilError {
+  constructor(message: string, code: 'invalid_input' | 'invalid_client_metadata' = 'invalid_input') {
+    super(code, message);
+  }
 }
 
 const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
@@ -189,13 +192,8 @@ export class ClientService {
         Object.entries(requested).map(([uri, scopes]) => [uri, scopes.filter((s) => resources.find((r) => r.identifier === uri)?.scopes.includes(s))]),
       );
     }
-    let split;
-    try {
-      split = splitClientScopes({ scope: shape.scope, resourceScopes: requested, resources, oidcScopes: this.options.oidcScopes });
-    } catch (err) {
-      if (err instanceof ScopeInputError) throw new InvalidClientInput(err.message);
-      throw err;
-    }
+    // Throws ScopeInputError (`invalid_input`, a message fit for the admin).
+    const split = splitClientScopes({ scope: shape.scope, resourceScopes: requested, resources, oidcScopes: this.options.oidcScopes });
     // A `scope` naming API scopes only still limits the OIDC scopes: to the narrowest set.
     const oidcScope = split.oidcScope ?? (shape.scope?.trim() ? 'openid' : undefined);
 
@@ -215,7 +213,13 @@ export class ClientService {
       const insecure = redirectUriViolation([...shape.redirect_uris, ...shape.post_logout_redirect_uris]);
       if (insecure) throw new InvalidClientInput(insecure);
     }
-    await this.validate(metadata);
+    try {
+      await this.validate(metadata);
+    } catch (err) {
+      // oidc-provider's schema (and the jwks_uri check) refuse with its InvalidClientMetadata.
+      if (err instanceof errors.InvalidClientMetadata) throw new InvalidClientInput(err.error_description ?? err.message, 'invalid_client_metadata');
+      throw err;
+    }
     return metadata;
   }
 

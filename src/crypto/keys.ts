@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { VeilError } from '../errors/veil-error.js';
 
 export const SIGNING_KEYS_FILE = 'signing-keys.json';
 export const COOKIE_KEYS_FILE = 'cookie-keys.json';
@@ -15,8 +16,11 @@ export const COOKIE_KEYS_FILE = 'cookie-keys.json';
 /** RS256 first: it is the default ID token algorithm every relying party supports. */
 const SIGNING_ALGORITHMS = ['RS256', 'ES256'] as const;
 
-export class KeyFileError extends Error {
-  override name = 'KeyFileError';
+/** A key file is unusable, or a key-ring operation was refused; the message names only the server's own key files and ids. */
+export class KeyFileError extends VeilError {
+  constructor(message: string) {
+    super('key_error', message);
+  }
 }
 
 export interface SigningJwk extends JWK {

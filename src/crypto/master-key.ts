@@ -19,11 +19,15 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { VeilError } from '../errors/veil-error.js';
 
 export const MASTER_KEY_FILE = 'master.key';
 
-export class MasterKeyError extends Error {
-  override name = 'MasterKeyError';
+/** The master key is missing, malformed, or does not open a sealed value (never shown over HTTP). */
+export class MasterKeyError extends VeilError {
+  constructor(message: string) {
+    super('master_key_error', message);
+  }
 }
 
 export interface MasterKey {

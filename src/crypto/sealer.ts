@@ -26,6 +26,7 @@ import {
   type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
+import { VeilError } from '../errors/veil-error.js';
 
 export type SigningAlg = 'RS256' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA';
 export type KeyManagementAlg = 'ECDH-ES' | 'ECDH-ES+A128KW' | 'ECDH-ES+A192KW' | 'ECDH-ES+A256KW' | 'RSA-OAEP' | 'RSA-OAEP-256';
@@ -47,8 +48,10 @@ export interface SealingKey {
 }
 
 /** A key does not fit its algorithm (type, curve, size, or public/private). */
-export class SealerKeyError extends Error {
-  override name = 'SealerKeyError';
+export class SealerKeyError extends VeilError {
+  constructor(message: string) {
+    super('key_error', message);
+  }
 }
 
 const b64 = (data: Buffer | string): string => Buffer.from(data).toString('base64url');

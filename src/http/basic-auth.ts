@@ -3,9 +3,12 @@
  * base64), read by exactly the rules of oidc-provider's /token (lib/shared/client_auth.js), so
  * Veil's endpoints and the token throttle see the same client as /token does.
  */
+import { VeilError } from '../errors/veil-error.js';
 
-export class MalformedBasicCredentials extends Error {
-  override name = 'MalformedBasicCredentials';
+export class MalformedBasicCredentials extends VeilError {
+  constructor(message: string) {
+    super('invalid_input', message);
+  }
 }
 
 /** Strict base64 with correct padding, as oidc-provider checks it. */

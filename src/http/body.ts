@@ -3,11 +3,12 @@
  * encoding) become one typed error so each listener maps it to its own error format.
  */
 import { bodyParser } from '@koa/bodyparser';
+import { VeilError } from '../errors/veil-error.js';
 
-export class BadRequestBody extends Error {
-  override name = 'BadRequestBody';
-  constructor(readonly status: number, message: string) {
-    super(message);
+/** A body the parser refused: 400 `invalid_input`, 413 `payload_too_large` or 415 `unsupported_media_type`. */
+export class BadRequestBody extends VeilError {
+  constructor(status: 400 | 413 | 415, message: string) {
+    super(status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'invalid_input', message);
   }
 }
 

@@ -8,18 +8,18 @@ import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplement
 import { errors } from 'oidc-provider';
 import type { VeilConfig } from '../config.js';
 import { assertSafeUrl, OutboundRefused, safeFetch, type OutboundPolicy } from './safe-fetch.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export const JWKS_URI_ERROR = 'the jwks_uri could not be fetched or is not a valid JWK Set';
 
-/** The message is either about the URL alone (refused before connecting) or JWKS_URI_ERROR. */
-export class JwksUriError extends Error {
-  override name = 'JwksUriError';
+/** The message is either about the URL alone (refused before connecting) or JWKS_URI_ERROR: safe to show. */
+export class JwksUriError extends VeilError {
   constructor(
     message: string,
     /** For logs: why, never what was fetched. */
     readonly reason: string,
   ) {
-    super(message);
+    super(reason === 'refused' || reason === 'type' ? 'invalid_input' : 'unreachable', message, { expose: true });
   }
 }
 

@@ -14,6 +14,7 @@ import { promises as dns, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { VeilError } from '../errors/veil-error.js';
 
 export const DEFAULT_MAX_BYTES = 64 * 1024;
 export const DEFAULT_TIMEOUT_MS = 4000;
@@ -32,18 +33,16 @@ export interface OutboundPolicy {
 }
 
 /** Refused before any connection: the message is about the URL only, so it is safe to show. */
-export class OutboundRefused extends Error {
-  override name = 'OutboundRefused';
+export class OutboundRefused extends VeilError {
   constructor(readonly detail: string) {
-    super(`the URL ${detail}`);
+    super('invalid_input', `the URL ${detail}`);
   }
 }
 
 /** Failed while or after connecting. The reason is for logs; it never quotes the response. */
-export class OutboundFailed extends Error {
-  override name = 'OutboundFailed';
+export class OutboundFailed extends VeilError {
   constructor(readonly reason: 'dns' | 'network' | 'timeout' | 'redirect' | 'too_large' | 'bad_response') {
-    super(`outbound request failed: ${reason}`);
+    super('unreachable', `outbound request failed: ${reason}`);
   }
 }
 

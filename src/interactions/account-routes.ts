@@ -13,13 +13,13 @@ import type { Context, Next } from 'koa';
 import type { AdapterPayload, Provider } from 'oidc-provider';
 import type { AccountService } from '../accounts/account-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { BadRequestBody, formBody } from '../http/body.js';
+import { formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import type { GrantRevocation } from '../oidc/grant-revocation.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { describeApiScope, describeOidcScope } from './scope-descriptions.js';
-import { sendFailurePage } from './failure-page.js';
+import { sendErrorPage } from './error-page.js';
 import type { Views } from './views.js';
 
 export const ACCOUNT_PATH = '/account';
@@ -223,23 +223,14 @@ export function accountRoutes(deps: AccountRouteDeps) {
   return [accountErrors(deps), router.routes(), router.allowedMethods({ throw: true })];
 }
 
-/** Maps anything thrown under /account to the HTML error page. */
+/** Renders anything thrown under /account as the HTML error page. */
 function accountErrors({ views, logger }: Pick<AccountRouteDeps, 'views' | 'logger'>) {
   return async (ctx: Context, next: Next) => {
     if (!isAccountPath(ctx.path)) return next();
     try {
       await next();
     } catch (err) {
-      const e = err as { status?: number; expose?: boolean; message?: string };
-      if (err instanceof BadRequestBody || (e.expose && e.status && e.status < 500)) {
-        return views.send(ctx, 'error', 'Something went wrong', {
-          status: e.status,
-          error: 'invalid_request',
-          description: e.message,
-          hint: 'Open your connected apps again and retry from there.',
-        }, e.status);
-      }
-      return sendFailurePage(ctx, views, logger, err, 'account page failed');
+      sendErrorPage(ctx, views, logger, err, 'account page failed', 'Open your connected apps again and retry from there.');
     }
   };
 }

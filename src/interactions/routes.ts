@@ -10,13 +10,13 @@ import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_SECONDS } from '../abuse/device-co
 import type { LoginThrottle } from '../abuse/login-throttle.js';
 import type { AccountService } from '../accounts/account-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { BadRequestBody, formBody } from '../http/body.js';
+import { formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { describeApiScope, describeClaim, describeOidcScope } from './scope-descriptions.js';
-import { sendFailurePage } from './failure-page.js';
+import { sendErrorPage } from './error-page.js';
 import { UNCONSENTED_APIS } from '../oidc/consent-policy.js';
 import type { Views } from './views.js';
 
@@ -207,40 +207,14 @@ export function interactionRoutes(deps: InteractionDeps) {
   return [interactionErrors(deps), router.routes(), router.allowedMethods({ throw: true })];
 }
 
-/** Maps anything thrown by the interaction routes to the HTML error page. */
+/** Renders anything thrown by the interaction routes as the HTML error page. */
 function interactionErrors({ views, logger }: InteractionDeps) {
   return async (ctx: Context, next: Next) => {
     if (!ctx.path.startsWith('/interaction/')) return next();
     try {
       await next();
     } catch (err) {
-      const e = err as { status?: number; expose?: boolean; message?: string; error_description?: string; name?: string };
-      if (err instanceof errors.SessionNotFound) {
-        return views.send(ctx, 'error', 'Sign-in expired', {
-          status: 400,
-          error: 'invalid_request',
-          description: 'This sign-in request has expired or was already completed.',
-          hint: 'Return to the application and start again.',
-        }, 400);
-      }
-      if (err instanceof errors.OIDCProviderError && e.expose) {
-        return views.send(ctx, 'error', 'Something went wrong', {
-          status: e.status,
-          error: e.message,
-          description: e.error_description,
-          hint: 'Return to the application and start again.',
-        }, e.status);
-      }
-      if (err instanceof BadRequestBody || (e.expose && e.status && e.status < 500)) {
-        // Malformed or oversized form bodies, and Koa's own 4xx (405 from the router).
-        return views.send(ctx, 'error', 'Something went wrong', {
-          status: e.status,
-          error: 'invalid_request',
-          description: e.message,
-          hint: 'Return to the application and start again.',
-        }, e.status);
-      }
-      return sendFailurePage(ctx, views, logger, err, 'interaction failed');
+      sendErrorPage(ctx, views, logger, err, 'interaction failed', 'Return to the application and start again.');
     }
   };
 }

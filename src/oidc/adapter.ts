@@ -18,7 +18,7 @@ import { enforceClientPolicy } from '../clients/client-policy.js';
 import type { ClientRepository } from '../store/clients.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
-import { GrantRevokedError, type GrantTokenStore, type ModelStore, type ReplayGuard, type RevocationList } from '../store/short-lived-store.js';
+import { type GrantTokenStore, type ModelStore, type ReplayGuard, type RevocationList } from '../store/short-lived-store.js';
 import { toProtocolError } from './errors.js';
 import { GrantRevocation } from './grant-revocation.js';
 import { withoutUserClaims } from './token-claims.js';
@@ -64,7 +64,7 @@ async function guard<T>(op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
-    if (err instanceof GrantRevokedError) throw new errors.InvalidGrant('grant request is invalid');
+    // Store outages become 503, a grant revoked meanwhile (GrantRevokedError) invalid_grant.
     throw toProtocolError(err);
   }
 }

@@ -20,7 +20,9 @@ import type { Client, Provider } from 'oidc-provider';
 import { INTROSPECTION_CLIENT_PREFIX, type ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { MalformedBasicCredentials, parseBasicCredentials } from '../http/basic-auth.js';
-import { BadRequestBody, formBody } from '../http/body.js';
+import { formBody } from '../http/body.js';
+import { VeilError } from '../errors/veil-error.js';
+import { sendOAuthError } from './errors.js';
 import { StoreUnavailableError } from '../store/errors.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { SECRET_AUTH_METHODS, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
@@ -35,10 +37,10 @@ const AUTH_PARAMS = ['client_id', 'client_secret', 'client_assertion', 'client_a
 
 export type Caller = { kind: 'client'; client: Client } | { kind: 'resource-server'; rs: ResourceServerRecord };
 
-/** An OAuth error answered as JSON by the endpoint (RFC 6749 §5.2). */
-export class EndpointError extends Error {
-  constructor(readonly status: number, readonly error: string, description: string) {
-    super(description);
+/** An OAuth error answered as JSON by the endpoint (RFC 6749 §5.2; rendered by oidc/errors.ts). */
+export class EndpointError extends VeilError {
+  constructor(status: number, error: 'invalid_client' | 'invalid_request', description: string) {
+    super(error === 'invalid_client' ? 'unauthorized' : 'invalid_input', description, { status });
   }
 }
 
@@ -221,39 +223,9 @@ export function tokenEndpoint(
       if (typeof value !== 'string' || !value) throw new EndpointError(400, 'invalid_request', 'missing required parameter: token');
       await handle(ctx, { caller, value, hint: typeof body.token_type_hint === 'string' ? body.token_type_hint : undefined });
     } catch (err) {
-      if (err instanceof BadRequestBody) return sendEndpointError(ctx, new EndpointError(err.status === 413 ? 413 : 400, 'invalid_request', err.message));
-      let answer: EndpointError;
-      try {
-        answer = toEndpointError(err);
-      } catch {
-        // A bug, not the caller's doing: logged (through the app's error listener), answered in
-        // the protocol's format without details.
-        ctx.app.emit('error', err, ctx);
-        answer = new EndpointError(500, 'server_error', 'an unexpected error occurred');
-      }
-      sendEndpointError(ctx, answer);
+      // OAuth JSON; a bug is logged (the app's error listener) and answered without details.
+      sendOAuthError(ctx, err);
     }
   };
 }
 
-/** The one place a failure at these endpoints becomes an OAuth error; anything else is a bug and rethrown. */
-export function toEndpointError(err: unknown): EndpointError {
-  if (err instanceof EndpointError) return err;
-  if (err instanceof StoreUnavailableError) return new EndpointError(503, 'temporarily_unavailable', 'the service is temporarily unavailable, try again shortly');
-  const status = (err as { statusCode?: number; status?: number }).statusCode ?? (err as { status?: number }).status;
-  const oauth = err as { error?: string; error_description?: string; expose?: boolean };
-  // oidc-provider's own errors (from Client.find, say) carry their OAuth code.
-  if (oauth.expose && typeof oauth.error === 'string' && status && status < 500) {
-    return new EndpointError(status, oauth.error, oauth.error_description ?? oauth.error);
-  }
-  throw err;
-}
-
-/** Writes an endpoint error in the OAuth JSON format. */
-export function sendEndpointError(ctx: Context, err: EndpointError): void {
-  ctx.status = err.status;
-  ctx.set('Cache-Control', 'no-store');
-  // As oidc-provider does at /token: a challenge when the client tried the Authorization header.
-  if (err.status === 401 && ctx.headers.authorization !== undefined) ctx.set('WWW-Authenticate', 'Basic realm="veil"');
-  ctx.body = { error: err.error, error_description: err.message };
-}

@@ -17,13 +17,16 @@ import {
   type SealingKey,
 } from '../crypto/sealer.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export const KEY_MANAGEMENT_ALGS: readonly KeyManagementAlg[] = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW', 'RSA-OAEP', 'RSA-OAEP-256'];
 export const CONTENT_ENCRYPTION_ALGS: readonly ContentEncryptionAlg[] = ['A128GCM', 'A192GCM', 'A256GCM'];
 
 /** The resource server's key cannot be used (bad JWK, unreachable jwks_uri, no suitable key). */
-export class EncryptionKeyError extends Error {
-  override name = 'EncryptionKeyError';
+export class EncryptionKeyError extends VeilError {
+  constructor(message: string) {
+    super('key_unavailable', message);
+  }
 }
 
 /**

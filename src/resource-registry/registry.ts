@@ -12,6 +12,7 @@ import { OIDC_SCOPES } from '../oidc/oidc-scopes.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
 import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export interface RegisterResourceServer {
   identifier: string;
@@ -31,12 +32,16 @@ export interface IntrospectionCredentials {
   introspection_client_secret: string;
 }
 
-export class InvalidResourceServer extends Error {
-  override name = 'InvalidResourceServer';
+export class InvalidResourceServer extends VeilError {
+  constructor(message: string) {
+    super('invalid_input', message);
+  }
 }
 
-export class DuplicateResourceServer extends Error {
-  override name = 'DuplicateResourceServer';
+export class DuplicateResourceServer extends VeilError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
 }
 
 /** User claims a resource server may be given (the ones Veil's accounts have). */

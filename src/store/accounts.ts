@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { Envelope } from '../crypto/master-key.js';
 import type { PrismaClient } from './database.js';
 import type { Account } from '../generated/prisma/client.js';
+import { VeilError } from '../errors/veil-error.js';
+import { UniqueViolation } from './errors.js';
 
 export interface AccountRecord {
   id: string;
@@ -19,8 +21,10 @@ export interface AccountRecord {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export class DuplicateAccountError extends Error {
-  override name = 'DuplicateAccountError';
+export class DuplicateAccountError extends VeilError {
+  constructor(message: string, cause?: unknown) {
+    super('conflict', message, { cause });
+  }
 }
 
 export function normaliseEmail(email: string): string {
@@ -56,7 +60,7 @@ export class AccountRepository {
         }),
       );
     } catch (err) {
-      if ((err as { code?: string }).code === 'P2002') throw new DuplicateAccountError('an account with this email already exists');
+      if (err instanceof UniqueViolation) throw new DuplicateAccountError('an account with this email already exists', err);
       throw err;
     }
   }
@@ -91,9 +95,11 @@ export class AccountRepository {
     return this.prisma.account.count();
   }
 
-  async setDisabled(email: string, disabled: boolean): Promise<AccountRecord | null> {
-    const result = await this.prisma.account.updateMany({ where: { email: normaliseEmail(email) }, data: { disabled } });
-    return result.count ? this.findByEmail(email) : null;
+  /** Null when there is no account with this id. */
+  async setDisabled(id: string, disabled: boolean): Promise<AccountRecord | null> {
+    if (!UUID.test(id)) return null;
+    const result = await this.prisma.account.updateMany({ where: { id }, data: { disabled } });
+    return result.count ? this.findById(id) : null;
   }
 
   async updatePasswordHash(id: string, passwordHash: string): Promise<void> {

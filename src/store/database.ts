@@ -41,8 +41,8 @@ export interface Database {
 }
 
 /**
- * Every query's failure is classified once, here: outages become StoreUnavailableError (503 at
- * the edges), data errors (P2xxx) pass through for the repositories to interpret.
+ * Every query's failure is classified once, here (`classifyDatabaseError`): outages become
+ * StoreUnavailableError (503 at the edges), P2002/P2025 UniqueViolation/RecordNotFound.
  */
 function withClassifiedErrors(prisma: PrismaClient): PrismaClient {
   return prisma.$extends({

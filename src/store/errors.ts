@@ -1,22 +1,45 @@
-/** Store-level failures, independent of which store raised them. */
+/**
+ * Store-level failures, independent of which store raised them, and the one place where
+ * PostgreSQL's failures (through Prisma) become VeilErrors.
+ */
+import { VeilError } from '../errors/veil-error.js';
 
-/** The backing service (PostgreSQL or Redis) cannot be reached; mapped to 503 at every edge. */
-export class StoreUnavailableError extends Error {
-  override name = 'StoreUnavailableError';
+/** The backing service (PostgreSQL or Redis) cannot be reached; 503 at every edge. */
+export class StoreUnavailableError extends VeilError {
   constructor(store: string, cause?: unknown) {
-    super(`${store} is unavailable`, { cause });
+    super('store_unavailable', `${store} is unavailable`, { cause });
+  }
+}
+
+/** A write would repeat a unique value (Prisma `P2002`); repositories may re-word it (DuplicateAccountError). */
+export class UniqueViolation extends VeilError {
+  constructor(message = 'already exists', cause?: unknown) {
+    super('conflict', message, { cause });
+  }
+}
+
+/** The row a write needed is gone (Prisma `P2025`). */
+export class RecordNotFound extends VeilError {
+  constructor(message = 'no such record', cause?: unknown) {
+    super('not_found', message, { cause });
   }
 }
 
 /**
- * Prisma errors that mean "your data is wrong" (unique violation, missing row, ...) carry a
- * P2xxx code; everything else from the database layer (driver errors, lost connections,
- * pool timeouts, P1xxx) means the store itself failed.
+ * Classifies a failure of the database layer (called for every query by store/database.ts).
+ * Unique violations and missing rows become UniqueViolation and RecordNotFound; other Prisma
+ * errors that mean "your data is wrong" (P2xxx) and validation errors (a programming error: keep
+ * it loud) pass through; everything else (driver errors, lost connections, pool timeouts, P1xxx)
+ * means the store itself failed.
  */
 export function classifyDatabaseError(err: unknown): unknown {
-  if (err instanceof StoreUnavailableError) return err;
+  if (err instanceof VeilError) return err;
   const e = err as { name?: string; code?: unknown };
-  if (e?.name === 'PrismaClientKnownRequestError' && typeof e.code === 'string' && e.code.startsWith('P2')) return err;
-  if (e?.name === 'PrismaClientValidationError') return err; // a programming error: keep it loud
+  if (e?.name === 'PrismaClientKnownRequestError' && typeof e.code === 'string' && e.code.startsWith('P2')) {
+    if (e.code === 'P2002') return new UniqueViolation('already exists', err);
+    if (e.code === 'P2025') return new RecordNotFound('no such record', err);
+    return err;
+  }
+  if (e?.name === 'PrismaClientValidationError') return err;
   return new StoreUnavailableError('PostgreSQL', err);
 }

@@ -11,6 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SqlRunner } from './database.js';
+import { VeilError } from '../errors/veil-error.js';
 
 export const DEFAULT_MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
 
@@ -25,8 +26,10 @@ export interface MigrationResult {
   alreadyApplied: string[];
 }
 
-export class MigrationError extends Error {
-  override name = 'MigrationError';
+export class MigrationError extends VeilError {
+  constructor(message: string) {
+    super('migration_failed', message);
+  }
 }
 
 export async function readMigrations(dir = DEFAULT_MIGRATIONS_DIR): Promise<Migration[]> {

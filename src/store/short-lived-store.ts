@@ -6,6 +6,7 @@
  * an IssuedTokenIndex, and so on).
  */
 import type { AdapterPayload } from 'oidc-provider';
+import { VeilError } from '../errors/veil-error.js';
 
 /** An issued sealed access token as Veil remembers it: the record is keyed by its `jti`. */
 export interface IssuedTokenRecord {
@@ -17,10 +18,9 @@ export interface IssuedTokenRecord {
 }
 
 /** A write for a grant that has been revoked meanwhile; the caller must fail the request. */
-export class GrantRevokedError extends Error {
-  override name = 'GrantRevokedError';
+export class GrantRevokedError extends VeilError {
   constructor() {
-    super('the grant was revoked');
+    super('grant_revoked', 'the grant was revoked');
   }
 }
 

@@ -82,13 +82,13 @@ describe('two Veil processes sharing PostgreSQL and Redis', () => {
       resource_scopes: { [rs.identifier]: ['read'] },
     });
     const user = { email: 'two-procs@example.com', password: 'shared between processes' };
-    await a.admin('POST', '/admin/users', user);
+    const userId = (await a.admin<{ user: { id: string } }>('POST', '/admin/users', user)).body.user.id;
     const web = { issuer: a.issuer, clientId: created.body.client.client_id, clientSecret: created.body.client_secret, redirectUri: 'http://127.0.0.1:9/cb' };
     const tokens = await httpAuthorizationCodeFlow(web, user, 'openid', { resource: rs.identifier, scope: 'openid read' });
     const rsCreds = { id: rs.clientId, secret: rs.clientSecret };
     // B looks the account up (and caches it) while it is active...
     assert.equal((await introspect(bIssuer, rsCreds, tokens.access_token)).body.active, true);
-    assert.equal((await a.admin('POST', '/admin/users/disable', { email: user.email })).status, 200);
+    assert.equal((await a.admin('POST', `/admin/users/${userId}/disable`, {})).status, 200);
     // ...and drops it when A announces the change.
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual((await introspect(bIssuer, rsCreds, tokens.access_token)).body, { active: false });

@@ -53,8 +53,8 @@ describe('audit trail', () => {
     const user = await veil.admin<{ user: { id: string } }>('POST', '/admin/users', USER);
     assert.equal(user.status, 201);
     accountId = user.body.user.id;
-    assert.equal((await veil.admin('POST', '/admin/users/disable', { email: USER.email })).status, 200);
-    assert.equal((await veil.admin('POST', '/admin/users/enable', { email: USER.email })).status, 200);
+    assert.equal((await veil.admin('POST', `/admin/users/${accountId}/disable`, {})).status, 200);
+    assert.equal((await veil.admin('POST', `/admin/users/${accountId}/enable`, {})).status, 200);
 
     const client = await veil.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
       client_name: 'Audited app',

@@ -21,8 +21,8 @@ describe('login page', () => {
     // The timing comparison makes dozens of failed attempts; throttling has its own tests.
     veil = await startTestVeil(stores, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '1000', LOGIN_MAX_FAILURES_PER_IP: '1000' });
     await veil.admin('POST', '/admin/users', { email: 'known@example.com', password: PASSWORD });
-    await veil.admin('POST', '/admin/users', { email: 'gone@example.com', password: PASSWORD });
-    await veil.admin('POST', '/admin/users/disable', { email: 'gone@example.com' });
+    const gone = await veil.admin<{ user: { id: string } }>('POST', '/admin/users', { email: 'gone@example.com', password: PASSWORD });
+    assert.equal((await veil.admin('POST', `/admin/users/${gone.body.user.id}/disable`, {})).status, 200);
     const c = await veil.admin<{ client: { client_id: string } }>('POST', '/admin/clients', {
       client_name: 'Timing',
       redirect_uris: ['https://app.example/cb'],

@@ -260,10 +260,10 @@ describe('sealed access tokens', () => {
     assert.deepEqual((await introspect(veil.issuer, rs, cc.body.access_token!)).body, { active: false });
 
     const other = { email: 'disable-me@example.com', password: 'soon to be disabled' };
-    await veil.admin('POST', '/admin/users', other);
+    const otherId = (await veil.admin<{ user: { id: string } }>('POST', '/admin/users', other)).body.user.id;
     const tokens = await httpAuthorizationCodeFlow(web, other, 'openid offline_access', { resource: ec.identifier, scope: 'openid offline_access read' });
     assert.equal((await introspect(veil.issuer, rs, tokens.access_token)).body.active, true);
-    assert.equal((await veil.admin('POST', '/admin/users/disable', { email: other.email })).status, 200);
+    assert.equal((await veil.admin('POST', `/admin/users/${otherId}/disable`, {})).status, 200);
     assert.deepEqual((await introspect(veil.issuer, rs, tokens.access_token)).body, { active: false });
   });
 

@@ -172,9 +172,10 @@ describe('AccountService on PostgreSQL', () => {
 
     test('returns undefined for a disabled account, and the id again once re-enabled', async () => {
       const bob = await service.create({ email: 'bob@example.com', password: 'bobs-password' });
-      assert.equal((await service.setDisabled('BOB@example.com', true))?.disabled, true);
+      assert.equal((await service.findByEmail('BOB@example.com'))?.id, bob.id);
+      assert.equal((await service.setDisabled(bob.id, true))?.disabled, true);
       assert.equal(await service.authenticate('bob@example.com', 'bobs-password'), undefined);
-      await service.setDisabled('bob@example.com', false);
+      await service.setDisabled(bob.id, false);
       assert.equal(await service.authenticate('bob@example.com', 'bobs-password'), bob.id);
     });
 
@@ -229,7 +230,7 @@ describe('AccountService on PostgreSQL', () => {
     test('returns undefined for a disabled account', async () => {
       const account = await service.create({ email: 'disabled@example.com', password: 'disabled-password' });
       assert.ok(await findAccount(account.id));
-      await service.setDisabled('disabled@example.com', true);
+      await service.setDisabled(account.id, true);
       assert.equal(await findAccount(account.id), undefined);
     });
 

@@ -123,7 +123,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.scope !== undefined) body.scope = opts.scope;
       if (opts.resource) body.resources = opts.resource;
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
-      if (Object.keys(body).length === 0) throw new CliError('invalid_usage', 'give at least one setting to change (see veil clients update --help)');
+      if (Object.keys(body).length === 0) throw new CliError('invalid_input', 'give at least one setting to change (see veil clients update --help)');
       const client = await ctx.client().updateClient(clientId, body);
       ctx.output().result({ client }, () => [
         `updated client ${client.client_id}`,

@@ -7,7 +7,7 @@
  * Local commands read the same configuration as the server (.env, then the environment).
  */
 import type { Command } from 'commander';
-import type { PublicKeyInfo } from '../../admin/keys-routes.js';
+import type { PublicKeyInfo } from '../../admin/contract.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 
@@ -23,30 +23,14 @@ const KEY_COLUMNS = [
 async function local() {
   const { default: dotenv } = await import('dotenv');
   dotenv.config({ quiet: true });
-  const { loadConfig, ConfigError } = await import('../../config.js');
-  const { Envelope, loadMasterKeys, MasterKeyError } = await import('../../crypto/master-key.js');
+  const { loadConfig } = await import('../../config.js');
+  const { Envelope, loadMasterKeys } = await import('../../crypto/master-key.js');
   const ring = await import('../../crypto/key-ring.js');
-  const { KeyFileError } = await import('../../crypto/keys.js');
-  const { toKeyInfo } = await import('../../admin/keys-routes.js');
-  try {
-    const config = loadConfig();
-    const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
-    return { config, envelope: new Envelope(master.keys), ring, toKeyInfo };
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError('invalid_configuration', err.message);
-    if (err instanceof MasterKeyError || err instanceof KeyFileError) throw new CliError('key_error', err.message);
-    throw err;
-  }
-}
-
-async function keyErrors<T>(op: () => Promise<T>): Promise<T> {
-  const { KeyFileError } = await import('../../crypto/keys.js');
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof KeyFileError) throw new CliError('key_error', err.message);
-    throw err;
-  }
+  const { toKeyInfo } = await import('../../admin/contract.js');
+  // ConfigError, MasterKeyError and KeyFileError are VeilErrors: cli/errors.ts reports them.
+  const config = loadConfig();
+  const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
+  return { config, envelope: new Envelope(master.keys), ring, toKeyInfo };
 }
 
 export function registerKeys(program: Command, ctx: CliContext): void {
@@ -60,7 +44,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
       let list: PublicKeyInfo[];
       if (opts.local) {
         const { config, ring, toKeyInfo } = await local();
-        list = ((await keyErrors(() => ring.readKeyRing(config.keysDir)))?.live() ?? []).map(toKeyInfo);
+        list = ((await ring.readKeyRing(config.keysDir))?.live() ?? []).map(toKeyInfo);
       } else {
         list = await ctx.client().listKeys();
       }
@@ -78,7 +62,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
         const { config, envelope, ring, toKeyInfo } = await local();
         const { MAX_RESOURCE_ACCESS_TOKEN_TTL } = await import('../../admin/contract.js');
         const graceSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_ACCESS_TOKEN_TTL);
-        const rotated = await keyErrors(() => ring.rotateKeys(config.keysDir, envelope, { algs: opts.alg, graceSeconds }));
+        const rotated = await ring.rotateKeys(config.keysDir, envelope, { algs: opts.alg, graceSeconds });
         result = { activated: rotated.activated.map(toKeyInfo), keys: rotated.ring.live().map(toKeyInfo) };
       } else {
         result = await ctx.client().rotateKeys(opts.alg);
@@ -96,7 +80,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
       let list: PublicKeyInfo[];
       if (opts.local) {
         const { config, ring, toKeyInfo } = await local();
-        list = (await keyErrors(() => ring.retireKey(config.keysDir, kid, { force: opts.force }))).live().map(toKeyInfo);
+        list = (await ring.retireKey(config.keysDir, kid, { force: opts.force })).live().map(toKeyInfo);
       } else {
         list = await ctx.client().retireKey(kid, opts.force === true);
       }
@@ -118,12 +102,12 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .action(async () => {
       const { config, envelope, ring } = await local();
       if (envelope.keys.length < 2) {
-        throw new CliError('invalid_usage', 'give the new key first and the old one after it: VEIL_MASTER_KEY="new,old" (or the same in VEIL_MASTER_KEY_FILE)');
+        throw new CliError('invalid_input', 'give the new key first and the old one after it: VEIL_MASTER_KEY="new,old" (or the same in VEIL_MASTER_KEY_FILE)');
       }
       const { openDatabase } = await import('../../store/database.js');
       const { ClientRepository } = await import('../../store/clients.js');
       const { AccountRepository } = await import('../../store/accounts.js');
-      const signingKeys = await keyErrors(() => ring.resealKeyRing(config.keysDir, envelope));
+      const signingKeys = await ring.resealKeyRing(config.keysDir, envelope);
       const db = await openDatabase(config.database);
       let clients = 0;
       let accounts = 0;
@@ -131,7 +115,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
         clients = await new ClientRepository(db.prisma, envelope).reseal();
         accounts = await new AccountRepository(db.prisma, envelope).reseal();
       } catch (err) {
-        throw new CliError('database_error', `cannot re-seal the database: ${(err as Error).message}`);
+        throw new CliError('store_unavailable', `cannot re-seal the database: ${(err as Error).message}`, { cause: err });
       } finally {
         await db.close();
       }

@@ -14,9 +14,10 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       // Same configuration source as the server: .env never overrides the real environment.
       const { default: dotenv } = await import('dotenv');
       dotenv.config({ quiet: true });
-      const { loadConfig, ConfigError } = await import('../../config.js');
+      const { loadConfig } = await import('../../config.js');
       const { openDatabase } = await import('../../store/database.js');
-      const { readMigrations, migrate, MigrationError } = await import('../../store/migrator.js');
+      const { readMigrations, migrate } = await import('../../store/migrator.js');
+      const { VeilError } = await import('../../errors/veil-error.js');
 
       let result;
       try {
@@ -33,10 +34,10 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
           await db.close();
         }
       } catch (err) {
-        if (err instanceof ConfigError) throw new CliError('invalid_configuration', err.message);
-        if (err instanceof MigrationError) throw new CliError('migration_failed', err.message);
-        // Typically the database is unreachable; pg/PGlite messages never include the URL's password.
-        throw new CliError('database_error', `cannot migrate the database: ${(err as Error).message}`);
+        // A bad configuration or migration says so itself (cli/errors.ts reports it); anything
+        // else is the database: pg/PGlite messages never include the URL's password.
+        if (err instanceof VeilError && err.code !== 'store_unavailable') throw err;
+        throw new CliError('store_unavailable', `cannot migrate the database: ${(err as Error).message}`, { cause: err });
       }
 
       const { applied, alreadyApplied } = result;

@@ -38,7 +38,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
     .option('--enc <enc>', 'content encryption: A256GCM (default), A192GCM, A128GCM')
     .option('--claims <claims>', 'space-separated user claims its tokens may carry, e.g. "email name"')
     .action(async (opts: CreateOptions) => {
-      if (!opts.jwkFile && !opts.jwksUri) throw new CliError('invalid_usage', 'give the encryption key: --jwk-file FILE or --jwks-uri URL');
+      if (!opts.jwkFile && !opts.jwksUri) throw new CliError('invalid_input', 'give the encryption key: --jwk-file FILE or --jwks-uri URL');
       const body: CreateResourceBody = {
         identifier: opts.identifier,
         name: opts.name,

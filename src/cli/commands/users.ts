@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import type { CliContext } from '../context.js';
 import type { User } from '../admin-client.js';
+import { CliError } from '../errors.js';
 
 interface CreateOptions {
   email: string;
@@ -51,7 +52,11 @@ export function registerUsers(program: Command, ctx: CliContext): void {
       .description(disabled ? 'disable a user (they can no longer sign in)' : 're-enable a disabled user')
       .requiredOption('--email <email>', 'email address of the user')
       .action(async (opts: { email: string }) => {
-        const user = await ctx.client().setUserDisabled(opts.email, disabled);
+        // The API addresses users by id: look the address up first.
+        const client = ctx.client();
+        const found = await client.findUserByEmail(opts.email);
+        if (!found) throw new CliError('not_found', 'no user with this email');
+        const user = await client.setUserDisabled(found.id, disabled);
         ctx.output().result(user, () => `${verb}d user ${user.email}`);
       });
   }

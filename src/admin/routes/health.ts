@@ -1,19 +1,21 @@
 /**
- * Probe and scrape endpoints on the admin listener: `GET /readyz` and `GET /metrics`.
- * Deliberately outside the admin token (orchestrator probes and Prometheus do not carry it);
- * the admin listener binds to loopback unless configured otherwise.
+ * Probe and scrape endpoints on the admin listener: `GET /healthz`, `GET /readyz` and
+ * `GET /metrics`. On a loopback bind the guard lets them through without the admin token
+ * (orchestrator probes and Prometheus do not carry it).
  */
-import { Router } from '@koa/router';
-import type { ReadinessReport } from '../observability/health.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { Router } from '@koa/router';
+import type { ReadinessReport } from '../../observability/health.js';
+import type { Metrics } from '../../observability/metrics.js';
 
-export interface OperationsDeps {
+export interface HealthDeps {
   metrics?: Metrics | undefined;
   readiness?: (() => Promise<ReadinessReport>) | undefined;
 }
 
-export function operationsRoutes({ metrics, readiness }: OperationsDeps): ReturnType<Router['routes']> {
-  const router = new Router();
+export function registerHealthRoutes(router: Router, { metrics, readiness }: HealthDeps): void {
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
 
   /** Runs the readiness checks and records the store gauges from them. */
   async function probe(): Promise<ReadinessReport | undefined> {
@@ -42,6 +44,4 @@ export function operationsRoutes({ metrics, readiness }: OperationsDeps): Return
       ctx.body = await metrics.render();
     });
   }
-
-  return router.routes();
 }

@@ -1,0 +1,50 @@
+/**
+ * `/admin/keys`: the signing-key lifecycle of a running deployment (docs/ADMIN_API.md): list,
+ * rotate, retire. Changes go to the shared KEYS_DIR under its lock file, then every Veil process
+ * is told to reload (KeyChanges), so a cluster rotates without a restart.
+ */
+import type { Router } from '@koa/router';
+import { retireKey, rotateKeys, readKeyRing } from '../../crypto/key-ring.js';
+import type { Envelope } from '../../crypto/master-key.js';
+import { jsonBody } from '../../http/body.js';
+import { retireKeyBody, rotateKeysBody, toKeyInfo } from '../contract.js';
+import { parse } from '../parse.js';
+import type { AdminDeps } from '../server.js';
+
+export interface KeysRoutesDeps {
+  keysDir: string;
+  envelope: Envelope;
+  /** How long a key that stopped signing stays published. */
+  graceSeconds: number;
+  /** Reload here and tell the other processes. */
+  changed(): Promise<void>;
+}
+
+export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pick<AdminDeps, 'logger' | 'audit'>): void {
+  const json = jsonBody();
+
+  router.get('/admin/keys', async (ctx) => {
+    const ring = await readKeyRing(keys.keysDir);
+    ctx.body = { keys: (ring?.live() ?? []).map(toKeyInfo) };
+  });
+
+  router.post('/admin/keys/rotate', json, async (ctx) => {
+    const { algs } = parse(rotateKeysBody, ctx.request.body);
+    const { ring, activated } = await rotateKeys(keys.keysDir, keys.envelope, { algs, graceSeconds: keys.graceSeconds });
+    await keys.changed();
+    for (const key of activated) {
+      deps.logger.info({ event: 'key.rotated', kid: key.kid, alg: key.alg }, 'signing key rotated');
+      await deps.audit?.keyRotated(key.kid, key.alg, 'admin');
+    }
+    ctx.body = { activated: activated.map(toKeyInfo), keys: ring.live().map(toKeyInfo) };
+  });
+
+  router.post('/admin/keys/:kid/retire', json, async (ctx) => {
+    const { force } = parse(retireKeyBody, ctx.request.body);
+    const ring = await retireKey(keys.keysDir, ctx.params.kid!, { force });
+    await keys.changed();
+    deps.logger.info({ event: 'key.retired', kid: ctx.params.kid }, 'signing key retired');
+    await deps.audit?.keyRetired(ctx.params.kid!, 'admin');
+    ctx.body = { keys: ring.live().map(toKeyInfo) };
+  });
+}
