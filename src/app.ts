@@ -11,8 +11,7 @@ import type Provider from 'oidc-provider';
 import { hostMatcher } from './admin/guard.js';
 import { createAdminApp } from './admin/server.js';
 import { ClientService } from './clients/client-service.js';
-import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from './admin/contract.js';
-import { isLoopback, type VeilConfig } from './config.js';
+import { derivedLifetimes, isLoopback, type VeilConfig } from './config.js';
 import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
 import { createListener, drainServer, listen, type Listener } from './http/listeners.js';
 import { CleanupStack } from './lifecycle/cleanup-stack.js';
@@ -102,7 +101,7 @@ export async function startVeil(
       keys: {
         keysDir: config.keysDir,
         envelope: services.envelope,
-        graceSeconds: Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_ACCESS_TOKEN_TTL),
+        graceSeconds: derivedLifetimes(config.ttl).signingKeyGrace,
         async changed() {
           await host.keysChanged();
           await bus.publish('keys', '');

@@ -6,7 +6,8 @@
 import { createPrivateKey } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
-import type { VeilConfig } from '../config.js';
+import { derivedLifetimes, type VeilConfig } from '../config.js';
+import { ACCESS_TOKEN_SIGNING_ALG } from '../crypto/algorithms.js';
 import type { SigningJwk } from '../crypto/keys.js';
 import type { SigningAlg, SigningKey } from '../crypto/sealer.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
@@ -25,8 +26,6 @@ import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import { TokenLookup } from './token-lookup.js';
 
-/** Access tokens are signed with ES256: the fastest of Veil's algorithms, and compact. */
-const ACCESS_TOKEN_SIGNING_ALG: SigningAlg = 'ES256';
 
 /** Token machinery that does not depend on Veil's signing keys: built once per process. */
 export interface TokenServices {
@@ -65,7 +64,7 @@ export function createTokenServices(deps: {
     jwksCooldownSeconds: config.resourceJwks.cooldownSeconds,
     policy: jwksPolicy(config),
   });
-  const revokedGrantTtl = Math.max(config.ttl.refreshToken, config.ttl.accessToken, config.ttl.authorizationCode) + 60;
+  const revokedGrantTtl = derivedLifetimes(config.ttl).revokedGrant;
   return {
     bus: deps.bus,
     registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus),
