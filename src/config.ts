@@ -303,7 +303,8 @@ export interface VeilConfig {
   http: { host: string; port: number };
   issuer: string;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
-  redis: { kind: 'redis'; url: string; keyPrefix: string } | { kind: 'memory'; keyPrefix: string };
+  /** Redis for the short-lived store; unset: the embedded in-process store (chosen by the service registry). */
+  redis: { url: string; keyPrefix: string } | undefined;
   dataDir: string;
   keysDir: string;
   masterKey: { value: string | undefined; file: string | undefined };
@@ -501,7 +502,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     http: { host: e.HOST, port: e.PORT },
     issuer,
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dataDir: path.join(dataDir, 'pglite') },
-    redis: e.REDIS_URL ? { kind: 'redis', url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX } : { kind: 'memory', keyPrefix: e.REDIS_KEY_PREFIX },
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX } : undefined,
     dataDir,
     keysDir: path.resolve(e.KEYS_DIR),
     masterKey: { value: e.VEIL_MASTER_KEY, file: e.VEIL_MASTER_KEY_FILE && path.resolve(e.VEIL_MASTER_KEY_FILE) },

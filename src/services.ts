@@ -80,17 +80,18 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
 
   const { envelope, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger);
 
-  const redis = config.redis.kind === 'redis' ? await connectRedis(config.redis.url) : undefined;
+  const redis = config.redis ? await connectRedis(config.redis.url) : undefined;
+  const keyPrefix = config.redis?.keyPrefix ?? '';
   if (redis) cleanup.push(() => closeRedis(redis));
-  const shortLived: ShortLivedStore = redis ? new RedisStore(redis, { keyPrefix: config.redis.keyPrefix, atRest: envelopeAtRest(envelope) }) : new MemoryStore();
+  const shortLived: ShortLivedStore = redis ? new RedisStore(redis, { keyPrefix, atRest: envelopeAtRest(envelope) }) : new MemoryStore();
   cleanup.push(() => shortLived.close());
-  const bus: InvalidationBus = redis ? await RedisInvalidationBus.connect(redis, config.redis.keyPrefix) : new LocalInvalidationBus();
+  const bus: InvalidationBus = redis ? await RedisInvalidationBus.connect(redis, keyPrefix) : new LocalInvalidationBus();
   cleanup.push(() => bus.close());
 
   logger.info(
     {
       durable: config.database.kind === 'postgres' ? `PostgreSQL ${describeUrl(config.database.url)}` : `embedded PGlite at ${config.database.dataDir}`,
-      shortLived: config.redis.kind === 'redis' ? `Redis ${describeUrl(config.redis.url)} (prefix "${config.redis.keyPrefix}")` : 'in-process memory (embedded; not shared, lost on restart)',
+      shortLived: config.redis ? `Redis ${describeUrl(config.redis.url)} (prefix "${keyPrefix}")` : 'in-process memory (embedded; not shared, lost on restart)',
     },
     'stores in use',
   );
@@ -129,7 +130,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
       login: new LoginThrottle({
         ...config.throttle.login,
         secret: cookieKeys[0]!,
-        redis: redis && { client: redis, keyPrefix: config.redis.keyPrefix },
+        redis: redis && { client: redis, keyPrefix },
         onError: failed,
       }),
       tokens: createTokenLimits(config.throttle.tokenPerClient, config.throttle.tokenPerAddress),

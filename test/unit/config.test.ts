@@ -50,7 +50,7 @@ describe('loadConfig defaults', () => {
 
   test('uses embedded PGlite and the in-process store when DATABASE_URL and REDIS_URL are unset', () => {
     assert.deepEqual(config.database, { kind: 'pglite', dataDir: path.join(path.resolve('.veil-data'), 'pglite') });
-    assert.deepEqual(config.redis, { kind: 'memory', keyPrefix: 'veil:' });
+    assert.equal(config.redis, undefined);
   });
 
   test('seeds demo data by default in development with embedded stores', () => {
@@ -68,7 +68,7 @@ describe('loadConfig defaults', () => {
   test('empty DATABASE_URL / REDIS_URL count as unset', () => {
     const c = loadConfig({ DATABASE_URL: '', REDIS_URL: '  ' });
     assert.equal(c.database.kind, 'pglite');
-    assert.equal(c.redis.kind, 'memory');
+    assert.equal(c.redis, undefined);
   });
 });
 
@@ -80,7 +80,7 @@ describe('loadConfig with explicit values', () => {
       REDIS_KEY_PREFIX: 'custom:',
     });
     assert.deepEqual(c.database, { kind: 'postgres', url: 'postgres://u@127.0.0.1:5432/veil' });
-    assert.deepEqual(c.redis, { kind: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'custom:' });
+    assert.deepEqual(c.redis, { url: 'redis://127.0.0.1:6379', keyPrefix: 'custom:' });
     assert.equal(c.seed, false);
   });
 
@@ -186,7 +186,7 @@ describe('loadConfig in production (NODE_ENV=production)', () => {
     assert.equal(c.env, 'production');
     assert.equal(c.issuer, 'https://id.example.com');
     assert.deepEqual(c.database, { kind: 'postgres', url: PRODUCTION.DATABASE_URL });
-    assert.equal(c.redis.kind, 'redis');
+    assert.equal(c.redis?.url, PRODUCTION.REDIS_URL);
     assert.deepEqual(c.cookieKeys, [COOKIE_KEY_A, COOKIE_KEY_B]);
     assert.equal(c.seed, false);
   });

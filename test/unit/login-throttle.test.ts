@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { basicClientId } from '../../src/abuse/client-throttle.js';
 import { addressKey, type RedisBackend } from '../../src/abuse/limiter.js';
 import { LoginThrottle } from '../../src/abuse/login-throttle.js';
-import { createRedisClient } from '../../src/store/redis-store.js';
+import { createRedisClient } from '../../src/store/redis-connection.js';
 import { REDIS_TEST_URL } from '../helpers/stores.js';
 
 const SECRET = 'a cookie key of at least thirty-two characters';
