@@ -15,11 +15,11 @@
  * carries land together. A resource-bound token never leaves as its bare id: if anything here
  * fails, the response is an OAuth error instead.
  */
-import type { Context, Middleware } from 'koa';
+import type { Middleware } from 'koa';
 import type { AdapterPayload, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { IssuedTokenIndex, RefreshRotationStore, SealedModel } from '../store/short-lived-store.js';
-import { toProtocolError } from './errors.js';
+import { sendOAuthError } from './errors.js';
 import type { Sealer } from './sealed-tokens.js';
 
 export interface TokenEdgeDeps {
@@ -83,17 +83,6 @@ async function successorOf(ctx: KoaContextWithOIDC, presented: IssuedModel): Pro
   return { value, payload, expiresIn: Number(payload.exp) - Number(payload.iat) };
 }
 
-function answerError(ctx: Context, err: unknown): void {
-  const error = toProtocolError(err) as { status?: number; statusCode?: number; error?: string; error_description?: string; expose?: boolean };
-  const status = error.statusCode ?? error.status ?? 500;
-  ctx.status = status;
-  ctx.set('Cache-Control', 'no-store');
-  ctx.body = {
-    error: status >= 500 && !error.expose && error.error !== 'temporarily_unavailable' ? 'server_error' : (error.error ?? 'server_error'),
-    error_description: error.expose === false && status >= 500 && error.error !== 'temporarily_unavailable' ? 'oops! something went wrong' : error.error_description,
-  };
-}
-
 export function tokenEdge(deps: TokenEdgeDeps): Middleware {
   return async (ctx, next) => {
     await next();
@@ -104,7 +93,7 @@ export function tokenEdge(deps: TokenEdgeDeps): Middleware {
     try {
       await finishTokenResponse(oidcCtx, body as TokenResponse & { access_token: string }, deps);
     } catch (err) {
-      answerError(ctx, err);
+      sendOAuthError(ctx, err);
     }
   };
 }
