@@ -10,6 +10,8 @@ import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { AuditEventRecord } from '../store/audit-events.js';
 import { isAuditTypeFilter } from '../audit/event-types.js';
 import type { RingKey } from '../crypto/key-ring.js';
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
+import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from '../config.js';
 
 const absoluteUri = z.string().refine((v) => {
   const url = URL.parse(v);
@@ -43,7 +45,7 @@ export const createClientBody = z.object({
   grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).optional(),
   public: z.boolean().optional(),
   scope: z.string().max(1000).optional(),
-  token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
+  token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).optional(),
   jwks_uri: z.string().optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   resources: z.array(absoluteUri).max(50).optional(),
@@ -68,7 +70,7 @@ export const updateClientBody = z
   .refine((b) => Object.keys(b).length > 0, 'give at least one field to change') satisfies z.ZodType<UpdateClientInput>;
 
 /** The longest access-token lifetime a resource server may have (signing keys stay published that long after rotation). */
-export const MAX_RESOURCE_ACCESS_TOKEN_TTL = 86400;
+export { MAX_RESOURCE_ACCESS_TOKEN_TTL };
 
 export const createResourceBody = z
   .object({

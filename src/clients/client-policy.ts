@@ -4,6 +4,7 @@
  * so a row edited by hand in the database cannot widen what a client may do.
  */
 import type { ClientMetadata } from 'oidc-provider';
+import { DEFAULT_AUTH_METHOD } from './auth-methods.js';
 
 export interface PolicyViolation {
   message: string;
@@ -11,7 +12,7 @@ export interface PolicyViolation {
 
 export function clientPolicyViolations(metadata: ClientMetadata): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
-  const isPublic = (metadata.token_endpoint_auth_method ?? 'client_secret_basic') === 'none';
+  const isPublic = (metadata.token_endpoint_auth_method ?? DEFAULT_AUTH_METHOD) === 'none';
   if (isPublic && metadata.grant_types?.includes('client_credentials')) {
     // A public client holds no credentials, so it cannot prove who it is without a user.
     violations.push({ message: 'client_credentials requires a confidential client (public clients cannot use it)' });

@@ -12,8 +12,9 @@ import { isLoopback } from '../config.js';
 import { RESOURCE_SCOPES, resourceScopesOf, splitClientScopes, type ResourceScopes } from './api-scopes.js';
 import { clientPolicyViolations } from './client-policy.js';
 import { VeilError } from '../errors/veil-error.js';
+import { DEFAULT_AUTH_METHOD, isSecretAuthMethod, type TokenEndpointAuthMethod } from './auth-methods.js';
 
-export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+export type { TokenEndpointAuthMethod };
 
 export interface CreateClientInput {
   client_name: string;
@@ -64,8 +65,6 @@ export class InvalidClientInput extends VeilError {
   }
 }
 
-const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
-
 /** Validates metadata with oidc-provider's schema (throws errors.InvalidClientMetadata). */
 export type ClientValidator = (metadata: ClientMetadata) => Promise<void>;
 
@@ -108,8 +107,8 @@ export class ClientService {
       : redirectUris.length
         ? ['authorization_code', 'refresh_token']
         : ['client_credentials'];
-    const authMethod: TokenEndpointAuthMethod = input.public ? 'none' : (input.token_endpoint_auth_method ?? 'client_secret_basic');
-    const clientSecret = SECRET_METHODS.has(authMethod) ? randomBytes(32).toString('base64url') : undefined;
+    const authMethod: TokenEndpointAuthMethod = input.public ? 'none' : (input.token_endpoint_auth_method ?? DEFAULT_AUTH_METHOD);
+    const clientSecret = isSecretAuthMethod(authMethod) ? randomBytes(32).toString('base64url') : undefined;
 
     const base: ClientMetadata = {
       client_id: clientIdFrom(randomBytes(16)),

@@ -9,12 +9,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { VeilError } from '../errors/veil-error.js';
+import { DEFAULT_SIGNING_ALGORITHMS } from './algorithms.js';
 
 export const SIGNING_KEYS_FILE = 'signing-keys.json';
 export const COOKIE_KEYS_FILE = 'cookie-keys.json';
 
 /** RS256 first: it is the default ID token algorithm every relying party supports. */
-const SIGNING_ALGORITHMS = ['RS256', 'ES256'] as const;
+const SIGNING_ALGORITHMS = DEFAULT_SIGNING_ALGORITHMS;
 
 /** A key file is unusable, or a key-ring operation was refused; the message names only the server's own key files and ids. */
 export class KeyFileError extends VeilError {

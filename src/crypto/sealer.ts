@@ -28,9 +28,8 @@ import {
 } from 'node:crypto';
 import { VeilError } from '../errors/veil-error.js';
 
-export type SigningAlg = 'RS256' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA';
-export type KeyManagementAlg = 'ECDH-ES' | 'ECDH-ES+A128KW' | 'ECDH-ES+A192KW' | 'ECDH-ES+A256KW' | 'RSA-OAEP' | 'RSA-OAEP-256';
-export type ContentEncryptionAlg = 'A128GCM' | 'A192GCM' | 'A256GCM';
+export type { ContentEncryptionAlg, KeyManagementAlg, SigningAlg } from './algorithms.js';
+import type { ContentEncryptionAlg, KeyManagementAlg, SigningAlg } from './algorithms.js';
 
 /** Veil's signing key: a private KeyObject that fits `alg` (see assertSigningKey). */
 export interface SigningKey {

@@ -115,11 +115,6 @@ export function classifyAddress(address: string): AddressClass {
   return 'forbidden';
 }
 
-export function isRefusedAddress(address: string, allowPrivate: boolean): boolean {
-  const kind = classifyAddress(address);
-  return kind === 'forbidden' || (kind === 'private' && !allowPrivate);
-}
-
 function assertAddressAllowed(address: string, policy: OutboundPolicy): void {
   const kind = classifyAddress(address);
   if (kind === 'forbidden') throw new OutboundRefused('points to a link-local, multicast, unspecified or reserved address, which is not allowed');

@@ -14,11 +14,12 @@ import type { GrantRepository } from '../store/grants.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
 import { outboundFetch } from '../http/safe-fetch.js';
 import { toProtocolError } from './errors.js';
-import { INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_ENDPOINT_AUTH_METHODS } from './token-endpoints.js';
+import { INTROSPECTION_PATH, REVOCATION_PATH } from './token-endpoints.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
 import type { ResourcePolicy } from './resource-indicators.js';
+import { DEFAULT_AUTH_METHOD, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
 
 export interface ConfigurationDeps {
   config: VeilConfig;
@@ -60,7 +61,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       profile: ['name'],
     },
     responseTypes: ['code'],
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    clientAuthMethods: [...TOKEN_ENDPOINT_AUTH_METHODS],
     // private_key_jwt: the same rules as Veil's own endpoints (client-assertion-rules.ts).
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
     enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_SIGNING_ALGS] },
@@ -71,7 +72,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
+      token_endpoint_auth_method: DEFAULT_AUTH_METHOD,
       id_token_signed_response_alg: 'RS256',
     },
     // PKCE (S256, the only method oidc-provider 9 supports) for every authorization code flow:

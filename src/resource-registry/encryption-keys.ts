@@ -18,9 +18,10 @@ import {
 } from '../crypto/sealer.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { VeilError } from '../errors/veil-error.js';
+import { CONTENT_ENCRYPTION_ALGORITHMS, KEY_MANAGEMENT_ALGORITHMS } from '../crypto/algorithms.js';
 
-export const KEY_MANAGEMENT_ALGS: readonly KeyManagementAlg[] = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW', 'RSA-OAEP', 'RSA-OAEP-256'];
-export const CONTENT_ENCRYPTION_ALGS: readonly ContentEncryptionAlg[] = ['A128GCM', 'A192GCM', 'A256GCM'];
+export const KEY_MANAGEMENT_ALGS: readonly KeyManagementAlg[] = KEY_MANAGEMENT_ALGORITHMS;
+export const CONTENT_ENCRYPTION_ALGS: readonly ContentEncryptionAlg[] = CONTENT_ENCRYPTION_ALGORITHMS;
 
 /** The resource server's key cannot be used (bad JWK, unreachable jwks_uri, no suitable key). */
 export class EncryptionKeyError extends VeilError {

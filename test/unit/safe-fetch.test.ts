@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { assertSafeUrl, checkUrlPolicy, isRefusedAddress, OutboundRefused, safeFetch, type OutboundPolicy } from '../../src/http/safe-fetch.js';
+import { assertSafeUrl, checkUrlPolicy, classifyAddress, OutboundRefused, safeFetch, type OutboundPolicy } from '../../src/http/safe-fetch.js';
 import { fetchJwkSet, JWKS_URI_ERROR, JwksUriError, safeRemoteJWKSet } from '../../src/http/remote-jwks.js';
 
 const strict: OutboundPolicy = { allowPrivate: false, requireHttps: false };
@@ -103,7 +103,7 @@ describe('address rules', () => {
   });
 
   test('public addresses pass', () => {
-    for (const address of ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c', '1.1.1.1']) assert.equal(isRefusedAddress(address, false), false, address);
+    for (const address of ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c', '1.1.1.1']) assert.equal(classifyAddress(address), 'public', address);
   });
 
   test('a hostname is refused when any address it resolves to is refused (localhost)', async () => {

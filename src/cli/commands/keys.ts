@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import type { PublicKeyInfo } from '../../admin/contract.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
+import { derivedLifetimes } from '../../config.js';
 
 const KEY_COLUMNS = [
   { header: 'kid', value: (k: PublicKeyInfo) => k.kid },
@@ -60,8 +61,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
       let result: { activated: PublicKeyInfo[]; keys: PublicKeyInfo[] };
       if (opts.local) {
         const { config, envelope, ring, toKeyInfo } = await local();
-        const { MAX_RESOURCE_ACCESS_TOKEN_TTL } = await import('../../admin/contract.js');
-        const graceSeconds = Math.max(config.ttl.idToken, config.ttl.accessToken, MAX_RESOURCE_ACCESS_TOKEN_TTL);
+        const graceSeconds = derivedLifetimes(config.ttl).signingKeyGrace;
         const rotated = await ring.rotateKeys(config.keysDir, envelope, { algs: opts.alg, graceSeconds });
         result = { activated: rotated.activated.map(toKeyInfo), keys: rotated.ring.live().map(toKeyInfo) };
       } else {
