@@ -26,9 +26,8 @@ import { allowedApiScopes } from '../clients/api-scopes.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
-import { EncryptionKeyError, type EncryptionKeys } from '../resource-registry/encryption-keys.js';
+import type { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import { toProtocolError } from './errors.js';
-import { ResourceKeyUnavailable } from './sealed-tokens.js';
 
 type ResourceIndicatorsFeature = NonNullable<NonNullable<Configuration['features']>['resourceIndicators']>;
 
@@ -167,8 +166,7 @@ export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: rea
     try {
       await keys.forResourceServer(record);
     } catch (err) {
-      if (err instanceof EncryptionKeyError) throw new ResourceKeyUnavailable();
-      throw toProtocolError(err);
+      throw toProtocolError(err); // EncryptionKeyError: 503 temporarily_unavailable
     }
   };
 

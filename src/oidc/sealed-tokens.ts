@@ -7,10 +7,9 @@
 import { createHash } from 'node:crypto';
 import { errors, type AdapterPayload } from 'oidc-provider';
 import { sealAccessToken, type SigningKey } from '../crypto/sealer.js';
-import { EncryptionKeyError, type EncryptionKeys } from '../resource-registry/encryption-keys.js';
+import type { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
-import { ServiceUnavailable } from './errors.js';
 import { accessTokenClaims } from './token-claims.js';
 
 /** How Veil finds a sealed token it cannot decrypt: by the hash of the value. */
@@ -42,22 +41,9 @@ export class Sealer {
     if (typeof payload.aud !== 'string') return undefined;
     const rs = await this.deps.registry.find(payload.aud);
     if (!rs) throw new errors.InvalidTarget('the resource server no longer exists');
-    let key;
-    try {
-      key = await this.deps.keys.forResourceServer(rs);
-    } catch (err) {
-      if (err instanceof EncryptionKeyError) throw new ResourceKeyUnavailable();
-      throw err;
-    }
+    // An unavailable key (EncryptionKeyError, code key_unavailable) is a 503 at the edge.
+    const key = await this.deps.keys.forResourceServer(rs);
     const value = sealAccessToken(accessTokenClaims(this.deps.issuer, jti, payload, rs), this.deps.signer, key);
     return { value, hash: sealedTokenHash(value) };
-  }
-}
-
-/** 503: the resource server's key cannot be had right now (its jwks_uri is down, say). */
-export class ResourceKeyUnavailable extends ServiceUnavailable {
-  constructor() {
-    super();
-    this.error_description = 'the resource server\'s encryption key is unavailable, try again shortly';
   }
 }
