@@ -96,11 +96,15 @@ const fileVars = {
   VEIL_DATA_DIR: doc(z.string().min(1).default('.veil-data'), { description: 'embedded data directory (PGlite lives in `<dir>/pglite`); unused when `DATABASE_URL` is set' }),
   KEYS_DIR: doc(z.string().min(1).default('keys'), {
     description:
-      'signing-key ring (private parts sealed under the master key), the development master key and, when `COOKIE_KEYS` is unset, the cookie keys; generated on first start, mode 0600. Every Veil process of a deployment must share this directory (key rotation writes it)',
+      'the development master key, the generated admin token and, with `KEYS_STORE=file`, the signing-key ring (private parts sealed under the master key) and, when `COOKIE_KEYS` is unset, the cookie keys; generated on first start, mode 0600. With `KEYS_STORE=file` every Veil process of a deployment must share this directory (key rotation writes it)',
+  }),
+  KEYS_STORE: doc(z.enum(['file', 'database']).default('file'), {
+    description:
+      'where the signing-key ring and the generated cookie keys live: `file` (in `KEYS_DIR`) or `database` (PostgreSQL rows, private parts sealed under the master key as in the files, so hosts share them with no shared volume; `veil keys migrate-to-database` moves an existing ring). The master key stays in `VEIL_MASTER_KEY`/`VEIL_MASTER_KEY_FILE` either way. A keys table that cannot be opened, or a ring the master key cannot open, stops start-up',
   }),
   KEYS_RELOAD_SECONDS: doc(seconds.default(10), {
     description:
-      'how often each process checks `KEYS_DIR` for rotated signing keys, seconds (rotations through the admin API reach every process at once); also the `max-age` of `/jwks`',
+      'how often each process checks the key store (`KEYS_DIR`, or the version of the ring in the database) for rotated signing keys, seconds (rotations through the admin API reach every process at once); also the `max-age` of `/jwks`',
   }),
 };
 
@@ -307,6 +311,8 @@ export interface VeilConfig {
   redis: { url: string; keyPrefix: string } | undefined;
   dataDir: string;
   keysDir: string;
+  /** Where the signing-key ring and generated cookie keys live (crypto/key-store.ts). */
+  keysStore: 'file' | 'database';
   masterKey: { value: string | undefined; file: string | undefined };
   keysReloadSeconds: number;
   migrateOnStart: boolean;
@@ -505,6 +511,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     redis: e.REDIS_URL ? { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX } : undefined,
     dataDir,
     keysDir: path.resolve(e.KEYS_DIR),
+    keysStore: e.KEYS_STORE,
     masterKey: { value: e.VEIL_MASTER_KEY, file: e.VEIL_MASTER_KEY_FILE && path.resolve(e.VEIL_MASTER_KEY_FILE) },
     keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
     migrateOnStart: e.VEIL_MIGRATE_ON_START,
