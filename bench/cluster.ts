@@ -63,7 +63,7 @@ function processTicks(): Map<number, { ppid: number; ticks: number }> {
 function treeSeconds(root: number): number {
   const all = processTicks();
   const tree = new Set([root]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, p] of all) if (!tree.has(pid) && tree.has(p.ppid)) grew = tree.add(pid).size > 0;
   }
@@ -73,7 +73,7 @@ function treeSeconds(root: number): number {
 /** Busy CPU seconds of the whole machine so far. */
 function machineSeconds(): number {
   const [, ...v] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
-  const [user, nice, system, , , irq, softirq, steal] = v as number[];
+  const [user, nice, system, , , irq, softirq, steal] = v;
   return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / TICKS;
 }
 

@@ -81,10 +81,7 @@ async function buildCases(): Promise<Array<{ veil: Case; jose: Case }>> {
       veil: { name: `${label}: veil sealAccessToken`, run: () => sealAccessToken(claims, signer, recipient) },
       jose: {
         name: `${label}: jose SignJWT + CompactEncrypt`,
-        run: async () =>
-          new CompactEncrypt(encoder.encode(await joseSign()))
-            .setProtectedHeader({ alg, enc: 'A256GCM', kid: recipient.kid, cty: 'JWT' })
-            .encrypt(joseRecipientKey),
+        run: async () => new CompactEncrypt(encoder.encode(await joseSign())).setProtectedHeader({ alg, enc: 'A256GCM', kid: recipient.kid, cty: 'JWT' }).encrypt(joseRecipientKey),
       },
     };
   };

@@ -135,7 +135,12 @@ interface ReferenceResults {
 
 async function benchReference(): Promise<ReferenceResults> {
   const port = await freePort();
-  const server = new ServerProcess('reference oidc-provider', [...nodeFlags('reference'), '--import', 'tsx', 'bench/reference-provider.ts', String(port)], { NODE_ENV: 'development' }, REPO_ROOT);
+  const server = new ServerProcess(
+    'reference oidc-provider',
+    [...nodeFlags('reference'), '--import', 'tsx', 'bench/reference-provider.ts', String(port)],
+    { NODE_ENV: 'development' },
+    REPO_ROOT,
+  );
   cleanups.push({ what: 'reference provider', run: () => server.stop() });
   await server.waitUntil('its ready line', () => REFERENCE_READY.test(server.output));
   const issuer = `http://127.0.0.1:${port}`;
@@ -486,7 +491,9 @@ try {
   console.log('');
   console.log(textTable(head, cells));
   console.log('');
-  console.log(`token bytes: Veil sealed ${veil.sizes.clientCredentials} (${sizeOk ? 'met' : 'MISSED'} ≤ ${GOALS.sealedBytes}), Veil sealed via refresh ${veil.sizes.refresh}, refresh token ${veil.sizes.refreshToken}; reference opaque ${reference.sizes.opaque}, jwt ${reference.sizes.jwt}, nested ${reference.sizes.nested}`);
+  console.log(
+    `token bytes: Veil sealed ${veil.sizes.clientCredentials} (${sizeOk ? 'met' : 'MISSED'} ≤ ${GOALS.sealedBytes}), Veil sealed via refresh ${veil.sizes.refresh}, refresh token ${veil.sizes.refreshToken}; reference opaque ${reference.sizes.opaque}, jwt ${reference.sizes.jwt}, nested ${reference.sizes.nested}`,
+  );
   console.log(`sealed token header: ${veil.claims.jweHeader.join(', ')}; claims: ${veil.claims.payload.join(', ')}`);
   if (sealer) console.log(`\nbench/sealer.ts:\n${sealer.text}`);
   console.log(floorLine);

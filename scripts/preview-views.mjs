@@ -23,8 +23,7 @@ const HTML_DIR = path.join(OUT, 'html');
 const CHROMIUM = '/usr/bin/chromium';
 const APT_LOG = '/tmp/apt-chromium.log';
 const BRAND_COLOR = '#0f766e';
-const CSP =
-  "default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'";
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'";
 
 // Same options as src/interactions/views.ts.
 const eta = new Eta({ views: VIEWS, autoEscape: true, cache: false, autoTrim: false });
@@ -55,152 +54,196 @@ const logoutForm =
 
 /** name → [page, title, data]. */
 const samples = {
-  login: ['login', 'Sign in', {
-    brand,
-    action: `${interaction}/login`,
-    abortAction: `${interaction}/abort`,
-    client: { name: 'Acme Dashboard' },
-  }],
-  'login-error': ['login', 'Sign in', {
-    brand: brandWithLogo,
-    action: `${interaction}/login`,
-    abortAction: `${interaction}/abort`,
-    client: { name: 'Acme Dashboard', logoUri: clientLogo },
-    email: 'jane.doe@example.com',
-    error: 'Invalid email or password.',
-  }],
-  consent: ['consent', 'Authorize access', {
-    brand,
-    action: `${interaction}/confirm`,
-    abortAction: `${interaction}/abort`,
-    client: {
-      name: 'Acme Dashboard',
-      logoUri: clientLogo,
-      clientUri: 'https://dashboard.acme.test',
-      policyUri: 'https://dashboard.acme.test/privacy',
-      tosUri: 'https://dashboard.acme.test/terms',
+  login: [
+    'login',
+    'Sign in',
+    {
+      brand,
+      action: `${interaction}/login`,
+      abortAction: `${interaction}/abort`,
+      client: { name: 'Acme Dashboard' },
     },
-    account: { email: 'jane.doe@example.com' },
-    scopes: [
-      { name: 'openid', description: 'Confirm your identity' },
-      { name: 'profile', description: 'View your basic profile (name)' },
-      { name: 'email', description: 'View your email address' },
-      { name: 'offline_access', description: 'Stay signed in and access your data when you are not using the app' },
-    ],
-    apis: [
-      {
-        identifier: 'https://api.acme.test/billing',
-        name: 'Billing API',
-        scopes: [
-          { name: 'invoices:read', description: 'Read your invoices' },
-          { name: 'invoices:write', description: 'Create and update invoices' },
-        ],
-        claims: [
-          { name: 'email', description: 'Your email address' },
-          { name: 'name', description: 'Your name' },
-        ],
+  ],
+  'login-error': [
+    'login',
+    'Sign in',
+    {
+      brand: brandWithLogo,
+      action: `${interaction}/login`,
+      abortAction: `${interaction}/abort`,
+      client: { name: 'Acme Dashboard', logoUri: clientLogo },
+      email: 'jane.doe@example.com',
+      error: 'Invalid email or password.',
+    },
+  ],
+  consent: [
+    'consent',
+    'Authorize access',
+    {
+      brand,
+      action: `${interaction}/confirm`,
+      abortAction: `${interaction}/abort`,
+      client: {
+        name: 'Acme Dashboard',
+        logoUri: clientLogo,
+        clientUri: 'https://dashboard.acme.test',
+        policyUri: 'https://dashboard.acme.test/privacy',
+        tosUri: 'https://dashboard.acme.test/terms',
       },
-      {
-        identifier: 'urn:acme:api:reports',
-        name: 'Reports API',
-        scopes: [{ name: 'reports:read', description: 'Read reports' }],
-      },
-    ],
-    previouslyGranted: false,
-  }],
-  'consent-previous': ['consent', 'Authorize access', {
-    brand: brandWithLogo,
-    action: `${interaction}/confirm`,
-    abortAction: `${interaction}/abort`,
-    client: { name: 'Demo <script>alert(1)</script> "App"' },
-    account: { email: 'a.very.long.email.address.for.testing+veil@subdomain.example-company.com' },
-    scopes: [],
-    apis: [{
-      identifier: 'https://api.acme.test/storage/v1/very/long/identifier/that/should/wrap',
-      name: 'Storage API',
-      scopes: [{ name: 'files:read', description: 'Read your files' }],
-    }],
-    previouslyGranted: true,
-  }],
+      account: { email: 'jane.doe@example.com' },
+      scopes: [
+        { name: 'openid', description: 'Confirm your identity' },
+        { name: 'profile', description: 'View your basic profile (name)' },
+        { name: 'email', description: 'View your email address' },
+        { name: 'offline_access', description: 'Stay signed in and access your data when you are not using the app' },
+      ],
+      apis: [
+        {
+          identifier: 'https://api.acme.test/billing',
+          name: 'Billing API',
+          scopes: [
+            { name: 'invoices:read', description: 'Read your invoices' },
+            { name: 'invoices:write', description: 'Create and update invoices' },
+          ],
+          claims: [
+            { name: 'email', description: 'Your email address' },
+            { name: 'name', description: 'Your name' },
+          ],
+        },
+        {
+          identifier: 'urn:acme:api:reports',
+          name: 'Reports API',
+          scopes: [{ name: 'reports:read', description: 'Read reports' }],
+        },
+      ],
+      previouslyGranted: false,
+    },
+  ],
+  'consent-previous': [
+    'consent',
+    'Authorize access',
+    {
+      brand: brandWithLogo,
+      action: `${interaction}/confirm`,
+      abortAction: `${interaction}/abort`,
+      client: { name: 'Demo <script>alert(1)</script> "App"' },
+      account: { email: 'a.very.long.email.address.for.testing+veil@subdomain.example-company.com' },
+      scopes: [],
+      apis: [
+        {
+          identifier: 'https://api.acme.test/storage/v1/very/long/identifier/that/should/wrap',
+          name: 'Storage API',
+          scopes: [{ name: 'files:read', description: 'Read your files' }],
+        },
+      ],
+      previouslyGranted: true,
+    },
+  ],
   logout: ['logout', 'Sign out', { brand, formHtml: logoutForm }],
   'logout-client': ['logout', 'Sign out', { brand: brandWithLogo, formHtml: logoutForm, clientName: 'Acme Dashboard' }],
   'logged-out': ['logged-out', 'Signed out', { brand, clientName: 'Acme Dashboard' }],
-  error: ['error', 'Error', {
-    brand,
-    status: 400,
-    error: 'invalid_request',
-    description: 'The redirect_uri does not match any registered for this client.',
-    hint: 'Go back to the application and try signing in again.',
-  }],
-  'error-503': ['error', 'Temporarily unavailable', {
-    brand: brandWithLogo,
-    status: 503,
-    error: 'temporarily_unavailable',
-    description: 'The service is temporarily unavailable, try again shortly.',
-  }],
-  'demo-callback': ['demo-callback', 'Demo login complete', {
-    brand,
-    code: 'Qm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3FxVjFhR0xUTmZ4c0lqUnF0X0NvQQ',
-    state: 'c2b7a1e9f04d',
-    curl: [
-      'curl -s https://id.acme.test/token \\',
-      "  -u 'demo-client:demo-secret' \\",
-      '  -d grant_type=authorization_code \\',
-      '  -d code=Qm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3FxVjFhR0xUTmZ4c0lqUnF0X0NvQQ \\',
-      '  -d redirect_uri=http://localhost:3000/demo/callback \\',
-      '  -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk',
-    ].join('\n'),
-  }],
-  'demo-callback-error': ['demo-callback', 'Demo login failed', {
-    brand,
-    error: 'access_denied',
-    errorDescription: 'End-User aborted interaction',
-    state: 'c2b7a1e9f04d',
-  }],
-  account: ['account', 'Connected apps', {
-    brand,
-    signedIn: true,
-    referrerPolicy: 'same-origin',
-    account: { email: 'jane.doe@example.com' },
-    csrf: 'pJ0v3cT9yQm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3E',
-    csrfField: 'csrf',
-    removed: 'Old <b>Reader</b>',
-    apps: [
-      {
-        name: 'Acme Dashboard',
-        headingId: 'app-1',
-        since: '2026-03-12T09:30:00.000Z',
-        sinceText: '12 March 2026',
-        action: '/account/apps/acme-dashboard/withdraw',
-        scopes: [
-          { name: 'email', description: 'See your email address' },
-          { name: 'offline_access', description: 'Stay connected when you are not using it' },
-        ],
-        apis: [{
-          identifier: 'https://api.acme.test/billing',
-          name: 'Billing API',
-          scopes: [{ name: 'invoices:read', description: 'Permission "invoices:read"' }],
-        }],
-      },
-      {
-        name: 'A client with a rather long name that has to wrap somewhere sensible',
-        headingId: 'app-2',
-        since: '2026-04-01T00:00:00.000Z',
-        sinceText: '1 April 2026',
-        action: '/account/apps/long/withdraw',
-        scopes: [{ name: 'openid', description: 'Sign you in with your account' }],
-        apis: [],
-      },
-    ],
-  }],
-  'account-empty': ['account', 'Connected apps', {
-    brand: brandWithLogo,
-    signedIn: true,
-    account: { email: 'a.very.long.email.address.for.testing+veil@subdomain.example-company.com' },
-    csrf: 'x',
-    csrfField: 'csrf',
-    apps: [],
-  }],
+  error: [
+    'error',
+    'Error',
+    {
+      brand,
+      status: 400,
+      error: 'invalid_request',
+      description: 'The redirect_uri does not match any registered for this client.',
+      hint: 'Go back to the application and try signing in again.',
+    },
+  ],
+  'error-503': [
+    'error',
+    'Temporarily unavailable',
+    {
+      brand: brandWithLogo,
+      status: 503,
+      error: 'temporarily_unavailable',
+      description: 'The service is temporarily unavailable, try again shortly.',
+    },
+  ],
+  'demo-callback': [
+    'demo-callback',
+    'Demo login complete',
+    {
+      brand,
+      code: 'Qm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3FxVjFhR0xUTmZ4c0lqUnF0X0NvQQ',
+      state: 'c2b7a1e9f04d',
+      curl: [
+        'curl -s https://id.acme.test/token \\',
+        "  -u 'demo-client:demo-secret' \\",
+        '  -d grant_type=authorization_code \\',
+        '  -d code=Qm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3FxVjFhR0xUTmZ4c0lqUnF0X0NvQQ \\',
+        '  -d redirect_uri=http://localhost:3000/demo/callback \\',
+        '  -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk',
+      ].join('\n'),
+    },
+  ],
+  'demo-callback-error': [
+    'demo-callback',
+    'Demo login failed',
+    {
+      brand,
+      error: 'access_denied',
+      errorDescription: 'End-User aborted interaction',
+      state: 'c2b7a1e9f04d',
+    },
+  ],
+  account: [
+    'account',
+    'Connected apps',
+    {
+      brand,
+      signedIn: true,
+      referrerPolicy: 'same-origin',
+      account: { email: 'jane.doe@example.com' },
+      csrf: 'pJ0v3cT9yQm4xYzN2b0hKZ0tlR1FqV1p0b0N6b3E',
+      csrfField: 'csrf',
+      removed: 'Old <b>Reader</b>',
+      apps: [
+        {
+          name: 'Acme Dashboard',
+          headingId: 'app-1',
+          since: '2026-03-12T09:30:00.000Z',
+          sinceText: '12 March 2026',
+          action: '/account/apps/acme-dashboard/withdraw',
+          scopes: [
+            { name: 'email', description: 'See your email address' },
+            { name: 'offline_access', description: 'Stay connected when you are not using it' },
+          ],
+          apis: [
+            {
+              identifier: 'https://api.acme.test/billing',
+              name: 'Billing API',
+              scopes: [{ name: 'invoices:read', description: 'Permission "invoices:read"' }],
+            },
+          ],
+        },
+        {
+          name: 'A client with a rather long name that has to wrap somewhere sensible',
+          headingId: 'app-2',
+          since: '2026-04-01T00:00:00.000Z',
+          sinceText: '1 April 2026',
+          action: '/account/apps/long/withdraw',
+          scopes: [{ name: 'openid', description: 'Sign you in with your account' }],
+          apis: [],
+        },
+      ],
+    },
+  ],
+  'account-empty': [
+    'account',
+    'Connected apps',
+    {
+      brand: brandWithLogo,
+      signedIn: true,
+      account: { email: 'a.very.long.email.address.for.testing+veil@subdomain.example-company.com' },
+      csrf: 'x',
+      csrfField: 'csrf',
+      apps: [],
+    },
+  ],
   'account-signed-out': ['account', 'Connected apps', { brand, signedIn: false }],
 };
 

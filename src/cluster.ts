@@ -47,16 +47,15 @@ export function restartDelay(failures: number): number {
 
 /** What runs once, before any worker exists, so that workers never race each other for it. */
 async function prepare(config: VeilConfig, logger: Logger): Promise<void> {
-  if (config.migrateOnStart) {
-    const database = await openDatabase(config.database);
-    try {
-      await applyMigrations(database, logger);
-    } finally {
-      await database.close();
-    }
+  // The pool connects on first use: with KEYS_STORE=file and migrations off it never does.
+  const database = await openDatabase(config.database);
+  try {
+    if (config.migrateOnStart) await applyMigrations(database, logger);
+    // The same key material, in the same order, as startVeil (src/app.ts) loads it.
+    await loadKeyMaterial(config, logger, database);
+  } finally {
+    await database.close();
   }
-  // The same key files, in the same order, as startVeil (src/app.ts) loads them.
-  await loadKeyMaterial(config, logger);
 }
 
 interface Slot {
@@ -85,8 +84,7 @@ export async function runPrimary(config: VeilConfig, logger: Logger): Promise<ne
   let publicUrl = '';
   let adminUrl = '';
 
-  const running = () =>
-    [...slots].flatMap(([n, s]) => (s.worker && s.worker.process.exitCode === null && s.worker.process.signalCode === null ? [{ n, worker: s.worker }] : []));
+  const running = () => [...slots].flatMap(([n, s]) => (s.worker && s.worker.process.exitCode === null && s.worker.process.signalCode === null ? [{ n, worker: s.worker }] : []));
 
   const finishIfDone = () => {
     if (stopping && running().length === 0) {
@@ -103,13 +101,16 @@ export async function runPrimary(config: VeilConfig, logger: Logger): Promise<ne
     for (const slot of slots.values()) clearTimeout(slot.restartTimer);
     // Each worker drains its own listeners (SHUTDOWN_TIMEOUT_SECONDS), closes its stores, exits 0.
     for (const { worker } of running()) worker.process.kill('SIGTERM');
-    setTimeout(() => {
-      for (const { n, worker } of running()) {
-        logger.error({ slot: n, pid: worker.process.pid }, 'worker did not stop in time; killing it');
-        worker.process.kill('SIGKILL');
-      }
-      exitCode = 1;
-    }, (config.shutdownTimeoutSeconds + 5) * 1000).unref();
+    setTimeout(
+      () => {
+        for (const { n, worker } of running()) {
+          logger.error({ slot: n, pid: worker.process.pid }, 'worker did not stop in time; killing it');
+          worker.process.kill('SIGKILL');
+        }
+        exitCode = 1;
+      },
+      (config.shutdownTimeoutSeconds + 5) * 1000,
+    ).unref();
     finishIfDone();
   };
 

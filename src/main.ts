@@ -61,10 +61,13 @@ async function main(): Promise<void> {
     logger.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down');
     // close() waits for in-flight requests up to SHUTDOWN_TIMEOUT_SECONDS; this only guards
     // against a store close that hangs after that.
-    setTimeout(() => {
-      logger.error('shutdown did not finish in time; exiting');
-      process.exit(1);
-    }, (config.shutdownTimeoutSeconds + 5) * 1000).unref();
+    setTimeout(
+      () => {
+        logger.error('shutdown did not finish in time; exiting');
+        process.exit(1);
+      },
+      (config.shutdownTimeoutSeconds + 5) * 1000,
+    ).unref();
     await veil.close();
     logger.info('stopped');
     process.exit(0);

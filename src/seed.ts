@@ -20,12 +20,7 @@ export interface DemoLogin {
   password?: string;
 }
 
-export async function seedDemo(deps: {
-  issuer: string;
-  accounts: AccountService;
-  accountRepo: AccountRepository;
-  clients: ClientRepository;
-}): Promise<DemoLogin> {
+export async function seedDemo(deps: { issuer: string; accounts: AccountService; accountRepo: AccountRepository; clients: ClientRepository }): Promise<DemoLogin> {
   const redirectUri = `${deps.issuer}${DEMO_CALLBACK_PATH}`;
   let password: string | undefined;
   if (!(await deps.accountRepo.findByEmail(DEMO_EMAIL))) {

@@ -94,8 +94,7 @@ export async function measure(target: Target, settings: LoadSettings): Promise<M
   target.beforeRun?.();
   const sample: { body?: string } = {};
   const warm = await once(target, settings.connections, settings.warmupSeconds, sample);
-  const warmFailure =
-    warm.non2xx || warm.errors ? `warm-up got ${warm.non2xx} non-2xx responses and ${warm.errors} errors ${JSON.stringify(codes(warm))}` : undefined;
+  const warmFailure = warm.non2xx || warm.errors ? `warm-up got ${warm.non2xx} non-2xx responses and ${warm.errors} errors ${JSON.stringify(codes(warm))}` : undefined;
 
   target.beforeRun?.();
   const cpu0 = target.server.cpuSeconds();

@@ -39,9 +39,7 @@ export class ServerProcess {
     env: Record<string, string>,
     cwd: string,
   ) {
-    const [command, argv] = pinning
-      ? ['taskset', ['-c', String(pinning.server), process.execPath, ...args]]
-      : [process.execPath, args];
+    const [command, argv] = pinning ? ['taskset', ['-c', String(pinning.server), process.execPath, ...args]] : [process.execPath, args];
     this.child = spawn(command, argv, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer) => {
       this.output += d;
@@ -103,7 +101,10 @@ export class ServerProcess {
 /** Busy and total jiffies of one core from /proc/stat; undefined off Linux. */
 export function coreTimes(core: number): { busy: number; total: number } | undefined {
   try {
-    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `));
+    const line = fs
+      .readFileSync('/proc/stat', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`cpu${core} `));
     if (!line) return undefined;
     const v = line.trim().split(/\s+/).slice(1).map(Number);
     const total = v.slice(0, 8).reduce((a, b) => a + b, 0);

@@ -17,10 +17,7 @@ export async function writeSection(file: string, name: string, markdown: string)
   }
   const i = text.indexOf(begin);
   const j = text.indexOf(end);
-  const next =
-    i !== -1 && j > i
-      ? `${text.slice(0, i)}${block}${text.slice(j + end.length)}`
-      : `${text.trimEnd()}${text.trim() ? '\n\n' : ''}${block}\n`;
+  const next = i !== -1 && j > i ? `${text.slice(0, i)}${block}${text.slice(j + end.length)}` : `${text.trimEnd()}${text.trim() ? '\n\n' : ''}${block}\n`;
   await fs.writeFile(file, next);
 }
 
@@ -32,6 +29,10 @@ export function table(head: string[], rows: string[][]): string {
 /** The same table as aligned plain text, for the terminal. */
 export function textTable(head: string[], rows: string[][]): string {
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (r: string[]) => r.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((v, c) => v.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }

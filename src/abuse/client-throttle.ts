@@ -48,10 +48,7 @@ export interface TokenLimits {
 export function createTokenLimits(perClient: number, perAddress: number): TokenLimits {
   return {
     perClient: createTokenRateLimiter(perClient),
-    perAddress: new BurstyRateLimiter(
-      createLimiter('token-address', perAddress, 1),
-      createLimiter('token-address-burst', perAddress, BURST_WINDOW_SECONDS),
-    ),
+    perAddress: new BurstyRateLimiter(createLimiter('token-address', perAddress, 1), createLimiter('token-address-burst', perAddress, BURST_WINDOW_SECONDS)),
   };
 }
 

@@ -16,7 +16,18 @@ export type {
   Resource,
   User,
 } from '../admin/contract.js';
-import type { AuditEvent, Client, CreateClientRequest as CreateClientBody, UpdateClientRequest as UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User } from '../admin/contract.js';
+import type {
+  AuditEvent,
+  Client,
+  CreateClientRequest as CreateClientBody,
+  UpdateClientRequest as UpdateClientBody,
+  CreatedClient,
+  CreatedResource,
+  CreateResourceBody,
+  CreateUserBody,
+  Resource,
+  User,
+} from '../admin/contract.js';
 
 import type { PublicKeyInfo } from '../admin/contract.js';
 import { codeForStatus, VeilError } from '../errors/veil-error.js';

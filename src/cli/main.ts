@@ -45,9 +45,10 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--admin-url <url>', 'admin API base URL').env('VEIL_ADMIN_URL').default(DEFAULT_ADMIN_URL))
     // .env() shows only the variable's name in --help, never its value.
     .addOption(
-      new Option('--admin-token <token>', 'admin API bearer token (prefer the env var: argv is visible to other users); unset: ADMIN_TOKEN, ADMIN_TOKEN_FILE, then KEYS_DIR/admin-token for a local admin URL').env(
-        'VEIL_ADMIN_TOKEN',
-      ),
+      new Option(
+        '--admin-token <token>',
+        'admin API bearer token (prefer the env var: argv is visible to other users); unset: ADMIN_TOKEN, ADMIN_TOKEN_FILE, then KEYS_DIR/admin-token for a local admin URL',
+      ).env('VEIL_ADMIN_TOKEN'),
     )
     .option('--json', 'print exactly one JSON document to stdout (errors as JSON on stderr)');
 

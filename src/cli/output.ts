@@ -41,10 +41,7 @@ export class Output {
 export function formatTable<T>(rows: T[], columns: Column<T>[]): string {
   const cells = rows.map((row) => columns.map((c) => cell(c.value(row))));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]?.length ?? 0)));
-  const line = (values: string[]) =>
-    values
-      .map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i] ?? 0)))
-      .join('  ');
+  const line = (values: string[]) => values.map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i] ?? 0))).join('  ');
   return [line(columns.map((c) => c.header.toUpperCase())), ...cells.map(line)].join('\n');
 }
 

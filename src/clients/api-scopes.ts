@@ -27,9 +27,7 @@ export function resourceScopesOf(metadata: Record<string, unknown>): ResourceSco
 
 export function isResourceScopes(value: unknown): value is ResourceScopes {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  return Object.entries(value).every(
-    ([uri, scopes]) => URL.canParse(uri) && Array.isArray(scopes) && scopes.every((s) => typeof s === 'string' && SCOPE_TOKEN.test(s)),
-  );
+  return Object.entries(value).every(([uri, scopes]) => URL.canParse(uri) && Array.isArray(scopes) && scopes.every((s) => typeof s === 'string' && SCOPE_TOKEN.test(s)));
 }
 
 /**
@@ -78,7 +76,9 @@ export function splitClientScopes(input: {
       throw new ScopeInputError(`scope "${scope}" is neither an OIDC scope nor registered by any of the client's resources`);
     }
     if (owners.length > 1) {
-      throw new ScopeInputError(`scope "${scope}" is registered by several of the client's resources (${owners.map((r) => r.identifier).join(', ')}): give it per resource with resource_scopes`);
+      throw new ScopeInputError(
+        `scope "${scope}" is registered by several of the client's resources (${owners.map((r) => r.identifier).join(', ')}): give it per resource with resource_scopes`,
+      );
     }
     add(owners[0]!.identifier, scope);
   }

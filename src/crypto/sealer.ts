@@ -124,10 +124,7 @@ const CONTENT_ENCRYPTION: Record<ContentEncryptionAlg, { cipher: CipherGCMTypes;
   A256GCM: { cipher: 'aes-256-gcm', cekBytes: 32 },
 };
 
-type KeyManagement =
-  | { kind: 'rsa'; oaepHash: 'sha1' | 'sha256' }
-  | { kind: 'ecdh-direct' }
-  | { kind: 'ecdh-wrap'; wrapCipher: string; kekBytes: number };
+type KeyManagement = { kind: 'rsa'; oaepHash: 'sha1' | 'sha256' } | { kind: 'ecdh-direct' } | { kind: 'ecdh-wrap'; wrapCipher: string; kekBytes: number };
 
 const KEY_MANAGEMENT: Record<KeyManagementAlg, KeyManagement> = {
   'ECDH-ES': { kind: 'ecdh-direct' },
@@ -246,10 +243,13 @@ function prepareRecipient({ key, alg, enc, kid }: SealingKey, cty: string): Prep
   if (management.kind === 'rsa') {
     const header = b64(fixedHeader); // no epk: the whole header is fixed
     const oaep = { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: management.oaepHash };
-    return { cipher, manageKey: () => {
-      const cek = randomBytes(cekBytes);
-      return { header, cek, encryptedKey: b64(publicEncrypt(oaep, cek)) };
-    } };
+    return {
+      cipher,
+      manageKey: () => {
+        const cek = randomBytes(cekBytes);
+        return { header, cek, encryptedKey: b64(publicEncrypt(oaep, cek)) };
+      },
+    };
   }
 
   const agree = ephemeralAgreement(key);
@@ -257,17 +257,23 @@ function prepareRecipient({ key, alg, enc, kid }: SealingKey, cty: string): Prep
   if (management.kind === 'ecdh-direct') {
     // Direct agreement: the derived key is the CEK, and the KDF's AlgorithmID is the enc value.
     const deriveCek = concatKdf(enc, cekBytes);
-    return { cipher, manageKey: () => {
-      const { epk, z } = agree();
-      return { header: headerWithEpk(epk), cek: deriveCek(z), encryptedKey: '' };
-    } };
+    return {
+      cipher,
+      manageKey: () => {
+        const { epk, z } = agree();
+        return { header: headerWithEpk(epk), cek: deriveCek(z), encryptedKey: '' };
+      },
+    };
   }
   const deriveKek = concatKdf(alg, management.kekBytes);
-  return { cipher, manageKey: () => {
-    const { epk, z } = agree();
-    const cek = randomBytes(cekBytes);
-    return { header: headerWithEpk(epk), cek, encryptedKey: b64(aesKeyWrap(management.wrapCipher, deriveKek(z), cek)) };
-  } };
+  return {
+    cipher,
+    manageKey: () => {
+      const { epk, z } = agree();
+      const cek = randomBytes(cekBytes);
+      return { header: headerWithEpk(epk), cek, encryptedKey: b64(aesKeyWrap(management.wrapCipher, deriveKek(z), cek)) };
+    },
+  };
 }
 
 const preparedRecipients = new WeakMap<KeyObject, Map<string, PreparedRecipient>>();

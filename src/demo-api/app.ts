@@ -52,8 +52,14 @@ export interface DemoApi {
 function isDemoKey(value: unknown): value is DemoKey {
   const k = value as Partial<DemoKey> | null;
   return (
-    typeof k === 'object' && k !== null && k.kty === 'EC' && k.crv === 'P-256' && typeof k.kid === 'string' &&
-    typeof k.x === 'string' && typeof k.y === 'string' && typeof k.d === 'string'
+    typeof k === 'object' &&
+    k !== null &&
+    k.kty === 'EC' &&
+    k.crv === 'P-256' &&
+    typeof k.kid === 'string' &&
+    typeof k.x === 'string' &&
+    typeof k.y === 'string' &&
+    typeof k.d === 'string'
   );
 }
 

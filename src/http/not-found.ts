@@ -8,12 +8,18 @@ export function notFound(views: Views) {
     if (ctx.status !== 404 || (ctx.body !== undefined && ctx.body !== null)) return;
     const description = `unrecognized route or not allowed method (${ctx.method} on ${ctx.path.slice(0, 200)})`;
     if (ctx.accepts('json', 'html') === 'html') {
-      views.send(ctx, 'error', 'Page not found', {
-        status: 404,
-        error: 'not_found',
-        description: 'There is no page at this address.',
-        hint: 'Check the address, or return to the application and start again.',
-      }, 404);
+      views.send(
+        ctx,
+        'error',
+        'Page not found',
+        {
+          status: 404,
+          error: 'not_found',
+          description: 'There is no page at this address.',
+          hint: 'Check the address, or return to the application and start again.',
+        },
+        404,
+      );
       return;
     }
     ctx.status = 404;

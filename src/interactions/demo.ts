@@ -6,7 +6,7 @@ import type { Views } from './views.js';
 export function demoCallbackRoute(issuer: string, demo: DemoLogin, views: Views) {
   return async (ctx: Context, next: Next) => {
     if (ctx.path !== DEMO_CALLBACK_PATH || ctx.method !== 'GET') return next();
-    const q = (name: string) => (typeof ctx.query[name] === 'string' ? (ctx.query[name] as string).slice(0, 2048) : undefined);
+    const q = (name: string) => (typeof ctx.query[name] === 'string' ? ctx.query[name].slice(0, 2048) : undefined);
     const code = q('code');
     const error = q('error');
     views.send(ctx, 'demo-callback', error ? 'Demo login failed' : 'Demo login complete', {

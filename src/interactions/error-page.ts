@@ -24,7 +24,13 @@ const RETRY = 'Please try again in a moment.';
 const RESTART = 'Return to the application and start again.';
 
 const FAILED: Omit<ErrorPage, 'status'> = { title: 'Something went wrong', error: 'server_error', description: 'An unexpected error occurred.', hint: RETRY, logged: true };
-const UNAVAILABLE: Omit<ErrorPage, 'status'> = { title: 'Temporarily unavailable', error: 'temporarily_unavailable', description: 'The service is temporarily unavailable.', hint: RETRY, logged: true };
+const UNAVAILABLE: Omit<ErrorPage, 'status'> = {
+  title: 'Temporarily unavailable',
+  error: 'temporarily_unavailable',
+  description: 'The service is temporarily unavailable.',
+  hint: RETRY,
+  logged: true,
+};
 
 /** Each code's page: `error` for a caller's mistake (status and message its own), or a fixed 5xx page. */
 export const HTML_ERRORS: Record<VeilErrorCode, { error: string } | { page: Omit<ErrorPage, 'status'>; status: number }> = {
@@ -52,7 +58,14 @@ export const HTML_ERRORS: Record<VeilErrorCode, { error: string } | { page: Omit
 /** The page for anything thrown. oidc-provider's own 4xx errors are shown as it names them. */
 export function renderErrorPage(err: unknown): ErrorPage {
   if (err instanceof errors.SessionNotFound) {
-    return { status: 400, title: 'Sign-in expired', error: 'invalid_request', description: 'This sign-in request has expired or was already completed.', hint: RESTART, logged: false };
+    return {
+      status: 400,
+      title: 'Sign-in expired',
+      error: 'invalid_request',
+      description: 'This sign-in request has expired or was already completed.',
+      hint: RESTART,
+      logged: false,
+    };
   }
   if (err instanceof errors.OIDCProviderError && err.expose && err.statusCode < 500) {
     return { status: err.statusCode, title: 'Something went wrong', error: err.message, description: err.error_description ?? err.message, hint: RESTART, logged: false };

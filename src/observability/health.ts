@@ -37,7 +37,13 @@ async function answers(ping: () => Promise<void>, timeoutMs: number): Promise<bo
   });
   try {
     // A late ping keeps running; race() has subscribed to it, so its rejection is not unhandled.
-    return await Promise.race([ping().then(() => true, () => false), late]);
+    return await Promise.race([
+      ping().then(
+        () => true,
+        () => false,
+      ),
+      late,
+    ]);
   } catch {
     return false;
   } finally {
@@ -51,10 +57,7 @@ export async function readiness(probes: ReadinessProbes): Promise<ReadinessRepor
     if (!(await answers(ping, timeoutMs))) return 'down';
     return embedded ? 'embedded' : 'up';
   };
-  const [postgres, redis] = await Promise.all([
-    check(probes.pingDatabase, probes.embedded?.database),
-    check(probes.pingShortLived, probes.embedded?.shortLived),
-  ]);
+  const [postgres, redis] = await Promise.all([check(probes.pingDatabase, probes.embedded?.database), check(probes.pingShortLived, probes.embedded?.shortLived)]);
   const keys = probes.keysLoaded() ? 'loaded' : 'missing';
   return { ready: postgres !== 'down' && redis !== 'down' && keys === 'loaded', checks: { postgres, redis, keys } };
 }

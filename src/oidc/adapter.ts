@@ -76,7 +76,10 @@ async function guard<T>(op: () => Promise<T>): Promise<T> {
 class ClientAdapter implements Adapter {
   readonly #cache = new LRUCache<string, { metadata: AdapterPayload | null }>({ max: 1000, ttl: 60_000 });
 
-  constructor(private readonly clients: ClientRepository, bus: InvalidationBus) {
+  constructor(
+    private readonly clients: ClientRepository,
+    bus: InvalidationBus,
+  ) {
     bus.subscribe((topic, key) => {
       if (topic === 'all') this.#cache.clear();
       else if (topic === 'client') this.#cache.delete(key);
@@ -107,7 +110,11 @@ class ClientAdapter implements Adapter {
 }
 
 class GrantAdapter implements Adapter {
-  constructor(private readonly grants: GrantRepository, private readonly shortLived: ShortLivedSlice, private readonly revokedGrantTtl: number) {}
+  constructor(
+    private readonly grants: GrantRepository,
+    private readonly shortLived: ShortLivedSlice,
+    private readonly revokedGrantTtl: number,
+  ) {}
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.grants.upsert(id, payload, expiresIn));
   }

@@ -117,9 +117,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       const aud = (token as { aud?: unknown }).aud;
       const accountId = (token as { accountId?: string }).accountId;
       if (typeof aud !== 'string' || !accountId) return undefined;
-      const source = (ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken) as
-        | { authTime?: number; acr?: string; amr?: string[] }
-        | undefined;
+      const source = (ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken) as { authTime?: number; acr?: string; amr?: string[] } | undefined;
       const claims: Record<string, unknown> = { auth_time: source?.authTime, acr: source?.acr, amr: source?.amr };
       try {
         const rs = await deps.registry.find(aud);
@@ -155,19 +153,18 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => {
-          views.send(ctx as never, 'logout', 'Sign out', {
+          views.send(ctx, 'logout', 'Sign out', {
             formHtml: form,
             clientName: ctx.oidc.client?.clientName,
           });
         },
         postLogoutSuccessSource: async (ctx) => {
-          views.send(ctx as never, 'logged-out', 'Signed out', { clientName: ctx.oidc.client?.clientName });
+          views.send(ctx, 'logged-out', 'Signed out', { clientName: ctx.oidc.client?.clientName });
         },
       },
     },
     // Browsers may call the token and userinfo endpoints only from a registered redirect origin.
-    clientBasedCORS: (_ctx, origin, client) =>
-      origin !== 'null' && client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
+    clientBasedCORS: (_ctx, origin, client) => origin !== 'null' && client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
     // Consent is kept in PostgreSQL: a later visit (new session, new device) finds it again.
     loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
       const fromSession = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session!.grantIdFor(ctx.oidc.client!.clientId);
@@ -186,7 +183,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     renderError: async (ctx, out, error) => {
       const status = (error as { statusCode?: number }).statusCode ?? 500;
       views.send(
-        ctx as never,
+        ctx,
         'error',
         status === 503 ? 'Temporarily unavailable' : 'Something went wrong',
         { status, error: out.error, description: out.error_description, hint: hintFor(out.error) },

@@ -77,7 +77,6 @@ export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
     }
     const token = await deps.tokens.find(value, hint);
     ctx.status = 200;
-    ctx.body =
-      token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness)) ? introspectionResponse(deps.issuer, token) : { active: false };
+    ctx.body = token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness)) ? introspectionResponse(deps.issuer, token) : { active: false };
   });
 }

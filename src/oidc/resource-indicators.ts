@@ -49,8 +49,7 @@ function requestedResources(ctx: KoaContextWithOIDC, current: string): string[] 
   return [...new Set([current, ...named.filter((r): r is string => typeof r === 'string')])];
 }
 
-const notAllowed = (scopes: string[]) =>
-  new errors.InvalidScope('requested scope is not allowed for this client and resource', scopes.join(' '));
+const notAllowed = (scopes: string[]) => new errors.InvalidScope('requested scope is not allowed for this client and resource', scopes.join(' '));
 
 /** What a code or refresh token was granted for (oidc-provider: none, one value, or an array of several). */
 export interface RedemptionSource {
@@ -151,9 +150,7 @@ export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: rea
       // RFC 8707 §2.2: one access token, one audience. Which of several APIs is the client's to
       // say; answering with none of them (a userinfo-only token) would fail later, at the API.
       throw new errors.InvalidTarget(
-        param
-          ? 'only a single resource indicator value must be requested'
-          : 'this grant covers several resources: name the one wanted with the resource parameter',
+        param ? 'only a single resource indicator value must be requested' : 'this grant covers several resources: name the one wanted with the resource parameter',
       );
     }
     if (target === undefined || target === '') return undefined; // OIDC scopes only
@@ -182,7 +179,7 @@ export function resourcePolicy(registry: ResourceServerRegistry, oidcScopes: rea
 
   return {
     feature,
-    beforeRefresh: (ctx) => beforeRedemption(ctx, ctx.oidc.entities.RefreshToken as RedemptionSource | undefined),
+    beforeRefresh: (ctx) => beforeRedemption(ctx, ctx.oidc.entities.RefreshToken),
     async beforeCodeConsumed(code) {
       const ctx = Provider.ctx;
       // Codes are consumed only by the token endpoint; anything else is none of this check's business.

@@ -50,7 +50,7 @@ const SEALED_ENTITIES: readonly SealedModel[] = ['AccessToken', 'ClientCredentia
 function payloadOf(model: IssuedModel): AdapterPayload {
   const payload: Record<string, unknown> = {};
   for (const field of model.constructor.IN_PAYLOAD ?? []) if (model[field] !== undefined) payload[field] = model[field];
-  return payload as AdapterPayload;
+  return payload;
 }
 
 /** The access token this response carries: its model from the request, else its stored record. */

@@ -140,9 +140,7 @@ export class CallerAuthenticator {
     }
     if (secret !== undefined) {
       // Not in oidc-provider's types, but part of its Client (a secret past client_secret_expires_at).
-      (client as unknown as { checkClientSecretExpiration(message: string): void }).checkClientSecretExpiration(
-        'could not authenticate the client - its client secret is expired',
-      );
+      (client as unknown as { checkClientSecretExpiration(message: string): void }).checkClientSecretExpiration('could not authenticate the client - its client secret is expired');
       if (!client.clientSecret || !(await client.compareClientSecret(secret))) throw invalidClient('invalid secret provided');
     } else if (assertion) {
       await this.#verifyAssertion(client, assertion.value, assertion.payload);
@@ -203,12 +201,7 @@ export interface TokenEndpointRequest {
  * Serves one of Veil's token endpoints at `path`: POST with a form body only, caller
  * authenticated, `token` present; failures answered as OAuth JSON errors, never cached.
  */
-export function tokenEndpoint(
-  issuer: string,
-  path: string,
-  callers: CallerAuthenticator,
-  handle: (ctx: Context, request: TokenEndpointRequest) => Promise<void>,
-): Middleware {
+export function tokenEndpoint(issuer: string, path: string, callers: CallerAuthenticator, handle: (ctx: Context, request: TokenEndpointRequest) => Promise<void>): Middleware {
   const parse = formBody('64kb');
   return async (ctx, next) => {
     if (ctx.path !== path) return next();
@@ -228,4 +221,3 @@ export function tokenEndpoint(
     }
   };
 }
-

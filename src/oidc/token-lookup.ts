@@ -56,7 +56,9 @@ export class TokenLookup {
   async #fromInnerJws(value: string): Promise<FoundToken | undefined> {
     let jti: unknown;
     try {
-      ({ payload: { jti } } = await jwtVerify(value, this.#ownKeys, { issuer: this.issuer, typ: 'at+jwt', algorithms: this.signingAlgs }));
+      ({
+        payload: { jti },
+      } = await jwtVerify(value, this.#ownKeys, { issuer: this.issuer, typ: 'at+jwt', algorithms: this.signingAlgs }));
     } catch {
       return undefined;
     }

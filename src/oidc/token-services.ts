@@ -26,7 +26,6 @@ import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import { TokenLookup } from './token-lookup.js';
 
-
 /** Token machinery that does not depend on Veil's signing keys: built once per process. */
 export interface TokenServices {
   bus: InvalidationBus;
@@ -45,9 +44,7 @@ export interface KeyBoundTokenServices {
 
 export function publicJwks(keys: SigningJwk[]): JSONWebKeySet {
   return {
-    keys: keys.map(({ kty, crv, x, y, n, e, kid, alg, use }) =>
-      Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, alg, use }).filter(([, v]) => v !== undefined)),
-    ),
+    keys: keys.map(({ kty, crv, x, y, n, e, kid, alg, use }) => Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, alg, use }).filter(([, v]) => v !== undefined))),
   };
 }
 

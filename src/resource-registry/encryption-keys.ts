@@ -9,13 +9,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
 import { fetchJwkSet, JWKS_URI_ERROR, JwksUriError, safeRemoteJWKSet } from '../http/remote-jwks.js';
 import type { OutboundPolicy } from '../http/safe-fetch.js';
-import {
-  assertSealingKey,
-  defaultKeyManagementAlg,
-  type ContentEncryptionAlg,
-  type KeyManagementAlg,
-  type SealingKey,
-} from '../crypto/sealer.js';
+import { assertSealingKey, defaultKeyManagementAlg, type ContentEncryptionAlg, type KeyManagementAlg, type SealingKey } from '../crypto/sealer.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { VeilError } from '../errors/veil-error.js';
 import { CONTENT_ENCRYPTION_ALGORITHMS, KEY_MANAGEMENT_ALGORITHMS } from '../crypto/algorithms.js';
@@ -40,7 +34,7 @@ export async function importPublicEncryptionJwk(jwk: JWK): Promise<KeyObject> {
   if (jwk.use !== undefined && jwk.use !== 'enc') throw new EncryptionKeyError(`the key is for "use": "${jwk.use}", not "enc"`);
   try {
     // jose validates the JWK's shape and parameters; node:crypto gives the KeyObject the sealer uses.
-    await importJWK({ ...jwk, alg: undefined, ext: true } as JWK, jwk.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES');
+    await importJWK({ ...jwk, alg: undefined, ext: true }, jwk.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES');
     return createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
   } catch (err) {
     throw new EncryptionKeyError(`the JWK is not a usable public key: ${(err as Error).message}`);
@@ -62,9 +56,7 @@ export function resolveAlgorithms(key: KeyObject, alg: string | undefined, enc: 
 
 /** Picks the encryption key from a JWK Set: `use` enc (or unset), with a kid, and `alg` matching (or unset) when one is asked for. */
 export function selectEncryptionJwk(keys: JWK[], alg?: string): JWK | undefined {
-  return keys.find(
-    (k) => typeof k.kid === 'string' && (k.use === undefined || k.use === 'enc') && (alg === undefined || k.alg === undefined || k.alg === alg) && !('d' in k),
-  );
+  return keys.find((k) => typeof k.kid === 'string' && (k.use === undefined || k.use === 'enc') && (alg === undefined || k.alg === undefined || k.alg === alg) && !('d' in k));
 }
 
 export interface EncryptionKeysOptions {

@@ -52,7 +52,18 @@ describe('API scope allow-lists end to end (CLI, Chromium, openid-client)', () =
   };
 
   test('the consented scopes, exactly, in a sealed token; beyond the allow-list invalid_scope at /auth and at refresh', async () => {
-    const created = await cli(['clients', 'create', '--name', 'Scoped Notes', '--redirect-uri', `${rpServer.url}/cb`, '--scope', 'openid profile email offline_access read write', '--resource', API]);
+    const created = await cli([
+      'clients',
+      'create',
+      '--name',
+      'Scoped Notes',
+      '--redirect-uri',
+      `${rpServer.url}/cb`,
+      '--scope',
+      'openid profile email offline_access read write',
+      '--resource',
+      API,
+    ]);
     assert.equal(created.code, 0, created.stderr);
     const { client, client_id: clientId, client_secret: clientSecret } = created.json as CliClient;
     assert.equal(client.scope, 'openid profile email offline_access');

@@ -97,7 +97,11 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
   test('the primary prepares once; two workers start; only worker 1 binds the admin listener', () => {
     const lines = logs();
     const generated = lines.filter((l) => l.msg === 'generated signing keys');
-    assert.deepEqual(generated.map((l) => l.worker), [0], 'keys generated exactly once, by the primary');
+    assert.deepEqual(
+      generated.map((l) => l.worker),
+      [0],
+      'keys generated exactly once, by the primary',
+    );
     const ready = lines.filter((l) => l.msg === 'Veil is ready');
     assert.deepEqual(ready.map((l) => l.worker).sort(), [1, 2]);
     for (const l of ready) assert.equal(l.issuer, issuer);
@@ -117,7 +121,14 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
     request(p: string, credentials: { id: string; secret: string }, form: Record<string, string>) {
       return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
         const req = http.request(
-          { host: '127.0.0.1', port, path: p, method: 'POST', agent: this.agent, headers: { authorization: basic(credentials.id, credentials.secret), 'content-type': 'application/x-www-form-urlencoded' } },
+          {
+            host: '127.0.0.1',
+            port,
+            path: p,
+            method: 'POST',
+            agent: this.agent,
+            headers: { authorization: basic(credentials.id, credentials.secret), 'content-type': 'application/x-www-form-urlencoded' },
+          },
           (res) => {
             let text = '';
             res.on('data', (d) => (text += d));
@@ -234,6 +245,12 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
     assert.equal(typeof JSON.parse(res.body).access_token, 'string');
     assert.equal(await exited, 0);
     const lines = logs();
-    assert.deepEqual(lines.filter((l) => l.msg === 'stopped').map((l) => l.worker).sort(), [0, 1, 2]);
+    assert.deepEqual(
+      lines
+        .filter((l) => l.msg === 'stopped')
+        .map((l) => l.worker)
+        .sort(),
+      [0, 1, 2],
+    );
   });
 });

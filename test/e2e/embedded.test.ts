@@ -93,10 +93,16 @@ describe('embedded mode (npm start on a fresh data directory)', () => {
     assert.doesNotMatch(server.output, /with password/);
     const headers = { authorization: `Bearer ${await generatedAdminToken(path.join(dir, 'keys'))}` };
     const users = (await (await fetch(`${adminUrl}/admin/users`, { headers })).json()) as { users: { id: string; email: string }[] };
-    assert.deepEqual(users.users.map((u) => u.email), ['demo@example.com']);
+    assert.deepEqual(
+      users.users.map((u) => u.email),
+      ['demo@example.com'],
+    );
     assert.equal(users.users[0]!.id, payload.sub);
     const clients = (await (await fetch(`${adminUrl}/admin/clients`, { headers })).json()) as { clients: { client_id: string }[] };
-    assert.deepEqual(clients.clients.map((c) => c.client_id), ['veil-demo']);
+    assert.deepEqual(
+      clients.clients.map((c) => c.client_id),
+      ['veil-demo'],
+    );
 
     // The same password still signs in, and the signing keys survived: the old ID token verifies.
     const again = await demoLogin(secondUrl!, password!);

@@ -69,7 +69,10 @@ describe('master key rotation', () => {
     assert.ok(counts.signing_keys >= 4, JSON.stringify(counts));
     assert.ok(counts.client_secrets >= 1 && counts.account_names >= 1, JSON.stringify(counts));
     const ring = JSON.parse(await fs.readFile(path.join(keysDir, 'signing-keys.json'), 'utf8')) as { keys: { private: string }[] };
-    assert.ok(ring.keys.every((k) => k.private.startsWith(`v2.${newId}.`)), 'every private key is sealed under the new master key');
+    assert.ok(
+      ring.keys.every((k) => k.private.startsWith(`v2.${newId}.`)),
+      'every private key is sealed under the new master key',
+    );
     const again = await runCli(['keys', 'rotate-master', '--json'], { env });
     assert.deepEqual(JSON.parse(again.stdout), { signing_keys: 0, client_secrets: 0, account_names: 0 }, 'idempotent');
     await veil!.stop();

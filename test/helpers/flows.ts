@@ -23,7 +23,13 @@ export async function relyingParty(issuer: string, clientId: string, clientSecre
 const rememberingFetch: oidc.CustomFetch = async (url, options) => {
   if (options.body instanceof URLSearchParams) rememberFields(Object.fromEntries(options.body), ['code', 'code_verifier', 'refresh_token', 'token', 'client_secret']);
   const res = await fetch(url, options);
-  if (res.headers.get('content-type')?.includes('json')) rememberTokens(await res.clone().json().catch(() => undefined));
+  if (res.headers.get('content-type')?.includes('json'))
+    rememberTokens(
+      await res
+        .clone()
+        .json()
+        .catch(() => undefined),
+    );
   return res;
 };
 
@@ -67,12 +73,7 @@ export async function waitForCallback(page: Page, redirectUri: string): Promise<
 }
 
 /** Full interactive login + consent; returns the tokens. */
-export async function loginAndConsent(
-  context: BrowserContext,
-  rp: RelyingParty,
-  user: { email: string; password: string },
-  params: Record<string, string> = {},
-) {
+export async function loginAndConsent(context: BrowserContext, rp: RelyingParty, user: { email: string; password: string }, params: Record<string, string> = {}) {
   const attempt = await authorizationRequest(rp, params);
   const page = await context.newPage();
   await page.goto(attempt.url.toString());

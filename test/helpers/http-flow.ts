@@ -146,7 +146,10 @@ export async function startLoginInteraction(issuer: string, clientId: string, re
   }).toString();
   const res = await fetch(url, { redirect: 'manual' });
   if (res.status !== 303) throw new Error(`authorization request answered ${res.status}`);
-  const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const cookie = res.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
   return { path: res.headers.get('location')!, cookie };
 }
 

@@ -24,7 +24,11 @@ export async function startCallbackServer(): Promise<{ url: string; hits: URL[];
   return {
     url: `http://127.0.0.1:${port}`,
     hits,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -61,6 +65,11 @@ export async function startTcpProxy(targetHost: string, targetPort: number) {
     restore() {
       up = true;
     },
-    close: () => new Promise<void>((resolve) => { up = false; for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        up = false;
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

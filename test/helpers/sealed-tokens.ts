@@ -20,8 +20,7 @@ import {
 } from 'jose';
 
 export const encoder = new TextEncoder();
-export const b64url = (value: unknown): string =>
-  Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+export const b64url = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
 export interface Signer {
   alg: 'RS256' | 'ES256';
@@ -111,8 +110,7 @@ export async function startFakeIssuer(signers: Signer[]): Promise<FakeIssuer> {
     jwksUp: true,
   };
   let url = '';
-  const json = (res: http.ServerResponse, status: number, body: unknown) =>
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  const json = (res: http.ServerResponse, status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', url).pathname;
@@ -126,11 +124,14 @@ export async function startFakeIssuer(signers: Signer[]): Promise<FakeIssuer> {
     }
     if (req.method === 'POST' && path === '/token/introspection') {
       let body = '';
-      req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => {
-        state.introspectionCalls.push({ authorization: req.headers.authorization, params: new URLSearchParams(body) });
-        if (state.introspection === 'error') return json(res, 500, { error: 'server_error' });
-        return json(res, 200, state.introspection === 'active' ? { active: true, client_id: 'client-1' } : { active: false });
-      });
+      req
+        .setEncoding('utf8')
+        .on('data', (chunk: string) => (body += chunk))
+        .on('end', () => {
+          state.introspectionCalls.push({ authorization: req.headers.authorization, params: new URLSearchParams(body) });
+          if (state.introspection === 'error') return json(res, 500, { error: 'server_error' });
+          return json(res, 200, state.introspection === 'active' ? { active: true, client_id: 'client-1' } : { active: false });
+        });
       return;
     }
     json(res, 404, { error: 'not_found' });

@@ -13,10 +13,7 @@ export interface SlowRequest {
   socket: net.Socket;
 }
 
-export async function startSlowRequest(
-  port: number,
-  options: { path: string; headers: Record<string, string>; body: string; host?: string },
-): Promise<SlowRequest> {
+export async function startSlowRequest(port: number, options: { path: string; headers: Record<string, string>; body: string; host?: string }): Promise<SlowRequest> {
   const socket = net.connect(port, options.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let raw = '';

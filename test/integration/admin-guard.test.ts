@@ -23,14 +23,7 @@ interface Answer {
 }
 
 /** One request with full control over the headers (fetch would not let us set Host). */
-function raw(
-  url: string,
-  method: string,
-  p: string,
-  headers: Record<string, string>,
-  body?: string,
-  ca?: Buffer,
-): Promise<Answer> {
+function raw(url: string, method: string, p: string, headers: Record<string, string>, body?: string, ca?: Buffer): Promise<Answer> {
   const target = new URL(p, url);
   const send = target.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
@@ -96,7 +89,13 @@ describe('admin API: always authenticated, only its own Host, no browser request
     assertAdminError(wrong, 401);
 
     const before = await accounts();
-    const create = await raw(veil.adminUrl, 'POST', '/admin/users', { 'content-type': 'application/json' }, JSON.stringify({ email: 'mallory@example.com', password: 'a long enough password' }));
+    const create = await raw(
+      veil.adminUrl,
+      'POST',
+      '/admin/users',
+      { 'content-type': 'application/json' },
+      JSON.stringify({ email: 'mallory@example.com', password: 'a long enough password' }),
+    );
     assertAdminError(create, 401);
     assert.equal(await accounts(), before);
 
@@ -143,7 +142,13 @@ describe('admin API: always authenticated, only its own Host, no browser request
       assertAdminError(await raw(veil.adminUrl, 'GET', '/admin/users', { ...auth(), ...headers }), 403);
     }
     // The cross-site form POST of the issue, without a token: refused as well.
-    const form = await raw(veil.adminUrl, 'POST', '/admin/keys/rotate', { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' }, '');
+    const form = await raw(
+      veil.adminUrl,
+      'POST',
+      '/admin/keys/rotate',
+      { origin: 'http://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' },
+      '',
+    );
     assert.ok(form.status === 403 || form.status === 415 || form.status === 401, String(form.status));
     assert.equal(await keys(), keysBefore);
     assert.equal(await accounts(), before);

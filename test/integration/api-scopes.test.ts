@@ -12,7 +12,15 @@ import { generateEncryptionKey, openSealed, registerResourceServer, type TestRes
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
-type PublicClient = { client_id: string; client_name: string; scope?: string; resource_scopes?: Record<string, string[]>; allowed_resources?: string[]; redirect_uris: string[]; grant_types: string[] };
+type PublicClient = {
+  client_id: string;
+  client_name: string;
+  scope?: string;
+  resource_scopes?: Record<string, string[]>;
+  allowed_resources?: string[];
+  redirect_uris: string[];
+  grant_types: string[];
+};
 type Created = { client: PublicClient; client_secret?: string };
 type ErrorBody = { error: string; error_description: string };
 
@@ -96,7 +104,7 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.equal(await countKeys('ClientCredentials'), before, 'no token stored');
   });
 
-  test('--scope accepts OIDC scopes and any scope registered by one of the client\'s resources', async () => {
+  test("--scope accepts OIDC scopes and any scope registered by one of the client's resources", async () => {
     const c = await veil.admin<Created>('POST', '/admin/clients', {
       client_name: 'mixed',
       redirect_uris: [REDIRECT],
@@ -233,7 +241,12 @@ describe('API scopes are allowed per client and per resource', () => {
   test('a resource server may not register a scope named like an OpenID Connect scope', async () => {
     const { publicJwk } = await generateEncryptionKey();
     for (const scope of ['openid', 'offline_access', 'profile', 'email']) {
-      const res = await veil.admin<ErrorBody>('POST', '/admin/resources', { identifier: `https://oidc-named.example/${scope}`, name: 'named', scopes: ['read', scope], jwk: publicJwk });
+      const res = await veil.admin<ErrorBody>('POST', '/admin/resources', {
+        identifier: `https://oidc-named.example/${scope}`,
+        name: 'named',
+        scopes: ['read', scope],
+        jwk: publicJwk,
+      });
       assert.equal(res.status, 400, JSON.stringify(res.body));
       assert.match(res.body.error_description, /OpenID Connect/);
     }
@@ -262,7 +275,7 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.equal((await tokenRequest(client, { grant_type: 'client_credentials', resource: API, scope: 'read' })).status, 200);
   });
 
-  test('the consent page groups API scopes under the API\'s name and lists the user claims it will receive', async () => {
+  test("the consent page groups API scopes under the API's name and lists the user claims it will receive", async () => {
     const client = await web({ scope: 'openid email read write', resources: [API] });
     const jar = new CookieJar();
     const authorize = new URL(`${veil.issuer}/auth`);
@@ -386,7 +399,10 @@ describe('API scopes are allowed per client and per resource', () => {
     assert.equal(narrowed.body.client.scope, 'openid email offline_access');
     assert.equal((await tokenRequest(client, { grant_type: 'client_credentials', resource: OTHER })).body.error, 'invalid_target');
 
-    const events = await veil.admin<{ events: { type: string; client_id: string; actor: string; details: Record<string, unknown> }[] }>('GET', '/admin/audit?since=1h&type=client.updated');
+    const events = await veil.admin<{ events: { type: string; client_id: string; actor: string; details: Record<string, unknown> }[] }>(
+      'GET',
+      '/admin/audit?since=1h&type=client.updated',
+    );
     const mine = events.body.events.filter((e) => e.client_id === client.clientId);
     assert.equal(mine.length, 2);
     assert.equal(mine[1]!.actor, 'admin');
@@ -416,7 +432,11 @@ describe('API scopes are allowed per client and per resource', () => {
       assert.equal(res.body.error, error, JSON.stringify(body));
       assert.equal(await storedRow(clientId), before, `${JSON.stringify(body)} changed nothing`);
     }
-    const noToken = await fetch(`${veil.adminUrl}/admin/clients/${clientId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scope: 'openid' }) });
+    const noToken = await fetch(`${veil.adminUrl}/admin/clients/${clientId}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ scope: 'openid' }),
+    });
     assert.equal(noToken.status, 401);
     assert.equal(await storedRow(clientId), before);
     const missing = await patch('no-such-client', { scope: 'openid' });

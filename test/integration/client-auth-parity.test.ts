@@ -79,36 +79,53 @@ describe('client authentication: one behaviour at /token, introspection and revo
   });
 
   // Senders built from openid-client's helpers (they read `as` and `client` as openid-client would).
-  const helper = (name: ClientName, auth: () => oidc.ClientAuth): Sender => async ({ body, headers }) => {
-    await auth()(as, { client_id: clients[name].id }, body, headers);
-  };
+  const helper =
+    (name: ClientName, auth: () => oidc.ClientAuth): Sender =>
+    async ({ body, headers }) => {
+      await auth()(as, { client_id: clients[name].id }, body, headers);
+    };
   const basic = (name: ClientName, secret?: string) => helper(name, () => oidc.ClientSecretBasic(secret ?? clients[name].secret!));
   const post = (name: ClientName, secret?: string) => helper(name, () => oidc.ClientSecretPost(secret ?? clients[name].secret!));
   const none = (name: ClientName) => helper(name, () => oidc.None());
   const privateKeyJwt = (name: ClientName, key = () => jwtKey, modify?: (h: Record<string, unknown>, p: Record<string, unknown>) => void): Sender =>
-    helper(name, () => oidc.PrivateKeyJwt({ key: key(), kid: 'k1' }, modify ? ({ [oidc.modifyAssertion]: modify } as oidc.ModifyAssertionOptions) : {}));
-  const also = (first: Sender, then: Sender): Sender => async (ctx) => {
-    await first(ctx);
-    await then(ctx);
-  };
-  const setHeader = (name: string, value: string): Sender => async ({ headers }) => void headers.set(name, value);
-  const setParam = (name: string, value: string): Sender => async ({ body }) => void body.set(name, value);
-  const appendParam = (name: string, value: string): Sender => async ({ body }) => void body.append(name, value);
+    helper(name, () => oidc.PrivateKeyJwt({ key: key(), kid: 'k1' }, modify ? { [oidc.modifyAssertion]: modify } : {}));
+  const also =
+    (first: Sender, then: Sender): Sender =>
+    async (ctx) => {
+      await first(ctx);
+      await then(ctx);
+    };
+  const setHeader =
+    (name: string, value: string): Sender =>
+    async ({ headers }) =>
+      void headers.set(name, value);
+  const setParam =
+    (name: string, value: string): Sender =>
+    async ({ body }) =>
+      void body.set(name, value);
+  const appendParam =
+    (name: string, value: string): Sender =>
+    async ({ body }) =>
+      void body.append(name, value);
   /** A correctly signed assertion from the jwt client, with claims of the case's choosing. */
-  const assertion = (claims: (now: number) => Record<string, unknown>): Sender => async ({ body }) => {
-    const now = Math.floor(Date.now() / 1000);
-    body.set('client_assertion', await new SignJWT(claims(now)).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(jwtKey));
-    body.set('client_assertion_type', JWT_BEARER);
-  };
-  const claimsFor = (id: () => string, extra: Record<string, unknown> = {}) => (now: number) => ({
-    iss: id(),
-    sub: id(),
-    aud: veil.issuer,
-    jti: crypto.randomUUID(),
-    iat: now,
-    exp: now + 60,
-    ...extra,
-  });
+  const assertion =
+    (claims: (now: number) => Record<string, unknown>): Sender =>
+    async ({ body }) => {
+      const now = Math.floor(Date.now() / 1000);
+      body.set('client_assertion', await new SignJWT(claims(now)).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(jwtKey));
+      body.set('client_assertion_type', JWT_BEARER);
+    };
+  const claimsFor =
+    (id: () => string, extra: Record<string, unknown> = {}) =>
+    (now: number) => ({
+      iss: id(),
+      sub: id(),
+      aud: veil.issuer,
+      jti: crypto.randomUUID(),
+      iat: now,
+      exp: now + 60,
+      ...extra,
+    });
   /** An assertion that was first used at /token. */
   const usedAssertion: Sender = async (ctx) => {
     const first = { endpoint: '/token' as Endpoint, body: new URLSearchParams({ grant_type: 'client_credentials' }), headers: new Headers() };
@@ -150,7 +167,12 @@ describe('client authentication: one behaviour at /token, introspection and revo
     },
     { name: 'wrong secret, Basic', client: 'basic', send: basic('basic', 'not-the-secret'), expect: invalidClient },
     { name: 'wrong secret, client_secret_post', client: 'post', send: post('post', 'not-the-secret'), expect: invalidClient },
-    { name: 'unknown client, Basic', client: 'basic', send: async ({ body, headers }) => oidc.ClientSecretBasic('whatever')(as, { client_id: 'no-such-client' }, body, headers), expect: invalidClient },
+    {
+      name: 'unknown client, Basic',
+      client: 'basic',
+      send: async ({ body, headers }) => oidc.ClientSecretBasic('whatever')(as, { client_id: 'no-such-client' }, body, headers),
+      expect: invalidClient,
+    },
     { name: 'unknown client, none', client: 'public', send: setParam('client_id', 'no-such-client'), expect: invalidClient },
     { name: 'confidential client presenting none', client: 'basic', send: none('basic'), expect: invalidClient },
     { name: 'private_key_jwt client presenting a secret', client: 'jwt', send: post('jwt', 'guess'), expect: invalidClient },
@@ -160,17 +182,42 @@ describe('client authentication: one behaviour at /token, introspection and revo
     { name: 'two mechanisms: Basic and client_secret', client: 'basic', send: also(basic('basic'), setParam('client_secret', 'x')), expect: invalidRequest },
     { name: 'two mechanisms: Basic and an assertion', client: 'jwt', send: also(privateKeyJwt('jwt'), setHeader('authorization', `Basic ${btoa('a:b')}`)), expect: invalidRequest },
     { name: 'Basic with a different client_id', client: 'basic', send: also(basic('basic'), setParam('client_id', 'someone-else')), expect: invalidRequest },
-    { name: 'assertion with a different client_id', client: 'jwt', send: also(privateKeyJwt('jwt'), async ({ body }) => body.set('client_id', clients.basic.id)), expect: invalidRequest },
+    {
+      name: 'assertion with a different client_id',
+      client: 'jwt',
+      send: also(privateKeyJwt('jwt'), async ({ body }) => body.set('client_id', clients.basic.id)),
+      expect: invalidRequest,
+    },
     { name: 'client_id twice', client: 'post', send: also(post('post'), appendParam('client_id', 'other')), expect: invalidRequest },
     { name: 'client_secret twice', client: 'post', send: also(post('post'), appendParam('client_secret', 'other')), expect: invalidRequest },
     { name: 'a Bearer Authorization header', client: 'basic', send: setHeader('authorization', 'Bearer abc'), expect: invalidRequest },
     { name: 'malformed Basic', client: 'basic', send: setHeader('authorization', 'Basic !!!'), expect: invalidRequest },
-    { name: 'Basic with an empty secret', client: 'basic', send: async ({ headers }) => void headers.set('authorization', `Basic ${btoa(`${clients.basic.id}:`)}`), expect: invalidRequest },
+    {
+      name: 'Basic with an empty secret',
+      client: 'basic',
+      send: async ({ headers }) => void headers.set('authorization', `Basic ${btoa(`${clients.basic.id}:`)}`),
+      expect: invalidRequest,
+    },
     { name: 'assertion that is not a JWT', client: 'jwt', send: also(setParam('client_assertion', 'abc'), setParam('client_assertion_type', JWT_BEARER)), expect: invalidRequest },
-    { name: 'assertion without client_assertion_type', client: 'jwt', send: also(privateKeyJwt('jwt'), async ({ body }) => body.delete('client_assertion_type')), expect: invalidRequest },
-    { name: 'assertion with another client_assertion_type', client: 'jwt', send: also(privateKeyJwt('jwt'), setParam('client_assertion_type', 'urn:example:other')), expect: invalidRequest },
+    {
+      name: 'assertion without client_assertion_type',
+      client: 'jwt',
+      send: also(privateKeyJwt('jwt'), async ({ body }) => body.delete('client_assertion_type')),
+      expect: invalidRequest,
+    },
+    {
+      name: 'assertion with another client_assertion_type',
+      client: 'jwt',
+      send: also(privateKeyJwt('jwt'), setParam('client_assertion_type', 'urn:example:other')),
+      expect: invalidRequest,
+    },
     { name: 'assertion without sub', client: 'jwt', send: assertion((now) => ({ ...claimsFor(() => clients.jwt.id)(now), sub: undefined })), expect: invalidClient },
-    { name: 'assertion whose iss is not the client', client: 'jwt', send: assertion((now) => ({ ...claimsFor(() => clients.jwt.id)(now), iss: 'someone' })), expect: invalidClient },
+    {
+      name: 'assertion whose iss is not the client',
+      client: 'jwt',
+      send: assertion((now) => ({ ...claimsFor(() => clients.jwt.id)(now), iss: 'someone' })),
+      expect: invalidClient,
+    },
     { name: 'assertion without jti', client: 'jwt', send: assertion((now) => ({ ...claimsFor(() => clients.jwt.id)(now), jti: undefined })), expect: invalidClient },
     {
       name: 'assertion with aud as an array holding the issuer',
@@ -259,7 +306,7 @@ describe('client authentication: one behaviour at /token, introspection and revo
         const headers = new Headers();
         let target: Awaited<ReturnType<typeof tokenOf>> | undefined;
         if (endpoint === '/token') {
-          if (c.client === 'public') body.set('grant_type', 'refresh_token'), body.set('refresh_token', 'not-a-refresh-token');
+          if (c.client === 'public') (body.set('grant_type', 'refresh_token'), body.set('refresh_token', 'not-a-refresh-token'));
           else body.set('grant_type', 'client_credentials');
         } else {
           target = await tokenOf(c.client);
@@ -298,10 +345,10 @@ describe('client authentication: one behaviour at /token, introspection and revo
     }
 
     const confidential: Array<[string, ClientName, () => oidc.ClientAuth]> = [
-      ['ClientSecretBasic', 'basic', () => oidc.ClientSecretBasic(clients.basic.secret!)],
-      ['ClientSecretPost for a client_secret_basic client (openid-client default)', 'basic', () => oidc.ClientSecretPost(clients.basic.secret!)],
-      ['ClientSecretPost', 'post', () => oidc.ClientSecretPost(clients.post.secret!)],
-      ['ClientSecretBasic for a client_secret_post client', 'post', () => oidc.ClientSecretBasic(clients.post.secret!)],
+      ['ClientSecretBasic', 'basic', () => oidc.ClientSecretBasic(clients.basic.secret)],
+      ['ClientSecretPost for a client_secret_basic client (openid-client default)', 'basic', () => oidc.ClientSecretPost(clients.basic.secret)],
+      ['ClientSecretPost', 'post', () => oidc.ClientSecretPost(clients.post.secret)],
+      ['ClientSecretBasic for a client_secret_post client', 'post', () => oidc.ClientSecretBasic(clients.post.secret)],
       ['PrivateKeyJwt', 'jwt', () => oidc.PrivateKeyJwt({ key: jwtKey, kid: 'k1' })],
     ];
     for (const [name, client, auth] of confidential) {

@@ -33,7 +33,7 @@ describe('client authentication and resource indicators', () => {
 
   test('client_secret_basic', async () => {
     const c = await veil.admin<Created>('POST', '/admin/clients', { client_name: 'basic', grant_types: ['client_credentials'] });
-    const tokens = await oidc.clientCredentialsGrant(await discover(c.body.client.client_id, oidc.ClientSecretBasic(c.body.client_secret!)));
+    const tokens = await oidc.clientCredentialsGrant(await discover(c.body.client.client_id, oidc.ClientSecretBasic(c.body.client_secret)));
     assert.equal(tokens.token_type.toLowerCase(), 'bearer');
   });
 
@@ -43,7 +43,7 @@ describe('client authentication and resource indicators', () => {
       grant_types: ['client_credentials'],
       token_endpoint_auth_method: 'client_secret_post',
     });
-    const config = await discover(c.body.client.client_id, oidc.ClientSecretPost(c.body.client_secret!));
+    const config = await discover(c.body.client.client_id, oidc.ClientSecretPost(c.body.client_secret));
     assert.ok((await oidc.clientCredentialsGrant(config)).access_token);
     const wrong = await discover(c.body.client.client_id, oidc.ClientSecretPost('not-the-secret'));
     await assert.rejects(oidc.clientCredentialsGrant(wrong), (err: oidc.ResponseBodyError) => err.error === 'invalid_client');
@@ -70,8 +70,13 @@ describe('client authentication and resource indicators', () => {
 
   test('a resource indicator selects the audience of a sealed access token (openid-client)', async () => {
     const rs = await registerResourceServer(veil, { identifier: 'https://api.example.com/orders', scopes: ['orders:read', 'orders:write'], ttl: 300 });
-    const c = await veil.admin<Created>('POST', '/admin/clients', { client_name: 'orders-worker', grant_types: ['client_credentials'], scope: 'orders:read', resources: [rs.identifier] });
-    const config = await discover(c.body.client.client_id, oidc.ClientSecretBasic(c.body.client_secret!));
+    const c = await veil.admin<Created>('POST', '/admin/clients', {
+      client_name: 'orders-worker',
+      grant_types: ['client_credentials'],
+      scope: 'orders:read',
+      resources: [rs.identifier],
+    });
+    const config = await discover(c.body.client.client_id, oidc.ClientSecretBasic(c.body.client_secret));
     const tokens = await oidc.clientCredentialsGrant(config, { resource: rs.identifier, scope: 'orders:read' });
     const { payload, jwsHeader } = await openSealed(tokens.access_token, rs.privateKey, veil.issuer, rs.identifier);
     assert.equal(jwsHeader.alg, 'ES256');
@@ -87,9 +92,7 @@ describe('client authentication and resource indicators', () => {
 
   test('CORS: a browser app may call the token endpoint only from a registered redirect origin', async () => {
     await veil.admin('POST', '/admin/clients', { client_name: 'spa', public: true, redirect_uris: ['https://spa.example/cb'] });
-    const c = (await veil.admin<{ clients: { client_id: string; client_name: string }[] }>('GET', '/admin/clients')).body.clients.find(
-      (x) => x.client_name === 'spa',
-    )!;
+    const c = (await veil.admin<{ clients: { client_id: string; client_name: string }[] }>('GET', '/admin/clients')).body.clients.find((x) => x.client_name === 'spa')!;
     const attempt = (origin: string) =>
       fetch(`${veil.issuer}/token`, {
         method: 'POST',

@@ -60,7 +60,13 @@ describe('nothing usable at rest', () => {
       for (const key of keys) {
         const type = await stores.redis.type(key);
         const value =
-          type === 'string' ? await stores.redis.get(key) : type === 'list' ? (await stores.redis.lrange(key, 0, -1)).join('\n') : type === 'hash' ? JSON.stringify(await stores.redis.hgetall(key)) : `(${type})`;
+          type === 'string'
+            ? await stores.redis.get(key)
+            : type === 'list'
+              ? (await stores.redis.lrange(key, 0, -1)).join('\n')
+              : type === 'hash'
+                ? JSON.stringify(await stores.redis.hgetall(key))
+                : `(${type})`;
         parts.push(key, value ?? '');
       }
       cursor = next;
@@ -94,7 +100,8 @@ describe('nothing usable at rest', () => {
       ['access token', refreshed.body.access_token!],
       ['client credentials token', cc.body.access_token!],
       ['id token', refreshed.body.id_token!],
-    ] as const) secrets.set(kind, value);
+    ] as const)
+      secrets.set(kind, value);
     assert.equal((await introspect(veil.issuer, { id: rs.clientId, secret: rs.clientSecret }, cc.body.access_token!)).body.active, true);
     assert.equal((await revoke(veil.issuer, { id: worker.clientId, secret: worker.clientSecret! }, cc.body.access_token!)).status, 200);
 

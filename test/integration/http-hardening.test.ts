@@ -57,7 +57,7 @@ describe('token endpoint throttling and security headers', () => {
     assert.equal(other.status, 200);
   });
 
-  test('naming a client from another address does not spend that client\'s allowance', async () => {
+  test("naming a client from another address does not spend that client's allowance", async () => {
     // Behind a proxy, so the test can speak from two addresses.
     const proxied = await startTestVeil(stores, { TOKEN_RATE_LIMIT_PER_CLIENT: '1', TRUST_PROXY: 'true' });
     try {
@@ -71,7 +71,10 @@ describe('token endpoint throttling and security headers', () => {
           body: 'grant_type=client_credentials',
         });
       const attack = await Promise.all(Array.from({ length: 6 }, () => from('203.0.113.9', forged)));
-      assert.ok(attack.some((r) => r.status === 429), `the attacker is throttled: ${attack.map((r) => r.status).join(', ')}`);
+      assert.ok(
+        attack.some((r) => r.status === 429),
+        `the attacker is throttled: ${attack.map((r) => r.status).join(', ')}`,
+      );
       assert.equal((await from('198.51.100.7', real)).status, 200);
     } finally {
       await proxied.stop();

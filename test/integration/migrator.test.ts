@@ -35,9 +35,7 @@ async function freshPostgres(): Promise<{ stores: TestStores; db: Database; clos
 async function tablesIn(db: Database): Promise<string[]> {
   const runner = await db.openSqlRunner();
   try {
-    const rows = await runner.query<{ table_name: string }>(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`,
-    );
+    const rows = await runner.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`);
     return rows.map((r) => r.table_name);
   } finally {
     await runner.close();
@@ -47,9 +45,7 @@ async function tablesIn(db: Database): Promise<string[]> {
 async function bookkeeping(db: Database): Promise<BookkeepingRow[]> {
   const runner = await db.openSqlRunner();
   try {
-    return await runner.query<BookkeepingRow>(
-      `SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" ORDER BY migration_name`,
-    );
+    return await runner.query<BookkeepingRow>(`SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" ORDER BY migration_name`);
   } finally {
     await runner.close();
   }
@@ -105,20 +101,35 @@ describe('migrate on PostgreSQL', () => {
   test('the first run on a fresh database applies every migration and creates the tables', async () => {
     assert.deepEqual(await tablesIn(pgdb.db), []);
     const result = await migrateOnce(pgdb.db, migrations);
-    assert.deepEqual(result.applied, migrations.map((m) => m.name));
+    assert.deepEqual(
+      result.applied,
+      migrations.map((m) => m.name),
+    );
     assert.deepEqual(result.alreadyApplied, []);
     assert.deepEqual(await tablesIn(pgdb.db), EXPECTED_TABLES);
 
     const rows = await bookkeeping(pgdb.db);
-    assert.deepEqual(rows.map((r) => r.migration_name), migrations.map((m) => m.name));
-    assert.deepEqual(rows.map((r) => r.checksum), migrations.map((m) => m.checksum));
-    assert.ok(rows.every((r) => r.finished_at instanceof Date), 'every applied migration is marked finished');
+    assert.deepEqual(
+      rows.map((r) => r.migration_name),
+      migrations.map((m) => m.name),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.checksum),
+      migrations.map((m) => m.checksum),
+    );
+    assert.ok(
+      rows.every((r) => r.finished_at instanceof Date),
+      'every applied migration is marked finished',
+    );
   });
 
   test('the second run applies nothing and lists every migration as already applied', async () => {
     const result = await migrateOnce(pgdb.db, migrations);
     assert.deepEqual(result.applied, []);
-    assert.deepEqual(result.alreadyApplied, migrations.map((m) => m.name));
+    assert.deepEqual(
+      result.alreadyApplied,
+      migrations.map((m) => m.name),
+    );
     assert.equal((await bookkeeping(pgdb.db)).length, migrations.length);
   });
 
@@ -148,7 +159,11 @@ describe('concurrent migrate on PostgreSQL', () => {
       }
 
       const rows = await bookkeeping(pgdb.db);
-      assert.deepEqual(rows.map((r) => r.migration_name), migrations.map((m) => m.name), 'exactly one row per migration');
+      assert.deepEqual(
+        rows.map((r) => r.migration_name),
+        migrations.map((m) => m.name),
+        'exactly one row per migration',
+      );
       assert.deepEqual(await tablesIn(pgdb.db), EXPECTED_TABLES);
     } finally {
       await pgdb.close();
@@ -163,7 +178,10 @@ describe('migrate refuses unsafe states', () => {
     try {
       await fs.cp(DEFAULT_MIGRATIONS_DIR, tmp.dir, { recursive: true });
       const original = await readMigrations(tmp.dir);
-      assert.deepEqual(original.map((m) => m.name), migrations.map((m) => m.name));
+      assert.deepEqual(
+        original.map((m) => m.name),
+        migrations.map((m) => m.name),
+      );
       await migrateOnce(pgdb.db, original);
 
       const edited = original[0]!;
@@ -192,10 +210,7 @@ describe('migrate refuses unsafe states', () => {
     try {
       await tmp.write('20260101000000_good', 'CREATE TABLE "good_table" ("id" INTEGER PRIMARY KEY);');
       // The first statement succeeds, the second fails: the whole migration must roll back.
-      await tmp.write(
-        '20260102000000_bad',
-        'CREATE TABLE "half_made" ("id" INTEGER);\nINSERT INTO "good_table" ("id") VALUES (1);\nSELEKT nonsense FROM nowhere;',
-      );
+      await tmp.write('20260102000000_bad', 'CREATE TABLE "half_made" ("id" INTEGER);\nINSERT INTO "good_table" ("id") VALUES (1);\nSELEKT nonsense FROM nowhere;');
       await tmp.write('20260103000000_after', 'CREATE TABLE "after_bad" ("id" INTEGER);');
       const set = await readMigrations(tmp.dir);
 
@@ -211,7 +226,11 @@ describe('migrate refuses unsafe states', () => {
       } finally {
         await runner.close();
       }
-      assert.deepEqual((await bookkeeping(pgdb.db)).map((r) => r.migration_name), ['20260101000000_good'], 'no bookkeeping row for the failure');
+      assert.deepEqual(
+        (await bookkeeping(pgdb.db)).map((r) => r.migration_name),
+        ['20260101000000_good'],
+        'no bookkeeping row for the failure',
+      );
 
       // Once fixed, the migration applies and the runner is usable again (lock released, no open transaction).
       await tmp.write('20260102000000_bad', 'CREATE TABLE "half_made" ("id" INTEGER);');
@@ -239,7 +258,10 @@ describe('migrate on embedded PGlite', () => {
     const first = await openDatabase({ kind: 'pglite', dataDir });
     try {
       const result = await migrateOnce(first, migrations);
-      assert.deepEqual(result.applied, migrations.map((m) => m.name));
+      assert.deepEqual(
+        result.applied,
+        migrations.map((m) => m.name),
+      );
       assert.deepEqual(await tablesIn(first), EXPECTED_TABLES);
     } finally {
       await first.close();
@@ -249,7 +271,10 @@ describe('migrate on embedded PGlite', () => {
     try {
       const result = await migrateOnce(reopened, migrations);
       assert.deepEqual(result.applied, []);
-      assert.deepEqual(result.alreadyApplied, migrations.map((m) => m.name));
+      assert.deepEqual(
+        result.alreadyApplied,
+        migrations.map((m) => m.name),
+      );
       assert.deepEqual(await tablesIn(reopened), EXPECTED_TABLES);
     } finally {
       await reopened.close();

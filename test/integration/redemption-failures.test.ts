@@ -111,13 +111,22 @@ describe('a refused redemption leaves the refresh token or code usable', () => {
     const tokens = await exchange(client, c.code, c.verifier);
     const before = await issued();
 
-    const refused = await tokenForm(client, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token], ['resource', API], ['resource', OTHER]]);
+    const refused = await tokenForm(client, [
+      ['grant_type', 'refresh_token'],
+      ['refresh_token', tokens.refresh_token],
+      ['resource', API],
+      ['resource', OTHER],
+    ]);
     assert.deepEqual([refused.status, refused.body.error], [400, 'invalid_target'], JSON.stringify(refused.body));
     assert.equal(refused.body.access_token, undefined);
     assert.equal(await issued(), before, 'the refused refresh issued nothing');
     assert.ok(await refreshActive(veil, client, tokens.refresh_token), 'the refresh token was not consumed');
 
-    const retry = await tokenForm(client, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token], ['resource', API]]);
+    const retry = await tokenForm(client, [
+      ['grant_type', 'refresh_token'],
+      ['refresh_token', tokens.refresh_token],
+      ['resource', API],
+    ]);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await openSealed(retry.body.access_token!, api.privateKey, veil.issuer, API)).payload.aud, API);
     assert.ok(await hasConsent(veil, client.clientId), 'the grant survived');
@@ -130,13 +139,20 @@ describe('a refused redemption leaves the refresh token or code usable', () => {
     const before = await issued();
 
     // openid-client refreshes without `resource` by default.
-    const refused = await tokenForm(client, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token!]]);
+    const refused = await tokenForm(client, [
+      ['grant_type', 'refresh_token'],
+      ['refresh_token', tokens.refresh_token],
+    ]);
     assert.deepEqual([refused.status, refused.body.error], [400, 'invalid_target'], JSON.stringify(refused.body));
     assert.match(refused.body.error_description!, /resource/);
     assert.equal(await issued(), before, 'the refused refresh issued nothing');
-    assert.ok(await refreshActive(veil, client, tokens.refresh_token!), 'the refresh token was not consumed');
+    assert.ok(await refreshActive(veil, client, tokens.refresh_token), 'the refresh token was not consumed');
 
-    const retry = await tokenForm(client, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token!], ['resource', OTHER]]);
+    const retry = await tokenForm(client, [
+      ['grant_type', 'refresh_token'],
+      ['refresh_token', tokens.refresh_token],
+      ['resource', OTHER],
+    ]);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await openSealed(retry.body.access_token!, other.privateKey, veil.issuer, OTHER)).payload.aud, OTHER);
     assert.ok(await hasConsent(veil, client.clientId), 'the grant survived');
@@ -194,7 +210,10 @@ describe('a refused redemption leaves the refresh token or code usable', () => {
 
       const codeRefused = await tokenForm(there, code(there, pending));
       assert.deepEqual([codeRefused.status, codeRefused.body.error], [503, 'temporarily_unavailable'], JSON.stringify(codeRefused.body));
-      const refreshRefused = await tokenForm(there, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token]]);
+      const refreshRefused = await tokenForm(there, [
+        ['grant_type', 'refresh_token'],
+        ['refresh_token', tokens.refresh_token],
+      ]);
       assert.deepEqual([refreshRefused.status, refreshRefused.body.error], [503, 'temporarily_unavailable'], JSON.stringify(refreshRefused.body));
       assert.equal(await issued(), before, 'nothing was issued while the key was unavailable');
       assert.ok(await refreshActive(fresh, there, tokens.refresh_token), 'the refresh token was not consumed');
@@ -205,7 +224,10 @@ describe('a refused redemption leaves the refresh token or code usable', () => {
       const codeRetry = await tokenForm(there, code(there, pending));
       assert.equal(codeRetry.status, 200, JSON.stringify(codeRetry.body));
       await openSealed(codeRetry.body.access_token!, key.privateKey, fresh.issuer, REMOTE);
-      const refreshRetry = await tokenForm(there, [['grant_type', 'refresh_token'], ['refresh_token', tokens.refresh_token]]);
+      const refreshRetry = await tokenForm(there, [
+        ['grant_type', 'refresh_token'],
+        ['refresh_token', tokens.refresh_token],
+      ]);
       assert.equal(refreshRetry.status, 200, JSON.stringify(refreshRetry.body));
       await openSealed(refreshRetry.body.access_token!, key.privateKey, fresh.issuer, REMOTE);
       assert.ok(await hasConsent(veil, remoteClient.clientId), 'the grant survived');
@@ -243,7 +265,10 @@ describe('a refused redemption leaves the refresh token or code usable', () => {
     assert.equal(events.length, 1, 'one sequential reuse audited');
     assert.equal(events[0]!.details?.kind, 'RefreshToken');
     assert.equal(typeof events[0]!.details?.grant_id, 'string');
-    assert.ok(veil.logs.some((l) => l.includes('"token.reused"') && l.includes(reuser.clientId)), 'the reuse is logged');
+    assert.ok(
+      veil.logs.some((l) => l.includes('"token.reused"') && l.includes(reuser.clientId)),
+      'the reuse is logged',
+    );
   });
 
   test('a consumed authorization code presented again revokes the grant and is audited as token.reused (concurrent: false)', async () => {

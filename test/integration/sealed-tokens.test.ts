@@ -63,8 +63,7 @@ describe('sealed access tokens', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     return res.body.access_token!;
   };
-  const codeFlow = () =>
-    httpAuthorizationCodeFlow(web, user, 'openid offline_access', { resource: ec.identifier, scope: 'openid offline_access read' });
+  const codeFlow = () => httpAuthorizationCodeFlow(web, user, 'openid offline_access', { resource: ec.identifier, scope: 'openid offline_access read' });
   const rsCredentials = (rs: TestResourceServer) => ({ id: rs.clientId, secret: rs.clientSecret });
 
   test('client credentials, EC (P-256) resource server: a JWE only its key opens, with exactly the RFC 9068 claims', async (t) => {
@@ -153,7 +152,10 @@ describe('sealed access tokens', () => {
         },
       },
     });
-    const res = await tokenRequest({ issuer: veil.issuer, clientId: lookalike.clientId, clientSecret: lookalike.secret, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: ec.identifier });
+    const res = await tokenRequest(
+      { issuer: veil.issuer, clientId: lookalike.clientId, clientSecret: lookalike.secret, redirectUri: 'x' },
+      { grant_type: 'client_credentials', resource: ec.identifier },
+    );
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const own = await introspect(veil.issuer, { id: lookalike.clientId, secret: lookalike.secret }, res.body.access_token!);
     assert.equal(own.status, 200, JSON.stringify(own.body));
@@ -174,7 +176,7 @@ describe('sealed access tokens', () => {
     assert.deepEqual((await introspect(veil.issuer, rsCredentials(ec), inner)).body, { active: false });
   });
 
-  test('a client cannot revoke another client\'s token (200, as for an unknown token; nothing revoked)', async () => {
+  test("a client cannot revoke another client's token (200, as for an unknown token; nothing revoked)", async () => {
     const tokens = await codeFlow();
     const res = await revoke(veil.issuer, { id: worker.clientId, secret: worker.clientSecret! }, tokens.access_token);
     assert.equal(res.status, 200);
@@ -215,7 +217,7 @@ describe('sealed access tokens', () => {
     assert.equal(next.body.error, 'invalid_grant');
   });
 
-  test('withdrawing consent makes the grant\'s access tokens inactive and its refresh token useless', async () => {
+  test("withdrawing consent makes the grant's access tokens inactive and its refresh token useless", async () => {
     const tokens = await codeFlow();
     const { payload } = await openSealed(tokens.access_token, ec.privateKey, veil.issuer, ec.identifier);
     const res = await veil.admin('DELETE', `/admin/users/${payload.sub}/consents/${web.clientId}`);
@@ -227,9 +229,7 @@ describe('sealed access tokens', () => {
   test('concurrent refreshes of one refresh token: at most one wins (20 rounds)', async () => {
     for (let round = 0; round < 20; round++) {
       const tokens = await codeFlow();
-      const results = await Promise.all(
-        Array.from({ length: 4 }, () => tokenRequest(web, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })),
-      );
+      const results = await Promise.all(Array.from({ length: 4 }, () => tokenRequest(web, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })));
       assert.ok(results.filter((r) => r.status === 200).length <= 1, `round ${round}: ${results.map((r) => r.status).join(',')}`);
     }
   });
@@ -297,7 +297,10 @@ describe('sealed access tokens', () => {
       assert.equal(created.status, 201, JSON.stringify(created.body));
       assert.equal(created.body.resource.alg, 'ECDH-ES');
       const c = await veil.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'ecdh-direct', grant_types: ['client_credentials'], resources: [identifier] });
-      const res = await tokenRequest({ issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: identifier });
+      const res = await tokenRequest(
+        { issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'x' },
+        { grant_type: 'client_credentials', resource: identifier },
+      );
       const { jweHeader } = await openSealed(res.body.access_token!, privateKey, veil.issuer, identifier);
       assert.equal(jweHeader.alg, 'ECDH-ES');
     } finally {
@@ -323,7 +326,11 @@ describe('sealed access tokens', () => {
           jwks_uri: jwksUri,
         });
         assert.equal(created.status, 201, JSON.stringify(created.body));
-        const c = await local.admin<CreatedClient>('POST', '/admin/clients', { client_name: 'rot', grant_types: ['client_credentials'], resources: ['https://rotating.example/api'] });
+        const c = await local.admin<CreatedClient>('POST', '/admin/clients', {
+          client_name: 'rot',
+          grant_types: ['client_credentials'],
+          resources: ['https://rotating.example/api'],
+        });
         const client = { issuer: local.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'x' };
         const issue = async () => (await tokenRequest(client, { grant_type: 'client_credentials', resource: 'https://rotating.example/api' })).body.access_token!;
         const before = await issue();

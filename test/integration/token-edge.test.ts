@@ -35,7 +35,7 @@ function customGrant(type: string, audience: string, registerEntity: boolean): G
         resourceServer: new ResourceServer(audience, { scope: 'read', audience, accessTokenFormat: 'opaque' }),
         scope: 'read',
       });
-      if (registerEntity) ctx.oidc.entity('ClientCredentials', token as never);
+      if (registerEntity) ctx.oidc.entity('ClientCredentials', token);
       const value = await token.save();
       ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope };
     },
@@ -53,9 +53,13 @@ describe('the token edge (real PostgreSQL and Redis)', () => {
 
   before(async () => {
     stores = await createTestStores();
-    veil = await startTestVeil(stores, {}, {
-      grants: [customGrant(WITH_ENTITY, API, true), customGrant(WITHOUT_ENTITY, API, false), customGrant(UNSEALABLE, UNREGISTERED, true)],
-    });
+    veil = await startTestVeil(
+      stores,
+      {},
+      {
+        grants: [customGrant(WITH_ENTITY, API, true), customGrant(WITHOUT_ENTITY, API, false), customGrant(UNSEALABLE, UNREGISTERED, true)],
+      },
+    );
     api = await registerResourceServer(veil, { identifier: API, scopes: ['read'] });
     const workerSecret = 'a-long-client-secret-for-the-edge-0123456789';
     await veil.database.prisma.client.create({

@@ -38,9 +38,7 @@ describe('single use under concurrency (real Redis)', () => {
   test('concurrent refreshes of one refresh token: at most one succeeds (20 rounds)', async () => {
     for (let round = 0; round < 20; round++) {
       const tokens = await httpAuthorizationCodeFlow(client, user);
-      const results = await Promise.all(
-        Array.from({ length: 5 }, () => tokenRequest(client, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })),
-      );
+      const results = await Promise.all(Array.from({ length: 5 }, () => tokenRequest(client, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })));
       const winners = results.filter((r) => r.status === 200);
       assert.ok(winners.length <= 1, `round ${round}: ${winners.length} refreshes succeeded`);
       for (const loser of results.filter((r) => r.status !== 200)) {
@@ -53,9 +51,7 @@ describe('single use under concurrency (real Redis)', () => {
   test('concurrent redemptions of one authorization code: at most one succeeds', async () => {
     const { code, verifier } = await httpAuthorize(client, user, 'openid');
     const results = await Promise.all(
-      Array.from({ length: 6 }, () =>
-        tokenRequest(client, { grant_type: 'authorization_code', code, redirect_uri: client.redirectUri, code_verifier: verifier }),
-      ),
+      Array.from({ length: 6 }, () => tokenRequest(client, { grant_type: 'authorization_code', code, redirect_uri: client.redirectUri, code_verifier: verifier })),
     );
     assert.ok(results.filter((r) => r.status === 200).length <= 1);
     for (const r of results.filter((x) => x.status !== 200)) assert.equal(r.body.error, 'invalid_grant');
@@ -91,13 +87,11 @@ describe('single use under concurrency (real Redis)', () => {
     return false;
   }
 
-  test('a lost concurrent refresh revokes the grant: the winner\'s new tokens die too (20 rounds)', async () => {
+  test("a lost concurrent refresh revokes the grant: the winner's new tokens die too (20 rounds)", async () => {
     let rounds200 = 0;
     for (let round = 0; round < 20; round++) {
       const tokens = await httpAuthorizationCodeFlow(client, user);
-      const results = await Promise.all(
-        Array.from({ length: 2 }, () => tokenRequest(client, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })),
-      );
+      const results = await Promise.all(Array.from({ length: 2 }, () => tokenRequest(client, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })));
       const winners = results.filter((r) => r.status === 200);
       assert.ok(winners.length <= 1, `round ${round}: ${winners.length} refreshes succeeded`);
       for (const loser of results.filter((r) => r.status !== 200)) assert.deepEqual([loser.status, loser.body.error], [400, 'invalid_grant']);
@@ -122,9 +116,7 @@ describe('single use under concurrency (real Redis)', () => {
     for (let round = 0; round < 10; round++) {
       const { code, verifier } = await httpAuthorize(client, user, 'openid offline_access');
       const results = await Promise.all(
-        Array.from({ length: 2 }, () =>
-          tokenRequest(client, { grant_type: 'authorization_code', code, redirect_uri: client.redirectUri, code_verifier: verifier }),
-        ),
+        Array.from({ length: 2 }, () => tokenRequest(client, { grant_type: 'authorization_code', code, redirect_uri: client.redirectUri, code_verifier: verifier })),
       );
       const winners = results.filter((r) => r.status === 200);
       assert.ok(winners.length <= 1, `round ${round}: ${winners.length} redemptions succeeded`);

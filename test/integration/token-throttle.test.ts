@@ -43,7 +43,10 @@ describe('per-address ceiling at the token endpoint', () => {
         assert.ok(Number(res.headers.get('retry-after')) >= 1);
       } else await res.body?.cancel();
     }
-    assert.ok(statuses.slice(0, 5).every((s) => s === 401), `the first requests reach authentication: ${statuses.join(', ')}`);
+    assert.ok(
+      statuses.slice(0, 5).every((s) => s === 401),
+      `the first requests reach authentication: ${statuses.join(', ')}`,
+    );
     // The ceiling plus a burst of as many again per 10 s, then refused (a little more if the run
     // crosses a second, which refills the per-second part).
     assert.ok(statuses.filter((s) => s === 429).length >= 15, `the flood is throttled: ${statuses.join(', ')}`);

@@ -60,8 +60,14 @@ describe('CLI admin token discovery', () => {
     const bad = path.join(cwd, 'bad');
     fs.mkdirSync(bad);
     fs.writeFileSync(path.join(bad, 'admin-token'), 'tiny\n');
-    assert.throws(() => resolve(LOCAL, { KEYS_DIR: bad }), (err: unknown) => err instanceof CliError && /admin-token must hold/.test(err.message) && !/tiny/.test(err.message));
-    assert.throws(() => resolve(LOCAL, { ADMIN_TOKEN_FILE: 'missing-file' }), (err: unknown) => err instanceof CliError && /ADMIN_TOKEN_FILE/.test(err.message));
+    assert.throws(
+      () => resolve(LOCAL, { KEYS_DIR: bad }),
+      (err: unknown) => err instanceof CliError && /admin-token must hold/.test(err.message) && !/tiny/.test(err.message),
+    );
+    assert.throws(
+      () => resolve(LOCAL, { ADMIN_TOKEN_FILE: 'missing-file' }),
+      (err: unknown) => err instanceof CliError && /ADMIN_TOKEN_FILE/.test(err.message),
+    );
   });
 });
 

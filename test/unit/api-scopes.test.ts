@@ -35,11 +35,17 @@ describe('splitClientScopes', () => {
   });
 
   test('a shared name must be given per resource; resource_scopes adds to scope', () => {
-    assert.throws(() => split('read'), (e: Error) => e instanceof ScopeInputError && /several/.test(e.message));
-    assert.deepEqual(split('write', { [BILLING.identifier]: ['read'] }), { oidcScope: undefined, resourceScopes: { [ORDERS.identifier]: ['write'], [BILLING.identifier]: ['read'] } });
+    assert.throws(
+      () => split('read'),
+      (e: Error) => e instanceof ScopeInputError && /several/.test(e.message),
+    );
+    assert.deepEqual(split('write', { [BILLING.identifier]: ['read'] }), {
+      oidcScope: undefined,
+      resourceScopes: { [ORDERS.identifier]: ['write'], [BILLING.identifier]: ['read'] },
+    });
   });
 
-  test('refused: unknown scopes, scopes of other resources, resources not the client\'s, bad tokens', () => {
+  test("refused: unknown scopes, scopes of other resources, resources not the client's, bad tokens", () => {
     assert.throws(() => split('delete'), ScopeInputError);
     assert.throws(() => split('export', undefined, [ORDERS]), ScopeInputError);
     assert.throws(() => split(undefined, { [ORDERS.identifier]: ['export'] }), /not registered by/);

@@ -10,15 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { importJWK, type CryptoKey, type JWK } from 'jose';
 import { startDemoApi, type DemoApi } from '../../src/demo-api/app.js';
 import { freePort } from '../helpers/net.js';
-import {
-  accessTokenClaims,
-  generateSigner,
-  seal,
-  signAccessToken,
-  startFakeIssuer,
-  type FakeIssuer,
-  type Signer,
-} from '../helpers/sealed-tokens.js';
+import { accessTokenClaims, generateSigner, seal, signAccessToken, startFakeIssuer, type FakeIssuer, type Signer } from '../helpers/sealed-tokens.js';
 
 let root: string;
 let issuer: FakeIssuer;
@@ -77,10 +69,7 @@ describe('demo API', () => {
 
   test('logs its jwks_uri and the exact registration command', () => {
     assert.ok(lines.includes(`jwks_uri: ${api.jwksUri}`));
-    assert.ok(
-      lines.includes(`  npx veil resources create --identifier ${identifier} --name "Demo API" --scope "read" --jwks-uri ${api.jwksUri}`),
-      lines.join('\n'),
-    );
+    assert.ok(lines.includes(`  npx veil resources create --identifier ${identifier} --name "Demo API" --scope "read" --jwks-uri ${api.jwksUri}`), lines.join('\n'));
   });
 
   test('a token sealed to the published key reaches /api/hello', async () => {

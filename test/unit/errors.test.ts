@@ -64,7 +64,8 @@ describe('VeilError at every edge', () => {
     const expected = EXPECTED[code];
     test(code, () => {
       const message = code === 'grant_revoked' ? 'the grant was revoked' : `${code}: message for ${SECRET}`;
-      const exposed = code === 'key_error' || !['store_unavailable', 'key_unavailable', 'unreachable', 'master_key_error', 'invalid_config', 'migration_failed', 'internal'].includes(code);
+      const exposed =
+        code === 'key_error' || !['store_unavailable', 'key_unavailable', 'unreachable', 'master_key_error', 'invalid_config', 'migration_failed', 'internal'].includes(code);
       const err = new VeilError(code, exposed ? `the ${code} message` : message);
 
       const oauth = renderOAuthError(err);
@@ -126,26 +127,39 @@ describe('domain errors carry their code', () => {
     ];
     for (const [err, code] of cases) {
       assert.ok(err instanceof VeilError, err.name);
-      assert.equal((err as VeilError).code, code, err.name);
+      assert.equal(err.code, code, err.name);
     }
     assert.equal(new StoreUnavailableError('Redis').name, 'StoreUnavailableError');
   });
 
   test('the edges keep the answers they gave before the error model', () => {
     // Store outage: 503 temporarily_unavailable at /token's neighbours and the admin API, a fixed text.
-    assert.deepEqual(renderOAuthError(new StoreUnavailableError('PostgreSQL')).body, { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable, try again shortly' });
+    assert.deepEqual(renderOAuthError(new StoreUnavailableError('PostgreSQL')).body, {
+      error: 'temporarily_unavailable',
+      error_description: 'the service is temporarily unavailable, try again shortly',
+    });
     assert.deepEqual(renderAdminError(new StoreUnavailableError('PostgreSQL')).body, { error: 'temporarily_unavailable', error_description: 'a backing store is unavailable' });
     // A grant revoked meanwhile: oidc-provider's own invalid_grant.
     assert.ok(toProtocolError(new GrantRevokedError()) instanceof errors.InvalidGrant);
     // A key unusable right now: 503 naming the key, as ResourceKeyUnavailable did.
-    assert.equal(renderOAuthError(new VeilError('key_unavailable', 'jwks_uri down')).body.error_description, "the resource server's encryption key is unavailable, try again shortly");
+    assert.equal(
+      renderOAuthError(new VeilError('key_unavailable', 'jwks_uri down')).body.error_description,
+      "the resource server's encryption key is unavailable, try again shortly",
+    );
     // A body over the limit: 413 invalid_request with the parser's message.
-    assert.deepEqual(renderOAuthError(new BadRequestBody(413, 'request body too large')), { status: 413, body: { error: 'invalid_request', error_description: 'request body too large' }, unexpected: false });
+    assert.deepEqual(renderOAuthError(new BadRequestBody(413, 'request body too large')), {
+      status: 413,
+      body: { error: 'invalid_request', error_description: 'request body too large' },
+      unexpected: false,
+    });
     // oidc-provider's own errors pass through the OAuth renderer, and show as themselves on the page.
     assert.deepEqual(renderOAuthError(new errors.InvalidClientAuth()).body, { error: 'invalid_client', error_description: 'client authentication failed' });
     assert.equal(renderErrorPage(new errors.SessionNotFound('gone')).title, 'Sign-in expired');
     // Koa's 405 (the router's http-error) is the caller's mistake, shown.
-    assert.deepEqual(renderAdminError(Object.assign(new Error('Method Not Allowed'), { status: 405, expose: true })), { status: 405, body: { error: 'invalid_request', error_description: 'Method Not Allowed' } });
+    assert.deepEqual(renderAdminError(Object.assign(new Error('Method Not Allowed'), { status: 405, expose: true })), {
+      status: 405,
+      body: { error: 'invalid_request', error_description: 'Method Not Allowed' },
+    });
   });
 
   test('the CLI reports the admin API error verbatim, and says when the server did not answer', () => {

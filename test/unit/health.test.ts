@@ -36,7 +36,13 @@ describe('readiness', () => {
   });
 
   test('a ping that throws synchronously counts as down', async () => {
-    const report = await readiness(probes({ pingShortLived: () => { throw new Error('closed'); } }));
+    const report = await readiness(
+      probes({
+        pingShortLived: () => {
+          throw new Error('closed');
+        },
+      }),
+    );
     assert.equal(report.checks.redis, 'down');
   });
 

@@ -57,7 +57,7 @@ after(() => issuer.close());
 type ExtraOptions = Omit<Partial<VerifierOptions>, 'decryptionKeys' | 'decryptionJwks'>;
 
 function verifierFor(recipient: Recipient = ecRecipient, extra: ExtraOptions = {}): AccessTokenVerifier {
-  return createVerifier({ issuer: issuer.url, audience: AUDIENCE, decryptionKeys: [recipient.privateJwk], ...extra } as VerifierOptions);
+  return createVerifier({ issuer: issuer.url, audience: AUDIENCE, decryptionKeys: [recipient.privateJwk], ...extra });
 }
 
 const claims = (overrides: JWTPayload = {}) => accessTokenClaims(issuer.url, AUDIENCE, overrides);
@@ -502,15 +502,15 @@ describe('verified-token cache', () => {
   test('the bound holds: at most maxEntries tokens, the least recently used dropped first', async () => {
     const verifier = verifierFor(ecRecipient, { cache: { maxEntries: 2 } });
     const [a, b, c] = await Promise.all([sealedToken(), sealedToken(), sealedToken()]);
-    await verifier.verify(a!);
-    await verifier.verify(b!);
-    await verifier.verify(a!); // a is now the most recently used
-    await verifier.verify(c!); // evicts b
+    await verifier.verify(a);
+    await verifier.verify(b);
+    await verifier.verify(a); // a is now the most recently used
+    await verifier.verify(c); // evicts b
     assert.deepEqual(verifier.cacheStats(), { entries: 2, hits: 1, misses: 3 });
-    await verifier.verify(a!);
-    await verifier.verify(c!);
+    await verifier.verify(a);
+    await verifier.verify(c);
     assert.equal(verifier.cacheStats().hits, 3, 'a and c stayed');
-    await verifier.verify(b!);
+    await verifier.verify(b);
     assert.deepEqual(verifier.cacheStats(), { entries: 2, hits: 3, misses: 4 });
   });
 

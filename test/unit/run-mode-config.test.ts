@@ -62,7 +62,11 @@ describe('TLS_CERT / TLS_KEY', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'veil-tls-config-'));
     cert = path.join(dir, 'cert.pem');
     key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert],
+      { stdio: 'ignore' },
+    );
   });
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -71,7 +75,7 @@ describe('TLS_CERT / TLS_KEY', () => {
     const c = loadConfig({ TLS_CERT: cert, TLS_KEY: key });
     assert.equal(c.tls?.certFile, cert);
     assert.equal(c.tls?.keyFile, key);
-    assert.match(c.tls!.cert.toString(), /BEGIN CERTIFICATE/);
+    assert.match(c.tls.cert.toString(), /BEGIN CERTIFICATE/);
   });
 
   test('one without the other is refused', () => {

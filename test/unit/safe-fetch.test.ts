@@ -40,8 +40,7 @@ before(async () => {
   jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
   server = http.createServer((req, res) => {
     hits.push(req.url ?? '');
-    const send = (status: number, body: string, headers: Record<string, string> = {}) =>
-      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body);
+    const send = (status: number, body: string, headers: Record<string, string> = {}) => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body);
     switch (req.url) {
       case '/jwks':
         return send(200, JSON.stringify({ keys: [jwk] }));
@@ -83,7 +82,16 @@ describe('address rules', () => {
     'http://[::ffff:a00:1]/',
     'http://[64:ff9b::a00:1]/',
   ];
-  const privateOnes = ['http://10.0.0.1/', 'http://172.16.5.4/', 'http://192.168.1.1/', 'http://100.64.0.1/', 'http://127.0.0.1/', 'http://[::1]/', 'http://[fd00::1]/', 'http://[fc00::1]/'];
+  const privateOnes = [
+    'http://10.0.0.1/',
+    'http://172.16.5.4/',
+    'http://192.168.1.1/',
+    'http://100.64.0.1/',
+    'http://127.0.0.1/',
+    'http://[::1]/',
+    'http://[fd00::1]/',
+    'http://[fc00::1]/',
+  ];
 
   test('private, loopback, link-local, ULA, unspecified, multicast and IPv4-mapped literals are refused without opening a socket', async () => {
     for (const uri of [...alwaysRefused, ...privateOnes]) {
@@ -109,7 +117,13 @@ describe('address rules', () => {
   test('a hostname is refused when any address it resolves to is refused (localhost)', async () => {
     hits = [];
     await assert.rejects(safeFetch(`http://localhost:${new URL(base).port}/jwks`, strict), OutboundRefused);
-    const mixed: OutboundPolicy = { ...strict, resolve: async () => [{ address: '93.184.215.14', family: 4 }, { address: '10.1.2.3', family: 4 }] };
+    const mixed: OutboundPolicy = {
+      ...strict,
+      resolve: async () => [
+        { address: '93.184.215.14', family: 4 },
+        { address: '10.1.2.3', family: 4 },
+      ],
+    };
     await assert.rejects(assertSafeUrl('http://api.example.com/', mixed), OutboundRefused);
     assert.deepEqual(hits, []);
   });

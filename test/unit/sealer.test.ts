@@ -149,7 +149,7 @@ async function openWithJose(token: string, s: SignerCase, r: RecipientCase, enc:
   assert.deepEqual(Object.keys(decodeJson(jws.split('.')[0]!)), ['alg', 'typ', 'kid']);
   assert.deepEqual(jwsHeader, { alg: s.signer.alg, typ: 'at+jwt', kid: s.signer.kid });
   for (const part of jws.split('.')) assert.match(part, BASE64URL);
-  return payload as Record<string, unknown>;
+  return payload;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +205,11 @@ describe('freshness', () => {
 describe('encryptCompact and signJwt', () => {
   test('cty and kid are whatever the caller gives, for the same key', async () => {
     const r = recipientFor('ECDH-ES+A256KW', 'P-256');
-    for (const [kid, cty] of [['one', 'JWT'], ['two', 'text/plain'], ['one', 'text/plain']] as const) {
+    for (const [kid, cty] of [
+      ['one', 'JWT'],
+      ['two', 'text/plain'],
+      ['one', 'text/plain'],
+    ] as const) {
       const token = encryptCompact('héllo ✓', { kid, alg: r.alg, enc: 'A128GCM', key: r.kind.pair.publicKey }, cty);
       const { plaintext, protectedHeader } = await compactDecrypt(token, r.kind.pair.privateKey);
       assert.equal(new TextDecoder().decode(plaintext), 'héllo ✓');
@@ -293,7 +297,16 @@ describe('token size', () => {
   test('a client-credentials token (ES256 + ECDH-ES+A256KW/A256GCM, P-256) fits in 1,000 bytes', () => {
     const now = Math.floor(Date.now() / 1000);
     const clientId = randomBytes(16).toString('base64url');
-    const claims = { iss: 'https://veil.example.com', sub: clientId, aud: 'https://api.example.com', client_id: clientId, iat: now, exp: now + 600, jti: randomBytes(16).toString('base64url'), scope: 'read write' };
+    const claims = {
+      iss: 'https://veil.example.com',
+      sub: clientId,
+      aud: 'https://api.example.com',
+      client_id: clientId,
+      iat: now,
+      exp: now + 600,
+      jti: randomBytes(16).toString('base64url'),
+      scope: 'read write',
+    };
     const size = Buffer.byteLength(sealAccessToken(claims, signerFor('ES256').signer, sealingKey(recipientFor('ECDH-ES+A256KW', 'P-256'), 'A256GCM')));
     assert.ok(size <= 1000, `${size} bytes`);
   });

@@ -1,5 +1,5 @@
 /** `veil audit`: reads the audit trail (`GET /admin/audit`), newest first. */
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { AUDIT_LIMIT_MAX, parseTimeBound } from '../../admin/contract.js';
 import { AUDIT_EVENT_CATEGORIES, AUDIT_EVENT_TYPES, isAuditTypeFilter } from '../../audit/event-types.js';
 import type { AuditEvent } from '../admin-client.js';

@@ -1,5 +1,5 @@
 /** `veil clients ...`: OAuth clients (relying parties). */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import type { Client, CreateClientBody, UpdateClientBody } from '../admin-client.js';
 import type { CliContext } from '../context.js';
@@ -43,11 +43,15 @@ export function collectResourceScopes(value: string, previous: Record<string, st
   const at = value.lastIndexOf('=');
   if (at <= 0) throw new InvalidArgumentError('expected URI=scope,scope (for example https://api.example.com=read,write)');
   const uri = value.slice(0, at);
-  const scopes = value.slice(at + 1).split(',').map((s) => s.trim()).filter(Boolean);
+  const scopes = value
+    .slice(at + 1)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   return { ...previous, [uri]: [...new Set([...(previous?.[uri] ?? []), ...scopes])] };
 }
 
-const SCOPE_HELP = 'space-separated scopes: OIDC scopes (openid profile email offline_access) and scopes registered by one of the client\'s --resource APIs';
+const SCOPE_HELP = "space-separated scopes: OIDC scopes (openid profile email offline_access) and scopes registered by one of the client's --resource APIs";
 const RESOURCE_SCOPE_HELP = 'API scopes for one resource, URI=scope,scope (repeatable; needed when two APIs share a scope name; the resource is allowed too)';
 
 export function registerClients(program: Command, ctx: CliContext): void {
@@ -83,11 +87,13 @@ export function registerClients(program: Command, ctx: CliContext): void {
 
       const { client, client_secret } = await ctx.client().createClient(body);
       const json = { client, client_id: client.client_id, ...(client_secret !== undefined && { client_secret }) };
-      ctx.output().result(json, () =>
-        client_secret === undefined
-          ? [`client_id: ${client.client_id}`]
-          : [`client_id: ${client.client_id}`, `client_secret: ${client_secret}`, 'store the secret now: it is not shown again'],
-      );
+      ctx
+        .output()
+        .result(json, () =>
+          client_secret === undefined
+            ? [`client_id: ${client.client_id}`]
+            : [`client_id: ${client.client_id}`, `client_secret: ${client_secret}`, 'store the secret now: it is not shown again'],
+        );
     });
 
   clients
@@ -125,11 +131,13 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
       if (Object.keys(body).length === 0) throw new CliError('invalid_input', 'give at least one setting to change (see veil clients update --help)');
       const client = await ctx.client().updateClient(clientId, body);
-      ctx.output().result({ client }, () => [
-        `updated client ${client.client_id}`,
-        `scope: ${client.scope ?? '(all OIDC scopes)'}`,
-        ...Object.entries(client.resource_scopes ?? {}).map(([uri, scopes]) => `${uri}: ${scopes.join(' ') || '(no scopes)'}`),
-      ]);
+      ctx
+        .output()
+        .result({ client }, () => [
+          `updated client ${client.client_id}`,
+          `scope: ${client.scope ?? '(all OIDC scopes)'}`,
+          ...Object.entries(client.resource_scopes ?? {}).map(([uri, scopes]) => `${uri}: ${scopes.join(' ') || '(no scopes)'}`),
+        ]);
     });
 
   clients

@@ -41,9 +41,8 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       }
 
       const { applied, alreadyApplied } = result;
-      ctx.output().result({ applied, already_applied: alreadyApplied }, () => [
-        `applied: ${applied.length ? applied.join(', ') : 'none'}`,
-        `already applied: ${alreadyApplied.length}`,
-      ]);
+      ctx
+        .output()
+        .result({ applied, already_applied: alreadyApplied }, () => [`applied: ${applied.length ? applied.join(', ') : 'none'}`, `already applied: ${alreadyApplied.length}`]);
     });
 }

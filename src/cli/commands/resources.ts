@@ -1,5 +1,5 @@
 /** `veil resources ...`: resource servers (APIs) that access tokens are issued for. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CreateResourceBody, Resource } from '../admin-client.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
@@ -51,12 +51,14 @@ export function registerResources(program: Command, ctx: CliContext): void {
         ...(opts.claims !== undefined && { claims: opts.claims.split(/\s+/).filter(Boolean) }),
       };
       const created = await ctx.client().createResource(body);
-      ctx.output().result(created, () => [
-        `created resource ${created.resource.identifier}`,
-        `introspection_client_id: ${created.introspection_client_id}`,
-        `introspection_client_secret: ${created.introspection_client_secret}`,
-        'store the secret now: it is not shown again',
-      ]);
+      ctx
+        .output()
+        .result(created, () => [
+          `created resource ${created.resource.identifier}`,
+          `introspection_client_id: ${created.introspection_client_id}`,
+          `introspection_client_secret: ${created.introspection_client_secret}`,
+          'store the secret now: it is not shown again',
+        ]);
     });
 
   resources

@@ -1,5 +1,5 @@
 /** `veil users ...`: end-user accounts. */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import type { CliContext } from '../context.js';
 import type { User } from '../admin-client.js';
 import { CliError } from '../errors.js';
