@@ -99,7 +99,7 @@ export async function startVeil(
       logger,
       defaultAccessTokenTtl: config.ttl.accessToken,
       keys: {
-        keysDir: config.keysDir,
+        store: services.keyStore,
         envelope: services.envelope,
         graceSeconds: derivedLifetimes(config.ttl).signingKeyGrace,
         async changed() {

@@ -1,12 +1,13 @@
 /**
  * The steps start-up takes once per deployment state, shared by a single process
  * (src/app.ts) and the cluster primary (src/cluster.ts), in the same order: migrations, then
- * the master key, the signing key ring, the cookie keys and the admin token in KEYS_DIR.
+ * the master key, the key store (KEYS_STORE: KEYS_DIR or PostgreSQL) with the signing key ring
+ * and the cookie keys, and the admin token in KEYS_DIR.
  */
 import { loadOrCreateAdminToken } from './admin/admin-token.js';
 import type { VeilConfig } from './config.js';
 import { loadOrCreateKeyRing, type LoadResult } from './crypto/key-ring.js';
-import { loadOrCreateCookieKeys } from './crypto/keys.js';
+import { openKeyStore, type KeyStore } from './crypto/key-store.js';
 import { Envelope, loadMasterKeys } from './crypto/master-key.js';
 import type { Logger } from './observability/logger.js';
 import { reachDatabase, type Database } from './store/database.js';
@@ -24,20 +25,24 @@ export async function applyMigrations(database: Database, logger: Logger): Promi
 
 export interface KeyMaterial {
   envelope: Envelope;
+  /** Where the ring lives (KEYS_STORE); the provider host, the key watcher and the admin API use it. */
+  keyStore: KeyStore;
   keyRing: LoadResult;
   cookieKeys: string[];
   /** ADMIN_TOKEN / ADMIN_TOKEN_FILE, else KEYS_DIR/admin-token (created at the first start). */
   adminToken: string;
 }
 
-export async function loadKeyMaterial(config: VeilConfig, logger: Logger): Promise<KeyMaterial> {
+/** `database` holds the ring with KEYS_STORE=database; nothing is read from it otherwise. */
+export async function loadKeyMaterial(config: VeilConfig, logger: Logger, database: Database): Promise<KeyMaterial> {
   const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
   if (master.created) logger.warn({ file: master.origin }, 'generated a development master key; production needs VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE');
   const envelope = new Envelope(master.keys);
-  const keyRing = await loadOrCreateKeyRing(config.keysDir, envelope);
-  if (keyRing.created) logger.info({ keysDir: config.keysDir, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
-  if (keyRing.upgraded) logger.info({ keysDir: config.keysDir }, 'signing keys sealed under the master key (key ring format)');
-  const cookieKeys = config.cookieKeys ?? (await loadOrCreateCookieKeys(config.keysDir));
+  const keyStore = await openKeyStore(config, database, envelope);
+  const keyRing = await loadOrCreateKeyRing(keyStore, envelope);
+  if (keyRing.created) logger.info({ keyStore: keyStore.name, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
+  if (keyRing.upgraded) logger.info({ keyStore: keyStore.name }, 'signing keys sealed under the master key (key ring format)');
+  const cookieKeys = config.cookieKeys ?? (await keyStore.cookieKeys());
   let adminToken = config.admin.token;
   if (adminToken === undefined) {
     const generated = await loadOrCreateAdminToken(config.keysDir);
@@ -45,5 +50,5 @@ export async function loadKeyMaterial(config: VeilConfig, logger: Logger): Promi
     if (generated.created) logger.info({ file: generated.file }, 'generated the admin API token (the veil CLI on this machine reads it from there)');
     adminToken = generated.token;
   }
-  return { envelope, keyRing, cookieKeys, adminToken };
+  return { envelope, keyStore, keyRing, cookieKeys, adminToken };
 }

@@ -63,7 +63,7 @@ export class ProviderHost {
   static async start(services: Services, cleanup: CleanupStack, grants: readonly GrantRegistration[] = []): Promise<ProviderHost> {
     const host = new ProviderHost(services, grants);
     host.#watcher = await KeyWatcher.start({
-      keysDir: services.config.keysDir,
+      store: services.keyStore,
       intervalSeconds: services.config.keysReloadSeconds,
       bus: services.bus,
       reload: () => host.#reload(),
@@ -94,7 +94,7 @@ export class ProviderHost {
   }
 
   async #reload(): Promise<void> {
-    const ring = await readKeyRing(this.services.config.keysDir);
+    const ring = await readKeyRing(this.services.keyStore);
     if (!ring) return;
     this.#current = this.#build(ring.signingJwks(this.services.envelope));
     this.services.logger.info({ keys: ring.live().map((k) => `${k.alg}:${k.kid}:${k.status}`) }, 'signing keys loaded');

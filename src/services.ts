@@ -12,6 +12,7 @@ import { PasswordHasher } from './accounts/passwords.js';
 import { AuditLog } from './audit/audit-log.js';
 import type { VeilConfig } from './config.js';
 import type { KeyRing } from './crypto/key-ring.js';
+import type { KeyStore } from './crypto/key-store.js';
 import type { Envelope } from './crypto/master-key.js';
 import { applyMigrations, loadKeyMaterial } from './key-material.js';
 import { Views } from './interactions/views.js';
@@ -44,6 +45,8 @@ export interface Services {
   envelope: Envelope;
   /** The signing-key ring as read at start-up; the ProviderHost follows later changes. */
   keyRing: KeyRing;
+  /** Where the ring lives (KEYS_STORE): KEYS_DIR or PostgreSQL. */
+  keyStore: KeyStore;
   cookieKeys: string[];
   adminToken: string;
   repos: {
@@ -78,7 +81,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   if (config.migrateOnStart) await applyMigrations(database, logger);
   await reachDatabase(() => database.ping());
 
-  const { envelope, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger);
+  const { envelope, keyStore, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger, database);
 
   const redis = config.redis ? await connectRedis(config.redis.url) : undefined;
   const keyPrefix = config.redis?.keyPrefix ?? '';
@@ -117,6 +120,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     bus,
     envelope,
     keyRing: keyRing.ring,
+    keyStore,
     cookieKeys,
     adminToken,
     repos,

@@ -1,6 +1,6 @@
 /**
- * Veil's signing keys and their lifecycle, kept in KEYS_DIR/signing-keys.json with every
- * private part encrypted under the master key.
+ * Veil's signing keys and their lifecycle, kept in a KeyStore (KEYS_DIR/signing-keys.json or
+ * PostgreSQL, see key-store.ts) with every private part encrypted under the master key.
  *
  *   next      published in the JWKS, signs nothing yet: relying parties and resource servers
  *             that cache the JWKS already know it when it starts signing
@@ -9,14 +9,12 @@
  *             (`retire_after`), then dropped
  *
  * `rotate` moves each algorithm one step: next -> active, active -> retiring, and a new next.
- * Changes are written to a temporary file and renamed into place under a lock file, so
- * concurrent rotations serialize and readers never see half a file.
+ * Every change runs under the store's write lock (`KeyStore.update`), so concurrent rotations
+ * from any process or host serialize and readers never see half a ring.
  */
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { KeyFileError, SIGNING_KEYS_FILE, assertSigningKeys, readJsonIfPresent, shortThumbprint, type SigningJwk } from './keys.js';
+import type { KeyStore } from './key-store.js';
+import { KeyFileError, shortThumbprint, type SigningJwk } from './keys.js';
 import type { Envelope } from './master-key.js';
 import { DEFAULT_SIGNING_ALGORITHMS, SIGNING_ALGORITHMS as SUPPORTED_SIGNING_ALGORITHMS } from './algorithms.js';
 
@@ -45,7 +43,6 @@ export interface KeyRingFile {
 }
 
 const STATUS_ORDER: Record<KeyStatus, number> = { active: 0, next: 1, retiring: 2 };
-const LOCK_STALE_MS = 30_000;
 
 async function generate(alg: SigningAlgorithm, envelope: Envelope, status: KeyStatus, now: Date): Promise<RingKey> {
   const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg.startsWith('RS') || alg.startsWith('PS') ? { modulusLength: 2048 } : {}) });
@@ -108,37 +105,14 @@ export function assertKeyRing(file: string, value: unknown): KeyRingFile {
   return ring;
 }
 
-async function readRing(file: string): Promise<KeyRingFile | undefined> {
-  const parsed = await readJsonIfPresent(file);
-  return parsed === undefined ? undefined : assertKeyRing(file, parsed);
-}
-
-async function writeRing(file: string, ring: KeyRingFile): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  await fs.writeFile(tmp, `${JSON.stringify(ring, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-  await fs.rename(tmp, file);
-}
-
-/** Runs `change` holding KEYS_DIR's lock file, so two rotations never interleave. */
-async function withLock<T>(keysDir: string, change: () => Promise<T>): Promise<T> {
-  const lock = path.join(keysDir, 'signing-keys.lock');
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await fs.writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyFileError(`cannot lock ${keysDir}: ${(err as Error).message}`);
-      const stat = await fs.stat(lock).catch(() => undefined);
-      if (stat && Date.now() - stat.mtimeMs > LOCK_STALE_MS) await fs.rm(lock, { force: true });
-      if (attempt > 200) throw new KeyFileError(`${lock} is held by another process`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  try {
-    return await change();
-  } finally {
-    await fs.rm(lock, { force: true });
-  }
+/** The same keys in the same states: what `veil keys migrate-to-database` accepts as already moved. */
+export function sameRing(a: KeyRingFile, b: KeyRingFile): boolean {
+  const summary = (ring: KeyRingFile) =>
+    ring.keys
+      .map((k) => [k.kid, k.alg, k.status, k.retire_after ? Date.parse(k.retire_after) : ''].join(' '))
+      .sort()
+      .join('\n');
+  return summary(a) === summary(b);
 }
 
 /** Converts the first format (plain private JWKs) to a key ring with sealed private parts. */
@@ -169,56 +143,50 @@ export interface LoadResult {
 
 /**
  * Loads the key ring, creating it (an active and a next key per algorithm) on first start.
- * A file in the first format (plain private JWKs) is sealed in place.
+ * A file in the first format (plain private JWKs) is sealed in place. A ring the master key
+ * cannot open stops start-up, before anything is written.
  */
-export async function loadOrCreateKeyRing(keysDir: string, envelope: Envelope, now = new Date()): Promise<LoadResult> {
-  const file = path.join(keysDir, SIGNING_KEYS_FILE);
-  const existing = await readRingOrPlain(file);
-  if (existing?.kind === 'ring') {
-    checkOpens(file, existing.ring, envelope);
-    return { ring: new KeyRing(existing.ring), created: false, upgraded: false };
+export async function loadOrCreateKeyRing(store: KeyStore, envelope: Envelope, now = new Date()): Promise<LoadResult> {
+  const existing = await store.read();
+  if (existing) {
+    checkOpens(store.name, existing, envelope);
+    return { ring: new KeyRing(existing), created: false, upgraded: false };
   }
-  await fs.mkdir(keysDir, { recursive: true, mode: 0o700 });
-  return withLock(keysDir, async () => {
-    const again = await readRingOrPlain(file);
-    if (again?.kind === 'ring') return { ring: new KeyRing(again.ring), created: false, upgraded: false };
-    if (again?.kind === 'plain') {
-      const ring = fromPlainKeys(again.keys, envelope, now);
+  return store.update<LoadResult>(async (again, firstFormat) => {
+    if (again) {
+      checkOpens(store.name, again, envelope);
+      return { result: { ring: new KeyRing(again), created: false, upgraded: false } };
+    }
+    if (firstFormat) {
+      const ring = fromPlainKeys(firstFormat, envelope, now);
       for (const alg of new Set(ring.keys.map((k) => k.alg))) ring.keys.push(await generate(alg, envelope, 'next', now));
-      await writeRing(file, ring);
-      return { ring: new KeyRing(ring), created: false, upgraded: true };
+      return { write: ring, result: { ring: new KeyRing(ring), created: false, upgraded: true } };
     }
     const keys: RingKey[] = [];
     for (const alg of DEFAULT_SIGNING_ALGORITHMS) {
       keys.push(await generate(alg, envelope, 'active', now), await generate(alg, envelope, 'next', now));
     }
     const ring: KeyRingFile = { version: 2, keys };
-    await writeRing(file, ring);
-    return { ring: new KeyRing(ring), created: true, upgraded: false };
+    return { write: ring, result: { ring: new KeyRing(ring), created: true, upgraded: false } };
   });
 }
 
-async function readRingOrPlain(file: string): Promise<{ kind: 'ring'; ring: KeyRingFile } | { kind: 'plain'; keys: SigningJwk[] } | undefined> {
-  const parsed = (await readJsonIfPresent(file)) as { version?: unknown; keys?: unknown } | undefined;
-  if (parsed === undefined) return undefined;
-  if (parsed?.version === 2) return { kind: 'ring', ring: assertKeyRing(file, parsed) };
-  return { kind: 'plain', keys: assertSigningKeys(file, parsed) };
-}
-
-/** A wrong master key must stop start-up with a clear message, before anything is written. */
-function checkOpens(file: string, ring: KeyRingFile, envelope: Envelope): void {
+/** A wrong master key must stop start-up with a message naming it, before anything is written. */
+export function checkOpens(where: string, ring: KeyRingFile, envelope: Envelope): void {
   for (const k of ring.keys) {
     try {
       envelope.open(k.private, 'signing-keys', k.kid);
     } catch (err) {
-      throw new KeyFileError(`${file}: key ${k.kid} cannot be decrypted with the configured master key (${(err as Error).message})`);
+      throw new KeyFileError(
+        `${where}: key ${k.kid} cannot be decrypted with the configured master key (VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE): ${(err as Error).message}`,
+      );
     }
   }
 }
 
-export async function readKeyRing(keysDir: string): Promise<KeyRing | undefined> {
-  const file = await readRing(path.join(keysDir, SIGNING_KEYS_FILE));
-  return file && new KeyRing(file);
+export async function readKeyRing(store: KeyStore): Promise<KeyRing | undefined> {
+  const ring = await store.read();
+  return ring && new KeyRing(ring);
 }
 
 export interface RotateOptions {
@@ -230,11 +198,9 @@ export interface RotateOptions {
 }
 
 /** next -> active, active -> retiring (published for `graceSeconds`), new next; per algorithm. */
-export async function rotateKeys(keysDir: string, envelope: Envelope, options: RotateOptions): Promise<{ ring: KeyRing; activated: RingKey[] }> {
-  const file = path.join(keysDir, SIGNING_KEYS_FILE);
-  return withLock(keysDir, async () => {
-    const current = await readRing(file);
-    if (!current) throw new KeyFileError(`${file} does not exist yet: start Veil once to create it`);
+export async function rotateKeys(store: KeyStore, envelope: Envelope, options: RotateOptions): Promise<{ ring: KeyRing; activated: RingKey[] }> {
+  return store.update(async (current) => {
+    if (!current) throw new KeyFileError(`${store.name} holds no key ring yet: start Veil once to create it`);
     const now = options.now ?? new Date();
     const algs = options.algs?.length ? options.algs : [...new Set(current.keys.map((k) => k.alg))];
     for (const alg of algs) {
@@ -255,16 +221,13 @@ export async function rotateKeys(keysDir: string, envelope: Envelope, options: R
       keys.push(await generate(alg, envelope, 'next', now));
     }
     const ring: KeyRingFile = { version: 2, keys };
-    await writeRing(file, ring);
-    return { ring: new KeyRing(ring), activated };
+    return { write: ring, result: { ring: new KeyRing(ring), activated } };
   });
 }
 
 /** Drops a retiring key from the JWKS now. Refused for active and next keys, and before its date unless forced. */
-export async function retireKey(keysDir: string, kid: string, options: { force?: boolean; now?: Date } = {}): Promise<KeyRing> {
-  const file = path.join(keysDir, SIGNING_KEYS_FILE);
-  return withLock(keysDir, async () => {
-    const current = await readRing(file);
+export async function retireKey(store: KeyStore, kid: string, options: { force?: boolean; now?: Date } = {}): Promise<KeyRing> {
+  return store.update(async (current) => {
     const key = current?.keys.find((k) => k.kid === kid);
     if (!current || !key) throw new KeyFileError(`no key ${kid}`);
     if (key.status !== 'retiring') throw new KeyFileError(`key ${kid} is ${key.status}; only retiring keys can be retired (rotate first)`);
@@ -273,24 +236,20 @@ export async function retireKey(keysDir: string, kid: string, options: { force?:
       throw new KeyFileError(`key ${kid} may still verify tokens until ${key.retire_after}; pass --force to retire it now`);
     }
     const ring: KeyRingFile = { version: 2, keys: current.keys.filter((k) => k.kid !== kid) };
-    await writeRing(file, ring);
-    return new KeyRing(ring);
+    return { write: ring, result: new KeyRing(ring) };
   });
 }
 
 /** Re-seals every private key under the current master key (after a master key rotation). */
-export async function resealKeyRing(keysDir: string, envelope: Envelope): Promise<number> {
-  const file = path.join(keysDir, SIGNING_KEYS_FILE);
-  return withLock(keysDir, async () => {
-    const current = await readRing(file);
-    if (!current) return 0;
+export async function resealKeyRing(store: KeyStore, envelope: Envelope): Promise<number> {
+  return store.update(async (current) => {
+    if (!current) return { result: 0 };
     let changed = 0;
     for (const k of current.keys) {
       if (!envelope.isStale(k.private)) continue;
       k.private = envelope.seal(envelope.open(k.private, 'signing-keys', k.kid), 'signing-keys', k.kid);
       changed++;
     }
-    if (changed) await writeRing(file, current);
-    return changed;
+    return { write: changed ? current : undefined, result: changed };
   });
 }

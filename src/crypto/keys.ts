@@ -1,8 +1,8 @@
 /**
- * Veil's own key material in KEYS_DIR: the signing keys (published, public parts only, at
- * /jwks) and, when COOKIE_KEYS is not configured, the cookie-signing keys. Generated on the
- * first start, loaded on later ones, never overwritten: a file that cannot be read or parsed
- * stops start-up instead.
+ * Veil's own key material in KEYS_DIR (KEYS_STORE=file, key-store-file.ts): the signing keys
+ * (published, public parts only, at /jwks) and, when COOKIE_KEYS is not configured, the
+ * cookie-signing keys. Generated on the first start, loaded on later ones, never overwritten: a
+ * file that cannot be read or parsed stops start-up instead.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -103,16 +103,22 @@ export async function loadOrCreateSigningKeys(keysDir: string): Promise<{ keys: 
   return { keys, created: true };
 }
 
-export async function loadOrCreateCookieKeys(keysDir: string): Promise<string[]> {
+/** KEYS_DIR/cookie-keys.json, or undefined when there is none. */
+export async function readCookieKeysFile(keysDir: string): Promise<string[] | undefined> {
   const file = path.join(keysDir, COOKIE_KEYS_FILE);
   const existing = await readJsonIfPresent(file);
-  if (existing !== undefined) {
-    const keys = (existing as { keys?: unknown }).keys;
-    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string' && k.length >= 32)) {
-      throw new KeyFileError(`${file} must hold {"keys": [strings of 32+ characters]}`);
-    }
-    return keys as string[];
+  if (existing === undefined) return undefined;
+  const keys = (existing as { keys?: unknown }).keys;
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string' && k.length >= 32)) {
+    throw new KeyFileError(`${file} must hold {"keys": [strings of 32+ characters]}`);
   }
+  return keys as string[];
+}
+
+export async function loadOrCreateCookieKeys(keysDir: string): Promise<string[]> {
+  const file = path.join(keysDir, COOKIE_KEYS_FILE);
+  const existing = await readCookieKeysFile(keysDir);
+  if (existing) return existing;
   const keys = [randomBytes(32).toString('base64url')];
   try {
     await writeSecretFile(file, { keys });

@@ -1,10 +1,12 @@
 /**
  * `/admin/keys`: the signing-key lifecycle of a running deployment (docs/ADMIN_API.md): list,
- * rotate, retire. Changes go to the shared KEYS_DIR under its lock file, then every Veil process
- * is told to reload (KeyChanges), so a cluster rotates without a restart.
+ * rotate, retire. Changes go to the key store (KEYS_DIR under its lock file, or PostgreSQL under
+ * the ring's row lock), then every Veil process on every host is told to reload, so a
+ * deployment rotates without a restart.
  */
 import type { Router } from '@koa/router';
 import { retireKey, rotateKeys, readKeyRing } from '../../crypto/key-ring.js';
+import type { KeyStore } from '../../crypto/key-store.js';
 import type { Envelope } from '../../crypto/master-key.js';
 import { jsonBody } from '../../http/body.js';
 import { retireKeyBody, rotateKeysBody, toKeyInfo } from '../contract.js';
@@ -12,7 +14,7 @@ import { parse } from '../parse.js';
 import type { AdminDeps } from '../server.js';
 
 export interface KeysRoutesDeps {
-  keysDir: string;
+  store: KeyStore;
   envelope: Envelope;
   /** How long a key that stopped signing stays published. */
   graceSeconds: number;
@@ -24,13 +26,13 @@ export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pi
   const json = jsonBody();
 
   router.get('/admin/keys', async (ctx) => {
-    const ring = await readKeyRing(keys.keysDir);
+    const ring = await readKeyRing(keys.store);
     ctx.body = { keys: (ring?.live() ?? []).map(toKeyInfo) };
   });
 
   router.post('/admin/keys/rotate', json, async (ctx) => {
     const { algs } = parse(rotateKeysBody, ctx.request.body);
-    const { ring, activated } = await rotateKeys(keys.keysDir, keys.envelope, { algs, graceSeconds: keys.graceSeconds });
+    const { ring, activated } = await rotateKeys(keys.store, keys.envelope, { algs, graceSeconds: keys.graceSeconds });
     await keys.changed();
     for (const key of activated) {
       deps.logger.info({ event: 'key.rotated', kid: key.kid, alg: key.alg }, 'signing key rotated');
@@ -41,7 +43,7 @@ export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pi
 
   router.post('/admin/keys/:kid/retire', json, async (ctx) => {
     const { force } = parse(retireKeyBody, ctx.request.body);
-    const ring = await retireKey(keys.keysDir, ctx.params.kid!, { force });
+    const ring = await retireKey(keys.store, ctx.params.kid!, { force });
     await keys.changed();
     deps.logger.info({ event: 'key.retired', kid: ctx.params.kid }, 'signing key retired');
     await deps.audit?.keyRetired(ctx.params.kid!, 'admin');

@@ -1,7 +1,9 @@
 /**
  * `veil keys ...`: the signing-key lifecycle and the master key.
  *   list | rotate | retire KID   through the admin API of a running deployment (every process
- *                                picks the change up), or with --local directly on KEYS_DIR
+ *                                picks the change up), or with --local directly on the key
+ *                                store (KEYS_STORE: KEYS_DIR or PostgreSQL)
+ *   migrate-to-database          copies the ring and cookie keys from KEYS_DIR into PostgreSQL
  *   generate-master              prints a new master key
  *   rotate-master                re-seals everything at rest under the first of VEIL_MASTER_KEY="new,old"
  * Local commands read the same configuration as the server (.env, then the environment).
@@ -20,18 +22,40 @@ const KEY_COLUMNS = [
   { header: 'retire_after', value: (k: PublicKeyInfo) => k.retire_after },
 ];
 
-/** Configuration, master key and key ring, loaded like the server does (lazily: HTTP commands never load them). */
-async function local() {
+/**
+ * Configuration, master key, database and key store, loaded like the server does (lazily: HTTP
+ * commands never load them), for the length of `work`.
+ */
+async function local<T>(work: (deps: Awaited<ReturnType<typeof localDeps>>) => Promise<T>): Promise<T> {
+  const deps = await localDeps();
+  try {
+    return await work(deps);
+  } finally {
+    await deps.db.close();
+  }
+}
+
+async function localDeps() {
   const { default: dotenv } = await import('dotenv');
   dotenv.config({ quiet: true });
   const { loadConfig } = await import('../../config.js');
   const { Envelope, loadMasterKeys } = await import('../../crypto/master-key.js');
   const ring = await import('../../crypto/key-ring.js');
+  const { openKeyStore } = await import('../../crypto/key-store.js');
+  const { openDatabase } = await import('../../store/database.js');
   const { toKeyInfo } = await import('../../admin/contract.js');
   // ConfigError, MasterKeyError and KeyFileError are VeilErrors: cli/errors.ts reports them.
   const config = loadConfig();
   const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
-  return { config, envelope: new Envelope(master.keys), ring, toKeyInfo };
+  const envelope = new Envelope(master.keys);
+  // Connects on first use only: KEYS_STORE=file never touches it.
+  const db = await openDatabase(config.database);
+  try {
+    return { config, envelope, db, store: await openKeyStore(config, db, envelope), ring, toKeyInfo };
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
 }
 
 export function registerKeys(program: Command, ctx: CliContext): void {
@@ -40,12 +64,11 @@ export function registerKeys(program: Command, ctx: CliContext): void {
   keys
     .command('list')
     .description('list published signing keys (next, active, retiring)')
-    .option('--local', 'read KEYS_DIR directly instead of asking the admin API')
+    .option('--local', 'read the key store (KEYS_DIR or the database) directly instead of asking the admin API')
     .action(async (opts: { local?: boolean }) => {
       let list: PublicKeyInfo[];
       if (opts.local) {
-        const { config, ring, toKeyInfo } = await local();
-        list = ((await ring.readKeyRing(config.keysDir))?.live() ?? []).map(toKeyInfo);
+        list = await local(async ({ store, ring, toKeyInfo }) => ((await ring.readKeyRing(store))?.live() ?? []).map(toKeyInfo));
       } else {
         list = await ctx.client().listKeys();
       }
@@ -56,14 +79,15 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .command('rotate')
     .description('the next key of each algorithm starts signing; the active one keeps verifying until its tokens expire')
     .option('--alg <alg...>', 'only these algorithms (e.g. ES256)')
-    .option('--local', 'rotate in KEYS_DIR directly (running processes notice within KEYS_RELOAD_SECONDS)')
+    .option('--local', 'rotate in the key store directly (running processes notice within KEYS_RELOAD_SECONDS)')
     .action(async (opts: { alg?: string[]; local?: boolean }) => {
       let result: { activated: PublicKeyInfo[]; keys: PublicKeyInfo[] };
       if (opts.local) {
-        const { config, envelope, ring, toKeyInfo } = await local();
-        const graceSeconds = derivedLifetimes(config.ttl).signingKeyGrace;
-        const rotated = await ring.rotateKeys(config.keysDir, envelope, { algs: opts.alg, graceSeconds });
-        result = { activated: rotated.activated.map(toKeyInfo), keys: rotated.ring.live().map(toKeyInfo) };
+        result = await local(async ({ config, envelope, store, ring, toKeyInfo }) => {
+          const graceSeconds = derivedLifetimes(config.ttl).signingKeyGrace;
+          const rotated = await ring.rotateKeys(store, envelope, { algs: opts.alg, graceSeconds });
+          return { activated: rotated.activated.map(toKeyInfo), keys: rotated.ring.live().map(toKeyInfo) };
+        });
       } else {
         result = await ctx.client().rotateKeys(opts.alg);
       }
@@ -75,16 +99,52 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .description('stop publishing a retiring key (refused before its tokens have expired unless --force)')
     .argument('<kid>', 'key id')
     .option('--force', 'retire it even though tokens it signed may still be live')
-    .option('--local', 'work on KEYS_DIR directly')
+    .option('--local', 'work on the key store directly')
     .action(async (kid: string, opts: { force?: boolean; local?: boolean }) => {
       let list: PublicKeyInfo[];
       if (opts.local) {
-        const { config, ring, toKeyInfo } = await local();
-        list = (await ring.retireKey(config.keysDir, kid, { force: opts.force })).live().map(toKeyInfo);
+        list = await local(async ({ store, ring, toKeyInfo }) => (await ring.retireKey(store, kid, { force: opts.force })).live().map(toKeyInfo));
       } else {
         list = await ctx.client().retireKey(kid, opts.force === true);
       }
       ctx.output().result({ retired: kid, keys: list }, () => `retired ${kid}`);
+    });
+
+  keys
+    .command('migrate-to-database')
+    .description('copy the signing-key ring and cookie keys from KEYS_DIR into PostgreSQL for KEYS_STORE=database (never overwrites a different ring; the files stay)')
+    .action(async () => {
+      const { default: dotenv } = await import('dotenv');
+      dotenv.config({ quiet: true });
+      const { loadConfig } = await import('../../config.js');
+      const { Envelope, loadMasterKeys } = await import('../../crypto/master-key.js');
+      const { checkOpens } = await import('../../crypto/key-ring.js');
+      const { FileKeyStore } = await import('../../crypto/key-store-file.js');
+      const { DatabaseKeyStore } = await import('../../crypto/key-store-database.js');
+      const { readCookieKeysFile } = await import('../../crypto/keys.js');
+      const { openDatabase } = await import('../../store/database.js');
+      const config = loadConfig();
+      const master = await loadMasterKeys({ env: config.masterKey.value, file: config.masterKey.file, keysDir: config.keysDir, production: config.production });
+      const envelope = new Envelope(master.keys);
+      const files = new FileKeyStore(config.keysDir);
+      const ring = await files.read();
+      if (!ring) throw new CliError('invalid_input', `${files.name} holds no key ring to move (start Veil once with KEYS_STORE=file, or set KEYS_DIR)`);
+      // A ring the configured master key cannot open would stop every host: refuse it here.
+      checkOpens(files.name, ring, envelope);
+      const cookieKeys = await readCookieKeysFile(config.keysDir);
+      const db = await openDatabase(config.database);
+      let outcome;
+      try {
+        outcome = await (await DatabaseKeyStore.open(db, envelope)).adopt(ring, cookieKeys);
+      } finally {
+        await db.close();
+      }
+      const kids = ring.keys.map((k) => k.kid);
+      ctx.output().result({ signing_keys: outcome.ring, cookie_keys: outcome.cookieKeys, kids }, () => [
+        outcome.ring === 'copied' ? `copied ${kids.length} signing keys (${kids.join(', ')}) into the database` : 'the database already holds this key ring; nothing to copy',
+        ...(outcome.cookieKeys === 'copied' ? ['copied the cookie keys into the database'] : []),
+        'set KEYS_STORE=database on every host and restart them; the files in KEYS_DIR were left in place',
+      ]);
     });
 
   keys
@@ -100,25 +160,21 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .command('rotate-master')
     .description('re-seal signing keys, client secrets and names under the first master key of VEIL_MASTER_KEY="new,old"')
     .action(async () => {
-      const { config, envelope, ring } = await local();
-      if (envelope.keys.length < 2) {
-        throw new CliError('invalid_input', 'give the new key first and the old one after it: VEIL_MASTER_KEY="new,old" (or the same in VEIL_MASTER_KEY_FILE)');
-      }
-      const { openDatabase } = await import('../../store/database.js');
-      const { ClientRepository } = await import('../../store/clients.js');
-      const { AccountRepository } = await import('../../store/accounts.js');
-      const signingKeys = await ring.resealKeyRing(config.keysDir, envelope);
-      const db = await openDatabase(config.database);
-      let clients = 0;
-      let accounts = 0;
-      try {
-        clients = await new ClientRepository(db.prisma, envelope).reseal();
-        accounts = await new AccountRepository(db.prisma, envelope).reseal();
-      } catch (err) {
-        throw new CliError('store_unavailable', `cannot re-seal the database: ${(err as Error).message}`, { cause: err });
-      } finally {
-        await db.close();
-      }
+      const { signingKeys, clients, accounts } = await local(async ({ envelope, db, store, ring }) => {
+        if (envelope.keys.length < 2) {
+          throw new CliError('invalid_input', 'give the new key first and the old one after it: VEIL_MASTER_KEY="new,old" (or the same in VEIL_MASTER_KEY_FILE)');
+        }
+        const { ClientRepository } = await import('../../store/clients.js');
+        const { AccountRepository } = await import('../../store/accounts.js');
+        const signingKeys = (await ring.resealKeyRing(store, envelope)) + (await store.resealCookieKeys());
+        try {
+          const clients = await new ClientRepository(db.prisma, envelope).reseal();
+          const accounts = await new AccountRepository(db.prisma, envelope).reseal();
+          return { signingKeys, clients, accounts };
+        } catch (err) {
+          throw new CliError('store_unavailable', `cannot re-seal the database: ${(err as Error).message}`, { cause: err });
+        }
+      });
       ctx.output().result({ signing_keys: signingKeys, client_secrets: clients, account_names: accounts }, () => [
         `re-sealed ${signingKeys} signing keys, ${clients} client secrets, ${accounts} account names`,
         'Redis entries sealed under the old key expire by themselves: keep the old key configured until the longest of REFRESH_TOKEN_TTL and SESSION_TTL has passed, then drop it',

@@ -1,0 +1,95 @@
+/**
+ * KEYS_STORE=file: the ring in KEYS_DIR/signing-keys.json, the cookie keys in
+ * KEYS_DIR/cookie-keys.json. A change is written to a temporary file and renamed into place
+ * under a lock file, so concurrent changes serialize and readers never see half a file.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { assertKeyRing, type KeyRingFile } from './key-ring.js';
+import type { KeyStore, RingChange } from './key-store.js';
+import { KeyFileError, SIGNING_KEYS_FILE, assertSigningKeys, loadOrCreateCookieKeys, readJsonIfPresent, type SigningJwk } from './keys.js';
+
+const LOCK_STALE_MS = 30_000;
+
+type OnDisk = { kind: 'ring'; ring: KeyRingFile } | { kind: 'plain'; keys: SigningJwk[] } | undefined;
+
+export class FileKeyStore implements KeyStore {
+  readonly kind = 'file';
+  readonly name: string;
+  readonly #file: string;
+
+  constructor(private readonly keysDir: string) {
+    this.#file = path.join(keysDir, SIGNING_KEYS_FILE);
+    this.name = this.#file;
+  }
+
+  /** A file of the first format reads as no ring: start-up seals it (`update`). */
+  async read(): Promise<KeyRingFile | undefined> {
+    const onDisk = await this.#readOnDisk();
+    return onDisk?.kind === 'ring' ? onDisk.ring : undefined;
+  }
+
+  async update<T>(change: (current: KeyRingFile | undefined, firstFormat?: SigningJwk[]) => Promise<RingChange<T>>): Promise<T> {
+    await fs.mkdir(this.keysDir, { recursive: true, mode: 0o700 });
+    return this.#withLock(async () => {
+      const onDisk = await this.#readOnDisk();
+      const { write, result } = await change(onDisk?.kind === 'ring' ? onDisk.ring : undefined, onDisk?.kind === 'plain' ? onDisk.keys : undefined);
+      if (write) await this.#write(write);
+      return result;
+    });
+  }
+
+  async fingerprint(): Promise<string | undefined> {
+    try {
+      const stat = await fs.stat(this.#file);
+      return `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  cookieKeys(): Promise<string[]> {
+    return loadOrCreateCookieKeys(this.keysDir);
+  }
+
+  /** The cookie-keys file is not sealed (it lives beside the master key). */
+  async resealCookieKeys(): Promise<number> {
+    return 0;
+  }
+
+  async #readOnDisk(): Promise<OnDisk> {
+    const parsed = (await readJsonIfPresent(this.#file)) as { version?: unknown } | undefined;
+    if (parsed === undefined) return undefined;
+    if (parsed?.version === 2) return { kind: 'ring', ring: assertKeyRing(this.#file, parsed) };
+    return { kind: 'plain', keys: assertSigningKeys(this.#file, parsed) };
+  }
+
+  async #write(ring: KeyRingFile): Promise<void> {
+    const tmp = `${this.#file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await fs.writeFile(tmp, `${JSON.stringify(ring, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    await fs.rename(tmp, this.#file);
+  }
+
+  /** Runs `change` holding KEYS_DIR's lock file, so two changes never interleave. */
+  async #withLock<T>(change: () => Promise<T>): Promise<T> {
+    const lock = path.join(this.keysDir, 'signing-keys.lock');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyFileError(`cannot lock ${this.keysDir}: ${(err as Error).message}`);
+        const stat = await fs.stat(lock).catch(() => undefined);
+        if (stat && Date.now() - stat.mtimeMs > LOCK_STALE_MS) await fs.rm(lock, { force: true });
+        if (attempt > 200) throw new KeyFileError(`${lock} is held by another process`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    try {
+      return await change();
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
+  }
+}
