@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite talks to is there: Debian's chromium, PostgreSQL and Redis
-# on their local ports. Installs or starts what is missing when running as root (CI and the
+# on their local ports, and redis-sentinel (the Sentinel tests start their own). Installs or starts what is missing when running as root (CI and the
 # project's machines); otherwise says exactly what is missing.
 set -euo pipefail
 
@@ -16,6 +16,13 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "installing Debian's chromium ..."
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v redis-sentinel >/dev/null; then
+  need_root "Debian's redis-sentinel is not installed"
+  echo "installing Debian's redis-sentinel ..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-sentinel >/dev/null
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
