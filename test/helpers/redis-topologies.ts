@@ -229,13 +229,13 @@ export async function startSentinelSet(options: { masterName?: string; password?
 
     const sentinel = <T>(use: (c: Redis) => Promise<T>, index = 0) => withClient(sentinelPorts[index]!, use);
     const masterAddress = async (index = 0) => {
-      const [host, port] = (await sentinel((c) => c.sentinel('get-master-addr-by-name', masterName) as Promise<[string, string]>, index)) ?? [];
+      const [host, port] = (await sentinel((c) => c.call('SENTINEL', 'get-master-addr-by-name', masterName) as Promise<[string, string]>, index)) ?? [];
       return `${host}:${port}`;
     };
     /** Every sentinel sees the replica of the current master, up and linked. */
     const replicaKnown = async () => {
       for (let i = 0; i < sentinelPorts.length; i++) {
-        const replicas = (await sentinel((c) => c.sentinel('replicas', masterName) as Promise<string[][]>, i)) ?? [];
+        const replicas = (await sentinel((c) => c.call('SENTINEL', 'replicas', masterName) as Promise<string[][]>, i)) ?? [];
         const healthy = replicas.some((fields) => {
           const f = Object.fromEntries(fields.flatMap((v, k, all) => (k % 2 === 0 ? [[v, all[k + 1]]] : [])));
           return f.flags === 'slave' && f['master-link-status'] === 'ok';
@@ -255,7 +255,7 @@ export async function startSentinelSet(options: { masterName?: string; password?
       master: () => masterAddress(),
       async failover({ rejoin = false } = {}) {
         const from = await masterAddress();
-        await sentinel((c) => c.sentinel('failover', masterName));
+        await sentinel((c) => c.call('SENTINEL', 'failover', masterName));
         let to = from;
         await waitUntil('the sentinels to report a new master', async () => {
           for (let i = 0; i < sentinelPorts.length; i++) if ((await masterAddress(i)) === from) return false;
