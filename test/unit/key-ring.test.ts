@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CompactSign, compactVerify, createLocalJWKSet, importJWK, type JWK } from 'jose';
 import { loadOrCreateKeyRing, retireKey, rotateKeys } from '../../src/crypto/key-ring.js';
+import { FileKeyStore } from '../../src/crypto/key-store-file.js';
 import { KeyFileError, SIGNING_KEYS_FILE, loadOrCreateSigningKeys } from '../../src/crypto/keys.js';
 import { Envelope, MasterKeyError, generateMasterKey, loadMasterKeys, parseMasterKeys } from '../../src/crypto/master-key.js';
 
@@ -32,7 +33,7 @@ describe('key ring', () => {
   test('first start: an active and a next key per algorithm; no private part readable on disk', async () => {
     const dir = freshDir();
     const env = envelope();
-    const { ring, created } = await loadOrCreateKeyRing(dir, env);
+    const { ring, created } = await loadOrCreateKeyRing(new FileKeyStore(dir), env);
     assert.equal(created, true);
     assert.deepEqual(ring.keys.map((k) => `${k.alg}:${k.status}`).sort(), ['ES256:active', 'ES256:next', 'RS256:active', 'RS256:next']);
     const text = await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8');
@@ -48,9 +49,9 @@ describe('key ring', () => {
 
   test('a wrong master key stops start-up with a clear error and leaves the file untouched', async () => {
     const dir = freshDir();
-    await loadOrCreateKeyRing(dir, envelope());
+    await loadOrCreateKeyRing(new FileKeyStore(dir), envelope());
     const before = await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8');
-    await assert.rejects(loadOrCreateKeyRing(dir, envelope()), (err: unknown) => err instanceof KeyFileError && /cannot be decrypted with the configured master key/.test(err.message));
+    await assert.rejects(loadOrCreateKeyRing(new FileKeyStore(dir), envelope()), (err: unknown) => err instanceof KeyFileError && /cannot be decrypted with the configured master key/.test(err.message));
     assert.equal(await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8'), before);
   });
 
@@ -58,7 +59,7 @@ describe('key ring', () => {
     const dir = freshDir();
     const { keys } = await loadOrCreateSigningKeys(dir);
     const env = envelope();
-    const { ring, upgraded } = await loadOrCreateKeyRing(dir, env);
+    const { ring, upgraded } = await loadOrCreateKeyRing(new FileKeyStore(dir), env);
     assert.equal(upgraded, true);
     for (const old of keys) assert.equal(ring.active(old.alg)?.kid, old.kid);
     assert.doesNotMatch(await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8'), /"d"\s*:/);
@@ -67,14 +68,14 @@ describe('key ring', () => {
   test('rotation: next becomes active, the old active keeps verifying until its grace ends, then leaves the JWKS', async () => {
     const dir = freshDir();
     const env = envelope();
-    const { ring } = await loadOrCreateKeyRing(dir, env);
+    const { ring } = await loadOrCreateKeyRing(new FileKeyStore(dir), env);
     const oldActive = ring.active('ES256')!;
     const published = ring.keys.find((k) => k.alg === 'ES256' && k.status === 'next')!;
     const oldJwk = ring.signingJwks(env).find((k) => k.kid === oldActive.kid)!;
     const oldSignature = await sign(oldJwk, 'ES256');
 
     const now = new Date();
-    const { ring: rotated, activated } = await rotateKeys(dir, env, { algs: ['ES256'], graceSeconds: 600, now });
+    const { ring: rotated, activated } = await rotateKeys(new FileKeyStore(dir), env, { algs: ['ES256'], graceSeconds: 600, now });
     assert.deepEqual(activated.map((k) => k.kid), [published.kid], 'the key published in advance is the one that starts signing');
     assert.equal(rotated.active('ES256')!.kid, published.kid);
     assert.equal(rotated.active('RS256')!.kid, ring.active('RS256')!.kid, 'other algorithms untouched');
@@ -90,20 +91,20 @@ describe('key ring', () => {
   test('retire: refused for active keys and before the grace ends unless forced', async () => {
     const dir = freshDir();
     const env = envelope();
-    const { ring } = await loadOrCreateKeyRing(dir, env);
+    const { ring } = await loadOrCreateKeyRing(new FileKeyStore(dir), env);
     const active = ring.active('RS256')!;
-    await assert.rejects(retireKey(dir, active.kid), /only retiring keys/);
-    await rotateKeys(dir, env, { algs: ['RS256'], graceSeconds: 600 });
-    await assert.rejects(retireKey(dir, active.kid), /--force/);
-    const after = await retireKey(dir, active.kid, { force: true });
+    await assert.rejects(retireKey(new FileKeyStore(dir), active.kid), /only retiring keys/);
+    await rotateKeys(new FileKeyStore(dir), env, { algs: ['RS256'], graceSeconds: 600 });
+    await assert.rejects(retireKey(new FileKeyStore(dir), active.kid), /--force/);
+    const after = await retireKey(new FileKeyStore(dir), active.kid, { force: true });
     assert.equal(after.keys.some((k) => k.kid === active.kid), false);
   });
 
   test('concurrent rotations serialize: each activates a distinct key', async () => {
     const dir = freshDir();
     const env = envelope();
-    await loadOrCreateKeyRing(dir, env);
-    const results = await Promise.all([1, 2, 3].map(() => rotateKeys(dir, env, { algs: ['ES256'], graceSeconds: 60 })));
+    await loadOrCreateKeyRing(new FileKeyStore(dir), env);
+    const results = await Promise.all([1, 2, 3].map(() => rotateKeys(new FileKeyStore(dir), env, { algs: ['ES256'], graceSeconds: 60 })));
     const kids = results.map((r) => r.activated[0]!.kid);
     assert.equal(new Set(kids).size, 3);
   });
