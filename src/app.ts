@@ -72,6 +72,7 @@ export async function startVeil(
       (identifier) => tokens.registry.find(identifier),
       bus,
       { production: config.production, oidcScopes: OIDC_SCOPES },
+      services.events,
     );
 
     // Both listeners drain side by side, before the stores below them are closed.
@@ -109,6 +110,7 @@ export async function startVeil(
       },
       metrics: services.metrics,
       audit: services.audit,
+      events: services.events,
       readiness: () =>
         readiness({
           pingDatabase: () => database.ping(),

@@ -35,7 +35,7 @@ export class ProviderHost {
     private readonly services: Services,
     grants: readonly GrantRegistration[],
   ) {
-    const { config, repos, shortLived, bus, tokens, logger, audit } = services;
+    const { config, repos, shortLived, bus, tokens, events } = services;
     // Resource indicators; also what must hold before a code or refresh token is consumed.
     const resources = resourcePolicy(tokens.registry, OIDC_SCOPES, tokens.encryptionKeys);
     // The adapter maps models to stores; it does not depend on keys, so it outlives rotations.
@@ -45,10 +45,7 @@ export class ProviderHost {
       shortLived,
       bus,
       revokedGrantTtl: tokens.revokedGrantTtl,
-      onReuse: ({ model, clientId, grantId }) => {
-        logger.warn({ event: 'token.reused', model, clientId, grantId, concurrent: true }, 'code or refresh token redeemed twice at once; grant revoked');
-        void audit.tokenReused(clientId, model, grantId);
-      },
+      onReuse: ({ model, clientId, grantId }) => void events.emit({ type: 'token.reused', model, clientId, grantId, concurrent: true }),
       beforeConsume: { AuthorizationCode: (code) => resources.beforeCodeConsumed(code) },
     });
     this.#build = (signingKeys) => {

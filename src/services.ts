@@ -10,6 +10,10 @@ import { LoginThrottle } from './abuse/login-throttle.js';
 import { AccountService } from './accounts/account-service.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { AuditLog } from './audit/audit-log.js';
+import { DomainEvents } from './events/domain-events.js';
+import { auditSubscriber } from './events/subscribers/audit.js';
+import { logSubscriber } from './events/subscribers/log.js';
+import { metricsSubscriber } from './events/subscribers/metrics.js';
 import type { VeilConfig } from './config.js';
 import type { KeyRing } from './crypto/key-ring.js';
 import type { KeyStore } from './crypto/key-store.js';
@@ -55,8 +59,11 @@ export interface Services {
     grants: GrantRepository;
     resources: ResourceServerRepository;
   };
+  /** The audit trail's read side (GET /admin/audit); rows are written by the audit subscriber. */
   audit: AuditLog;
   metrics: Metrics;
+  /** Domain events: services emit, the audit, log and metrics subscribers write the side effects. */
+  events: DomainEvents;
   views: Views;
   accounts: AccountService;
   tokens: TokenServices;
@@ -109,7 +116,15 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     grants: new GrantRepository(prisma),
     resources: new ResourceServerRepository(prisma),
   };
-  const accounts = new AccountService(repos.accounts, new PasswordHasher(config.argon2), bus);
+  // The audit trail (PostgreSQL; a failed write is logged, never thrown), the log line and the
+  // metric of every domain event, each from its one subscriber.
+  const audit = new AuditLog(new AuditEventRepository(prisma), logger);
+  const metrics = new Metrics();
+  const events = new DomainEvents(logger);
+  events.subscribe('audit', auditSubscriber(audit));
+  events.subscribe('log', logSubscriber(logger));
+  events.subscribe('metrics', metricsSubscriber(metrics));
+  const accounts = new AccountService(repos.accounts, new PasswordHasher(config.argon2), bus, events);
   const failed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
   const services: Services = {
     config,
@@ -124,12 +139,12 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     cookieKeys,
     adminToken,
     repos,
-    // The audit trail (PostgreSQL). Its helpers never throw.
-    audit: new AuditLog(new AuditEventRepository(prisma), logger),
-    metrics: new Metrics(),
+    audit,
+    metrics,
+    events,
     views: new Views(config.brand),
     accounts,
-    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources }),
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, events }),
     throttles: {
       login: new LoginThrottle({
         ...config.throttle.login,

@@ -8,6 +8,7 @@ import { AccountRepository, normaliseEmail, type AccountRecord } from '../store/
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { PasswordHasher } from './passwords.js';
 import { VeilError } from '../errors/veil-error.js';
+import { NO_EVENTS, type EventSink } from '../events/domain-events.js';
 
 export const MAX_PASSWORD_LENGTH = 1024; // bounds argon2 input; far above any real passphrase
 export const MIN_PASSWORD_LENGTH = 8;
@@ -52,6 +53,8 @@ export class AccountService {
     private readonly accounts: AccountRepository,
     private readonly hasher: PasswordHasher,
     private readonly bus?: InvalidationBus,
+    /** user.created / disabled / enabled, after the change is stored. */
+    private readonly events: EventSink = NO_EVENTS,
   ) {
     if (!bus) return;
     const cache = new LRUCache<string, { record: AccountRecord | null }>({ max: 10_000, ttl: 30_000 });
@@ -78,7 +81,9 @@ export class AccountService {
     }
     if (input.password.length > MAX_PASSWORD_LENGTH) throw new InvalidAccountInput('password is too long');
     const passwordHash = await this.hasher.hash(input.password);
-    return this.accounts.create({ email, passwordHash, name: input.name ?? null, emailVerified: input.emailVerified });
+    const account = await this.accounts.create({ email, passwordHash, name: input.name ?? null, emailVerified: input.emailVerified });
+    await this.events.emit({ type: 'user.created', accountId: account.id });
+    return account;
   }
 
   /**
@@ -128,6 +133,7 @@ export class AccountService {
       // Here at once (delivery is asynchronous), then everywhere else.
       this.#byId?.delete(account.id);
       await this.bus?.publish('account', account.id);
+      await this.events.emit({ type: disabled ? 'user.disabled' : 'user.enabled', accountId: account.id });
     }
     return account;
   }

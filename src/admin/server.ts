@@ -8,6 +8,7 @@ import { Router } from '@koa/router';
 import Koa from 'koa';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AccountService } from '../accounts/account-service.js';
+import type { EventSink } from '../events/domain-events.js';
 import type { ClientService } from '../clients/client-service.js';
 import type { ReadinessReport } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -43,8 +44,10 @@ export interface AdminDeps {
   metrics?: Metrics | undefined;
   /** Serves `GET /readyz` when given. */
   readiness?: (() => Promise<ReadinessReport>) | undefined;
-  /** Records admin changes and serves `GET /admin/audit` when given. */
-  audit?: AuditLog | undefined;
+  /** Serves `GET /admin/audit` when given (rows are written by the domain events' audit subscriber). */
+  audit?: Pick<AuditLog, 'list'> | undefined;
+  /** Where the routes that change things without a service (consent withdrawal, keys) say so. */
+  events: EventSink;
   /** Serves the signing-key lifecycle under /admin/keys when given. */
   keys?: KeysRoutesDeps | undefined;
 }

@@ -1,6 +1,6 @@
 /**
  * The audit event types (pure data, no dependencies: the admin contract and the CLI import it).
- * `audit-log.ts` has one helper per type.
+ * Each is the row of the domain event of the same name (events/subscribers/audit.ts).
  */
 export const AUDIT_EVENT_TYPES = [
   'login.succeeded',

@@ -12,6 +12,7 @@ import { isLoopback } from '../config.js';
 import { RESOURCE_SCOPES, resourceScopesOf, splitClientScopes, type ResourceScopes } from './api-scopes.js';
 import { clientPolicyViolations } from './client-policy.js';
 import { VeilError } from '../errors/veil-error.js';
+import type { EventSink } from '../events/domain-events.js';
 import { DEFAULT_AUTH_METHOD, isSecretAuthMethod, type TokenEndpointAuthMethod } from './auth-methods.js';
 
 export type { TokenEndpointAuthMethod };
@@ -98,6 +99,8 @@ export class ClientService {
     private readonly findResource: ResourceLookup,
     private readonly bus: InvalidationBus,
     private readonly options: ClientServiceOptions,
+    /** client.created / updated / deleted, after the change is stored. */
+    private readonly events: EventSink,
   ) {}
 
   async create(input: CreateClientInput): Promise<CreatedClient> {
@@ -127,7 +130,9 @@ export class ClientService {
       resource_scopes: input.resource_scopes,
     });
     const record = await this.clients.create(metadata);
-    return { client: toPublicClient(record.metadata, record.createdAt), ...(clientSecret ? { client_secret: clientSecret } : {}) };
+    const client = toPublicClient(record.metadata, record.createdAt);
+    await this.events.emit({ type: 'client.created', clientId: client.client_id, grantTypes: client.grant_types, authMethod: client.token_endpoint_auth_method });
+    return { client, ...(clientSecret ? { client_secret: clientSecret } : {}) };
   }
 
   /**
@@ -173,7 +178,16 @@ export class ClientService {
     const record = await this.clients.update(clientId, metadata);
     if (!record) return undefined;
     await this.bus.publish('client', clientId);
-    return toPublicClient(record.metadata, record.createdAt);
+    const client = toPublicClient(record.metadata, record.createdAt);
+    await this.events.emit({
+      type: 'client.updated',
+      clientId,
+      fields: Object.keys(input),
+      scope: client.scope,
+      resourceScopes: client.resource_scopes,
+      grantTypes: client.grant_types,
+    });
+    return client;
   }
 
   /** Completes and checks the metadata: scopes split, resources known, policy, redirect rule, oidc-provider's schema. */
@@ -258,6 +272,7 @@ export class ClientService {
     if (deleted) {
       await this.grants.destroyForClient(clientId);
       await this.bus.publish('client', clientId);
+      await this.events.emit({ type: 'client.deleted', clientId });
     }
     return deleted;
   }

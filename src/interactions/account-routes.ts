@@ -12,7 +12,7 @@ import { Router } from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { AdapterPayload, Provider } from 'oidc-provider';
 import type { AccountService } from '../accounts/account-service.js';
-import type { AuditLog } from '../audit/audit-log.js';
+import type { EventSink } from '../events/domain-events.js';
 import { formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import type { GrantRevocation } from '../oidc/grant-revocation.js';
@@ -36,8 +36,8 @@ export interface AccountRouteDeps {
   logger: Logger;
   /** Keys the anti-CSRF tokens (a subkey is derived); e.g. the first cookie key. */
   csrfSecret: string;
-  /** Records `consent.withdrawn` with actor "user" when given. */
-  audit?: Pick<AuditLog, 'consentWithdrawn'> | undefined;
+  /** `consent.withdrawn` with actor "user". */
+  events: EventSink;
 }
 
 /** Anti-CSRF tokens bound to the browser session: HMAC-SHA256 of the session id. */
@@ -212,10 +212,7 @@ export function accountRoutes(deps: AccountRouteDeps) {
     const withdrawn = await deps.grantRevocation.withdraw(accountId, clientId);
     // The session may still name the deleted grant; oidc-provider then finds no grant and asks
     // for consent again (loadExistingGrant answers undefined), so the session is left alone.
-    if (withdrawn > 0) {
-      logger.info({ event: 'consent.withdrawn', accountId, clientId, grants: withdrawn, actor: 'user' }, 'consent withdrawn');
-      await deps.audit?.consentWithdrawn(accountId, clientId, 'user'); // never rejects
-    }
+    if (withdrawn > 0) await deps.events.emit({ type: 'consent.withdrawn', accountId, clientId, actor: 'user', grants: withdrawn });
     ctx.status = 303;
     ctx.redirect(withdrawn > 0 ? `${ACCOUNT_PATH}?removed=${encodeURIComponent(clientId)}` : ACCOUNT_PATH);
   });

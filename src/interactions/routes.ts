@@ -9,10 +9,9 @@ import { errors, type InteractionResults, type Provider } from 'oidc-provider';
 import { DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE_SECONDS } from '../abuse/device-cookie.js';
 import type { LoginThrottle } from '../abuse/login-throttle.js';
 import type { AccountService } from '../accounts/account-service.js';
-import type { AuditLog } from '../audit/audit-log.js';
+import type { EventSink } from '../events/domain-events.js';
 import { formBody } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
 import type { GrantRepository } from '../store/grants.js';
 import type { ResourceServerRepository } from '../store/resource-servers.js';
 import { describeApiScope, describeClaim, describeOidcScope } from './scope-descriptions.js';
@@ -30,10 +29,8 @@ export interface InteractionDeps {
   logger: Logger;
   /** Asked before every password check; a lock answers exactly like a wrong password. */
   loginThrottle: LoginThrottle;
-  /** Counts sign-in outcomes (`veil_logins_total`). */
-  metrics?: Metrics | undefined;
-  /** Records sign-ins and consents in the audit trail (never fails the request). */
-  audit?: AuditLog | undefined;
+  /** Sign-in outcomes and consents (their audit rows, log lines and the login counter). */
+  events: EventSink;
 }
 
 const LOGIN_FAILED = 'Invalid email or password.';
@@ -129,26 +126,20 @@ export function interactionRoutes(deps: InteractionDeps) {
     const device = ctx.cookies.get(DEVICE_COOKIE, { signed: false });
     const throttle = await deps.loginThrottle.check(email, ctx.ip, device);
     const accountId = throttle.allowed ? await deps.accounts.authenticate(email, field(body, 'password')) : undefined;
+    const clientId = String(details.params.client_id);
     if (!accountId) {
-      const client = await clientView(String(details.params.client_id));
-      if (!throttle.allowed) {
-        // A lock (this account from this address, or this address) or the account's progressive
-        // delay: the same page as a wrong password either way, so neither is an oracle.
-        deps.logger.warn({ event: 'login.throttled', interaction: details.uid, scope: throttle.scope, reason: throttle.reason }, `login refused: ${throttle.reason}`);
-        await deps.audit?.loginLocked(String(details.params.client_id), throttle.scope);
-      } else {
-        const locked = await deps.loginThrottle.recordFailure(email, ctx.ip, device);
-        if (locked.length) deps.logger.warn({ event: 'login.locked', scopes: locked }, 'login locked after repeated failures');
-        await deps.audit?.loginFailed(String(details.params.client_id), locked);
-      }
-      deps.logger.info({ event: 'login.failed', interaction: details.uid }, 'login failed');
-      deps.metrics?.login(throttle.allowed ? 'failure' : 'locked');
+      const client = await clientView(clientId);
+      // A lock (this account from this address, or this address) or the account's progressive
+      // delay: the same page as a wrong password either way, so neither is an oracle.
+      await deps.events.emit(
+        throttle.allowed
+          ? { type: 'login.failed', clientId, interaction: details.uid, locked: await deps.loginThrottle.recordFailure(email, ctx.ip, device) }
+          : { type: 'login.locked', clientId, interaction: details.uid, scope: throttle.scope, reason: throttle.reason },
+      );
       return loginPage(ctx, details.uid, client, { email: email.slice(0, 320), error: LOGIN_FAILED }, 401);
     }
     await deps.loginThrottle.recordSuccess(email, ctx.ip, device);
-    deps.logger.info({ event: 'login.succeeded', accountId }, 'login succeeded');
-    await deps.audit?.loginSucceeded(accountId, String(details.params.client_id));
-    deps.metrics?.login('success');
+    await deps.events.emit({ type: 'login.succeeded', accountId, clientId });
     await rememberDevice(ctx, email, device);
     await finish(ctx, { login: { accountId } }, false);
   });
@@ -194,8 +185,7 @@ export function interactionRoutes(deps: InteractionDeps) {
       const claims = (await deps.resources.find(indicator))?.claims ?? [];
       if (claims.length) await deps.grants.recordApiConsent(grantId, indicator, claims);
     }
-    deps.logger.info({ event: 'consent.granted', accountId, clientId }, 'consent granted');
-    await deps.audit?.consentGranted(accountId, clientId, { grantId, scopes: missingOIDCScope ?? [], claims: missingOIDCClaims, resources: missingResourceScopes ?? {} });
+    await deps.events.emit({ type: 'consent.granted', accountId, clientId, grantId, scopes: missingOIDCScope ?? [], claims: missingOIDCClaims, resources: missingResourceScopes ?? {} });
     await finish(ctx, { consent: details.grantId ? {} : { grantId } }, true);
   });
 

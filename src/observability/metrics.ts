@@ -81,12 +81,18 @@ export class Metrics {
     });
   }
 
+  /** Called by the metrics subscriber of the domain events (events/subscribers/metrics.ts). */
   login(outcome: LoginOutcome): void {
     this.#logins.inc({ outcome });
   }
 
   storeUp(store: StoreName, up: boolean): void {
     this.#storeUp.set({ store }, up ? 1 : 0);
+  }
+
+  /** The store gauges from a readiness probe's checks. */
+  storesProbed(checks: Record<StoreName, string>): void {
+    for (const store of ['postgres', 'redis'] as const) this.storeUp(store, checks[store] !== 'down');
   }
 
   /**

@@ -60,7 +60,7 @@ function stylesheet(views: Views) {
 }
 
 export function buildPublicProvider(services: Services, parts: PublicProviderParts): Provider {
-  const { config, logger, audit, metrics, views, repos, accounts, tokens, throttles, demo } = services;
+  const { config, logger, events, metrics, views, repos, accounts, tokens, throttles, demo } = services;
   const provider = new Provider(
     config.issuer,
     buildConfiguration({
@@ -88,9 +88,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   provider.on('grant.revoked', (ctx, grantId) => {
     const model = ctx.oidc?.route === 'token' ? REDEEMED_MODEL[String(ctx.oidc.params?.grant_type)] : undefined;
     if (!model) return;
-    const clientId = ctx.oidc.client?.clientId;
-    logger.warn({ event: 'token.reused', model, clientId, grantId, concurrent: false }, 'consumed code or refresh token presented again; grant revoked');
-    void audit.tokenReused(clientId, model, grantId, false);
+    void events.emit({ type: 'token.reused', model, clientId: ctx.oidc.client?.clientId, grantId, concurrent: false });
   });
   // Koa's own last resort (errors no handler answered) would print a whole stack to stderr,
   // past redaction: through the logger instead.
@@ -105,8 +103,8 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   provider.use(stylesheet(views));
   provider.use(jwksCacheHeaders(config.keysReloadSeconds));
   provider.use(clientRateLimit(throttles.tokens, throttles.failed));
-  const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, audit };
-  for (const mw of interactionRoutes({ ...common, metrics, loginThrottle: throttles.login })) provider.use(mw);
+  const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, events };
+  for (const mw of interactionRoutes({ ...common, loginThrottle: throttles.login })) provider.use(mw);
   for (const mw of accountRoutes({ ...common, issuer: config.issuer, grantRevocation: tokens.grantRevocation, csrfSecret: services.cookieKeys[0]! })) provider.use(mw);
   mountTokenEndpoints(provider, tokens, parts.keyBound, {
     issuer: config.issuer,
@@ -115,14 +113,9 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
     accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
     // private_key_jwt clients' jwks_uri at Veil's endpoints: the same SSRF rules as everywhere.
     clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
-    onRevoked: (event) => {
-      logger.info({ event: 'token.revoked', ...event }, 'token revoked');
-      void audit.tokenRevoked(event.clientId, event.kind, event.grantId);
-    },
-    onReuse: (event) => {
-      logger.warn({ event: 'token.reused', ...event, concurrent: true }, 'code or refresh token redeemed twice at once; grant revoked');
-      void audit.tokenReused(event.clientId, event.model, event.grantId);
-    },
+    // Fields named one by one: whatever else a hook's argument carries never reaches the log.
+    onRevoked: ({ clientId, kind, grantId }) => void events.emit({ type: 'token.revoked', clientId, kind, grantId }),
+    onReuse: ({ model, clientId, grantId }) => void events.emit({ type: 'token.reused', model, clientId, grantId, concurrent: true }),
   });
   return provider;
 }

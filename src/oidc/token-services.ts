@@ -24,6 +24,7 @@ import { revocationEndpoint, type RevocationDeps } from './revocation.js';
 import { Sealer } from './sealed-tokens.js';
 import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
+import type { EventSink } from '../events/domain-events.js';
 import { TokenLookup } from './token-lookup.js';
 
 /** Token machinery that does not depend on Veil's signing keys: built once per process. */
@@ -54,6 +55,8 @@ export function createTokenServices(deps: {
   shortLived: ShortLivedStore;
   grants: GrantRepository;
   resources: ResourceServerRepository;
+  /** The registry emits resource.created / deleted. */
+  events: EventSink;
 }): TokenServices {
   const { config } = deps;
   const encryptionKeys = new EncryptionKeys({
@@ -64,7 +67,7 @@ export function createTokenServices(deps: {
   const revokedGrantTtl = derivedLifetimes(config.ttl).revokedGrant;
   return {
     bus: deps.bus,
-    registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus),
+    registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus, deps.events),
     encryptionKeys,
     grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl),
     revokedGrantTtl,

@@ -13,6 +13,7 @@ import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
 import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
 import { VeilError } from '../errors/veil-error.js';
+import type { EventSink } from '../events/domain-events.js';
 
 export interface RegisterResourceServer {
   identifier: string;
@@ -61,6 +62,8 @@ export class ResourceServerRegistry {
     private readonly repository: ResourceServerRepository,
     private readonly keys: EncryptionKeys,
     private readonly bus: InvalidationBus,
+    /** resource.created / deleted, after the change is stored and announced. */
+    private readonly events: EventSink,
   ) {
     bus.subscribe((topic, key) => {
       if (topic === 'resource' || topic === 'all') this.#forget(topic === 'all' ? undefined : key);
@@ -118,13 +121,21 @@ export class ResourceServerRegistry {
       introspectionSecretHash: hashSecret(secret).toString('hex'),
     });
     await this.#announce(record.identifier);
+    await this.events.emit({ type: 'resource.created', identifier: record.identifier, introspectionClientId: credentials.introspection_client_id });
     return { record, credentials };
   }
 
-  async delete(identifier: string): Promise<boolean> {
+  /**
+   * `detach` takes the deleted resource server off whatever names it (ClientService.forgetResource)
+   * and resolves to the client ids it changed; they are part of the event.
+   */
+  async delete(identifier: string, detach: (identifier: string) => Promise<readonly string[]>): Promise<boolean> {
     const deleted = await this.repository.delete(identifier);
-    if (deleted) await this.#announce(identifier);
-    return deleted;
+    if (!deleted) return false;
+    await this.#announce(identifier);
+    const clients = await detach(identifier);
+    await this.events.emit({ type: 'resource.deleted', identifier, clients });
+    return true;
   }
 
   /** Forget here at once (pub/sub delivery is asynchronous), then tell every other process. */

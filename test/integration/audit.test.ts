@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { pino } from 'pino';
 import { AuditLog } from '../../src/audit/audit-log.js';
+import { auditSubscriber } from '../../src/events/subscribers/audit.js';
 import { httpAuthorizationCodeFlow, postLogin, startLoginInteraction } from '../helpers/http-flow.js';
 import { registerResourceServer, revoke } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
@@ -198,8 +199,9 @@ describe('AuditLog', () => {
       },
       logger,
     );
-    await log.loginSucceeded('00000000-0000-4000-8000-000000000000', 'client');
-    await log.keyRotated('kid-1', 'ES256');
+    const write = auditSubscriber(log);
+    await write({ type: 'login.succeeded', accountId: '00000000-0000-4000-8000-000000000000', clientId: 'client' });
+    await write({ type: 'key.rotated', kid: 'kid-1', alg: 'ES256', actor: 'system' });
     assert.equal(lines.length, 2);
     const entry = JSON.parse(lines[0]!) as { level: number; msg: string; auditEvent: string; err: { code: string } };
     assert.deepEqual([entry.level, entry.msg, entry.auditEvent, entry.err.code], [50, 'audit event not recorded', 'login.succeeded', 'ECONNREFUSED']);

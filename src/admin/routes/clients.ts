@@ -8,7 +8,7 @@ import type { AdminDeps } from '../server.js';
 
 const noSuchClient = () => new VeilError('not_found', 'no such client');
 
-export function registerClientRoutes(router: Router, deps: Pick<AdminDeps, 'clients' | 'logger' | 'audit'>): void {
+export function registerClientRoutes(router: Router, deps: Pick<AdminDeps, 'clients'>): void {
   const json = jsonBody();
 
   router.get('/admin/clients', async (ctx) => {
@@ -18,8 +18,6 @@ export function registerClientRoutes(router: Router, deps: Pick<AdminDeps, 'clie
   router.post('/admin/clients', json, async (ctx) => {
     const body = parse(createClientBody, ctx.request.body);
     const created = await deps.clients.create(body);
-    deps.logger.info({ event: 'client.created', clientId: created.client.client_id }, 'client created');
-    await deps.audit?.clientCreated(created.client.client_id, { grantTypes: created.client.grant_types, authMethod: created.client.token_endpoint_auth_method });
     ctx.status = 201;
     ctx.body = created;
   });
@@ -29,20 +27,11 @@ export function registerClientRoutes(router: Router, deps: Pick<AdminDeps, 'clie
     const body = parse(updateClientBody, ctx.request.body);
     const client = await deps.clients.update(ctx.params.clientId!, body);
     if (!client) throw noSuchClient();
-    deps.logger.info({ event: 'client.updated', clientId: client.client_id, fields: Object.keys(body) }, 'client updated');
-    await deps.audit?.clientUpdated(client.client_id, {
-      fields: Object.keys(body),
-      scope: client.scope,
-      resourceScopes: client.resource_scopes,
-      grantTypes: client.grant_types,
-    });
     ctx.body = { client };
   });
 
   router.delete('/admin/clients/:clientId', async (ctx) => {
     if (!(await deps.clients.delete(ctx.params.clientId!))) throw noSuchClient();
-    deps.logger.info({ event: 'client.deleted', clientId: ctx.params.clientId }, 'client deleted');
-    await deps.audit?.clientDeleted(ctx.params.clientId!);
     ctx.status = 204;
   });
 }

@@ -4,7 +4,7 @@ import { VeilError } from '../../errors/veil-error.js';
 import type { Consent } from '../contract.js';
 import type { AdminDeps } from '../server.js';
 
-export function registerConsentRoutes(router: Router, deps: Pick<AdminDeps, 'grants' | 'grantRevocation' | 'logger' | 'audit'>): void {
+export function registerConsentRoutes(router: Router, deps: Pick<AdminDeps, 'grants' | 'grantRevocation' | 'events'>): void {
   router.get('/admin/users/:id/consents', async (ctx) => {
     const grants = await deps.grants.listFor(ctx.params.id!);
     ctx.body = {
@@ -15,8 +15,7 @@ export function registerConsentRoutes(router: Router, deps: Pick<AdminDeps, 'gra
   router.delete('/admin/users/:id/consents/:clientId', async (ctx) => {
     const withdrawn = await deps.grantRevocation.withdraw(ctx.params.id!, ctx.params.clientId!);
     if (!withdrawn) throw new VeilError('not_found', 'no consent of this user to this client');
-    deps.logger.info({ event: 'consent.withdrawn', accountId: ctx.params.id, clientId: ctx.params.clientId }, 'consent withdrawn');
-    await deps.audit?.consentWithdrawn(ctx.params.id!, ctx.params.clientId!, 'admin');
+    await deps.events.emit({ type: 'consent.withdrawn', accountId: ctx.params.id!, clientId: ctx.params.clientId!, actor: 'admin', grants: withdrawn });
     ctx.status = 204;
   });
 }

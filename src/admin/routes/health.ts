@@ -21,8 +21,7 @@ export function registerHealthRoutes(router: Router, { metrics, readiness }: Hea
   async function probe(): Promise<ReadinessReport | undefined> {
     if (!readiness) return undefined;
     const report = await readiness();
-    metrics?.storeUp('postgres', report.checks.postgres !== 'down');
-    metrics?.storeUp('redis', report.checks.redis !== 'down');
+    if (metrics) metrics.storesProbed(report.checks);
     return report;
   }
 

@@ -22,7 +22,7 @@ export interface KeysRoutesDeps {
   changed(): Promise<void>;
 }
 
-export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pick<AdminDeps, 'logger' | 'audit'>): void {
+export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pick<AdminDeps, 'events'>): void {
   const json = jsonBody();
 
   router.get('/admin/keys', async (ctx) => {
@@ -34,10 +34,7 @@ export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pi
     const { algs } = parse(rotateKeysBody, ctx.request.body);
     const { ring, activated } = await rotateKeys(keys.store, keys.envelope, { algs, graceSeconds: keys.graceSeconds });
     await keys.changed();
-    for (const key of activated) {
-      deps.logger.info({ event: 'key.rotated', kid: key.kid, alg: key.alg }, 'signing key rotated');
-      await deps.audit?.keyRotated(key.kid, key.alg, 'admin');
-    }
+    for (const key of activated) await deps.events.emit({ type: 'key.rotated', kid: key.kid, alg: key.alg, actor: 'admin' });
     ctx.body = { activated: activated.map(toKeyInfo), keys: ring.live().map(toKeyInfo) };
   });
 
@@ -45,8 +42,7 @@ export function registerKeyRoutes(router: Router, keys: KeysRoutesDeps, deps: Pi
     const { force } = parse(retireKeyBody, ctx.request.body);
     const ring = await retireKey(keys.store, ctx.params.kid!, { force });
     await keys.changed();
-    deps.logger.info({ event: 'key.retired', kid: ctx.params.kid }, 'signing key retired');
-    await deps.audit?.keyRetired(ctx.params.kid!, 'admin');
+    await deps.events.emit({ type: 'key.retired', kid: ctx.params.kid!, actor: 'admin' });
     ctx.body = { keys: ring.live().map(toKeyInfo) };
   });
 }

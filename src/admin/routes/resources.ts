@@ -6,7 +6,7 @@ import { createResourceBody, toPublicResource, type CreatedResource } from '../c
 import { parse } from '../parse.js';
 import type { AdminDeps } from '../server.js';
 
-export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 'registry' | 'clients' | 'logger' | 'audit' | 'defaultAccessTokenTtl'>): void {
+export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 'registry' | 'clients' | 'defaultAccessTokenTtl'>): void {
   const json = jsonBody();
 
   router.get('/admin/resources', async (ctx) => {
@@ -26,17 +26,14 @@ export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 're
       enc: body.enc,
       claims: body.claims,
     });
-    deps.logger.info({ event: 'resource.created', identifier: record.identifier }, 'resource server created');
-    await deps.audit?.resourceCreated(record.identifier, credentials.introspection_client_id);
     ctx.status = 201;
     ctx.body = { resource: toPublicResource(record), ...credentials } satisfies CreatedResource;
   });
 
   router.delete('/admin/resources/:identifier', async (ctx) => {
-    if (!(await deps.registry.delete(ctx.params.identifier!))) throw new VeilError('not_found', 'no such resource server');
-    const clients = await deps.clients.forgetResource(ctx.params.identifier!);
-    deps.logger.info({ event: 'resource.deleted', identifier: ctx.params.identifier, clients: clients.length }, 'resource server deleted');
-    await deps.audit?.resourceDeleted(ctx.params.identifier!, clients);
+    // Its clients no longer name it (so whoever registers the identifier later starts with none).
+    const deleted = await deps.registry.delete(ctx.params.identifier!, (identifier) => deps.clients.forgetResource(identifier));
+    if (!deleted) throw new VeilError('not_found', 'no such resource server');
     ctx.status = 204;
   });
 }

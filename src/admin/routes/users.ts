@@ -12,7 +12,7 @@ import type { AdminDeps } from '../server.js';
 
 const noSuchUser = () => new VeilError('not_found', 'no such user');
 
-export function registerUserRoutes(router: Router, deps: Pick<AdminDeps, 'accounts' | 'logger' | 'audit'>): void {
+export function registerUserRoutes(router: Router, deps: Pick<AdminDeps, 'accounts'>): void {
   const json = jsonBody();
 
   router.get('/admin/users', async (ctx) => {
@@ -34,8 +34,6 @@ export function registerUserRoutes(router: Router, deps: Pick<AdminDeps, 'accoun
   router.post('/admin/users', json, async (ctx) => {
     const body = parse(createUserBody, ctx.request.body);
     const user = await deps.accounts.create({ email: body.email, password: body.password, name: body.name, emailVerified: body.email_verified });
-    deps.logger.info({ event: 'user.created', accountId: user.id }, 'user created');
-    await deps.audit?.userCreated(user.id);
     ctx.status = 201;
     ctx.body = { user: toPublicAccount(user) };
   });
@@ -45,8 +43,6 @@ export function registerUserRoutes(router: Router, deps: Pick<AdminDeps, 'accoun
       parse(emptyBody, ctx.request.body);
       const user = await deps.accounts.setDisabled(ctx.params.id!, disabled);
       if (!user) throw noSuchUser();
-      deps.logger.info({ event: `user.${action}d`, accountId: user.id }, `user ${action}d`);
-      await (disabled ? deps.audit?.userDisabled(user.id) : deps.audit?.userEnabled(user.id));
       ctx.body = { user: toPublicAccount(user) };
     });
   }
