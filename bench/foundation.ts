@@ -50,7 +50,7 @@ async function timeStart(env: Record<string, string>): Promise<{ wallMs: number;
   const wallMs = performance.now() - started;
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
-  return { wallMs, reportedMs: JSON.parse(ready).startupMs as number };
+  return { wallMs, reportedMs: (JSON.parse(ready) as { startupMs: number }).startupMs };
 }
 
 async function startupFigures(stores: TestStores) {

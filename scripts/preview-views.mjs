@@ -360,7 +360,7 @@ try {
         if (/Content Security Policy|Refused/i.test(msg.text())) problems.push(`${name}: ${msg.text()}`);
       });
       await page.goto(`${base}/${name}`, { waitUntil: 'load' });
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      const overflow = await page.$eval('html', (root) => root.scrollWidth - root.clientWidth);
       if (overflow > 0) problems.push(`${name} @${viewport.width}px: horizontal overflow of ${overflow}px`);
       if (vpName !== 'narrow') await page.screenshot({ path: path.join(OUT, `${name}-${vpName}.png`), fullPage: true });
       await page.close();

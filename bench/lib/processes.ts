@@ -42,7 +42,7 @@ export class ServerProcess {
     const [command, argv] = pinning ? ['taskset', ['-c', String(pinning.server), process.execPath, ...args]] : [process.execPath, args];
     this.child = spawn(command, argv, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer) => {
-      this.output += d;
+      this.output += d.toString();
       if (this.output.length > 200_000) this.output = this.output.slice(-100_000);
     };
     this.child.stdout!.on('data', keep);

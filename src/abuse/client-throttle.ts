@@ -64,7 +64,10 @@ export function basicClientId(authorization: string | undefined): string | undef
 
 export function clientRateLimit(limits: TokenLimits, onError: (err: unknown) => void = () => {}) {
   return async (ctx: Context, next: Next) => {
-    if (ctx.method !== 'POST' || !THROTTLED_PATHS.has(ctx.path)) return next();
+    if (ctx.method !== 'POST' || !THROTTLED_PATHS.has(ctx.path)) {
+      await next();
+      return;
+    }
     const clientId = basicClientId(ctx.get('authorization'));
     const address = addressKey(ctx.ip);
     try {
@@ -79,7 +82,8 @@ export function clientRateLimit(limits: TokenLimits, onError: (err: unknown) => 
         // Store errors fall back to in-process counters inside the limiter; anything else is a
         // throttle failure, which must not take the token endpoint down with it.
         onError(rejection);
-        return next();
+        await next();
+        return;
       }
       ctx.status = 429;
       ctx.set('Retry-After', String(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000))));
@@ -87,6 +91,6 @@ export function clientRateLimit(limits: TokenLimits, onError: (err: unknown) => 
       ctx.body = { error: 'temporarily_unavailable', error_description: 'too many requests' };
       return;
     }
-    return next();
+    await next();
   };
 }

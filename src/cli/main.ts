@@ -35,8 +35,8 @@ export function buildProgram(io: CliIo): Command {
   program
     .exitOverride()
     .configureOutput({
-      writeOut: io.stdout,
-      writeErr: io.stderr,
+      writeOut: (text) => io.stdout(text),
+      writeErr: (text) => io.stderr(text),
       // main() reports errors itself, in human or --json form.
       outputError: () => {},
     })

@@ -62,7 +62,7 @@ const MIN_RSA_BITS = 2048; // RFC 7518 §3.3 and §4.2
 
 function perKey<T>(cache: WeakMap<KeyObject, Map<string, T>>, key: KeyObject, id: string, derive: () => T): T {
   let byId = cache.get(key);
-  if (!byId) cache.set(key, (byId = new Map()));
+  if (!byId) cache.set(key, (byId = new Map<string, T>()));
   let value = byId.get(id);
   if (value === undefined) byId.set(id, (value = derive()));
   return value;

@@ -5,7 +5,10 @@ import type { Views } from './views.js';
 
 export function demoCallbackRoute(issuer: string, demo: DemoLogin, views: Views) {
   return async (ctx: Context, next: Next) => {
-    if (ctx.path !== DEMO_CALLBACK_PATH || ctx.method !== 'GET') return next();
+    if (ctx.path !== DEMO_CALLBACK_PATH || ctx.method !== 'GET') {
+      await next();
+      return;
+    }
     const q = (name: string) => (typeof ctx.query[name] === 'string' ? ctx.query[name].slice(0, 2048) : undefined);
     const code = q('code');
     const error = q('error');

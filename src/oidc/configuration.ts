@@ -3,7 +3,7 @@
  * the hooks that connect it to Veil's stores, accounts and pages. Behaviour is chosen here,
  * in one place, rather than by flags spread through the code.
  */
-import { errors, type Configuration, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Adapter, type Configuration, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { VeilConfig } from '../config.js';
 import type { SigningJwk } from '../crypto/keys.js';
 import type { Views } from '../interactions/views.js';
@@ -23,7 +23,7 @@ import { DEFAULT_AUTH_METHOD, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/aut
 
 export interface ConfigurationDeps {
   config: VeilConfig;
-  adapter: (model: string) => import('oidc-provider').Adapter;
+  adapter: (model: string) => Adapter;
   findAccount: FindAccount;
   signingKeys: SigningJwk[];
   cookieKeys: string[];

@@ -9,7 +9,6 @@ import { errors, type AdapterPayload } from 'oidc-provider';
 import { sealAccessToken, type SigningKey } from '../crypto/sealer.js';
 import type { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
-import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { accessTokenClaims } from './token-claims.js';
 
 /** How Veil finds a sealed token it cannot decrypt: by the hash of the value. */

@@ -204,7 +204,10 @@ export interface TokenEndpointRequest {
 export function tokenEndpoint(issuer: string, path: string, callers: CallerAuthenticator, handle: (ctx: Context, request: TokenEndpointRequest) => Promise<void>): Middleware {
   const parse = formBody('64kb');
   return async (ctx, next) => {
-    if (ctx.path !== path) return next();
+    if (ctx.path !== path) {
+      await next();
+      return;
+    }
     ctx.set('Cache-Control', 'no-store');
     try {
       if (ctx.method !== 'POST') throw new EndpointError(405, 'invalid_request', 'use POST');

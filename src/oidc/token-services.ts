@@ -3,13 +3,13 @@
  * the stores and key material, and mounts Veil's own token endpoints on the provider. Kept out
  * of app.ts so that file stays a readable list of steps.
  */
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type JsonWebKey } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import { derivedLifetimes, type VeilConfig } from '../config.js';
 import { ACCESS_TOKEN_SIGNING_ALG } from '../crypto/algorithms.js';
 import type { SigningJwk } from '../crypto/keys.js';
-import type { SigningAlg, SigningKey } from '../crypto/sealer.js';
+import type { SigningKey } from '../crypto/sealer.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
 import { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import { ResourceServerRegistry } from '../resource-registry/registry.js';
@@ -78,7 +78,7 @@ export function bindSigningKeys(services: TokenServices, deps: { issuer: string;
   // The active key: keys that only verify (next, retiring) carry key_ops ["verify"].
   const jwk = deps.signingKeys.find((k) => k.alg === ACCESS_TOKEN_SIGNING_ALG && !k.key_ops);
   if (!jwk) throw new Error(`no active ${ACCESS_TOKEN_SIGNING_ALG} signing key`);
-  const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as import('node:crypto').JsonWebKey, format: 'jwk' }) };
+  const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as JsonWebKey, format: 'jwk' }) };
   return {
     sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys }),
     tokenLookup: new TokenLookup(deps.shortLived, deps.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
@@ -94,7 +94,7 @@ export function mountTokenEndpoints(
     issuer: string;
     shortLived: ShortLivedStore;
     grants: GrantRepository;
-    accountActive(accountId: string): Promise<boolean>;
+    accountActive: (accountId: string) => Promise<boolean>;
     onRevoked?: RevocationDeps['onRevoked'];
     /** A refresh token redeemed twice at once (its grant is revoked by then). */
     onReuse?: (event: ReuseEvent) => void;

@@ -5,7 +5,7 @@
  * most once per cooldown, so a slow or hostile JWKS endpoint cannot be hammered or slow every
  * issuance down).
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
 import { fetchJwkSet, JWKS_URI_ERROR, JwksUriError, safeRemoteJWKSet } from '../http/remote-jwks.js';
 import type { OutboundPolicy } from '../http/safe-fetch.js';
@@ -35,7 +35,7 @@ export async function importPublicEncryptionJwk(jwk: JWK): Promise<KeyObject> {
   try {
     // jose validates the JWK's shape and parameters; node:crypto gives the KeyObject the sealer uses.
     await importJWK({ ...jwk, alg: undefined, ext: true }, jwk.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES');
-    return createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+    return createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
   } catch (err) {
     throw new EncryptionKeyError(`the JWK is not a usable public key: ${(err as Error).message}`);
   }

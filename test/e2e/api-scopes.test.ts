@@ -48,7 +48,7 @@ describe('API scope allow-lists end to end (CLI, Chromium, openid-client)', () =
 
   const cli = async (args: string[]) => {
     const res = await runCli([...args, '--json'], { env });
-    return { ...res, json: res.stdout ? (JSON.parse(res.stdout) as unknown) : JSON.parse(res.stderr || 'null') };
+    return { ...res, json: res.stdout ? (JSON.parse(res.stdout) as unknown) : (JSON.parse(res.stderr || 'null') as unknown) };
   };
 
   test('the consented scopes, exactly, in a sealed token; beyond the allow-list invalid_scope at /auth and at refresh', async () => {

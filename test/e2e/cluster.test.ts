@@ -242,7 +242,7 @@ describe('cluster mode (WEB_CONCURRENCY=2)', () => {
     slow.finish();
     const res = await slow.response;
     assert.equal(res.status, 200, res.raw);
-    assert.equal(typeof JSON.parse(res.body).access_token, 'string');
+    assert.equal(typeof (JSON.parse(res.body) as { access_token?: unknown }).access_token, 'string');
     assert.equal(await exited, 0);
     const lines = logs();
     assert.deepEqual(

@@ -74,7 +74,7 @@ export function signAccessToken(payload: JWTPayload, signer: Signer, header: Par
 export function seal(
   jws: string,
   recipient: { kid: string; publicKey: CryptoKey; alg: string },
-  header: Partial<Record<keyof CompactJWEHeaderParameters | 'zip', unknown>> = {},
+  header: Partial<Record<keyof CompactJWEHeaderParameters, unknown>> = {},
 ): Promise<string> {
   const merged: Record<string, unknown> = { alg: recipient.alg, enc: 'A256GCM', kid: recipient.kid, cty: 'JWT', ...header };
   for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
@@ -150,8 +150,9 @@ export async function startFakeIssuer(signers: Signer[]): Promise<FakeIssuer> {
 }
 
 /** Starts a node:http server for an app callback on 127.0.0.1 and returns its base URL. */
-export async function listen(handler: http.RequestListener): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer(handler);
+/** `handler` may be async (Koa's `callback()`); like Koa's and Express's, it settles its own errors, so its promise is not awaited. */
+export async function listen(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => void handler(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

@@ -17,7 +17,7 @@ export async function startSlowRequest(port: number, options: { path: string; he
   const socket = net.connect(port, options.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let raw = '';
-  socket.on('data', (d) => (raw += d));
+  socket.on('data', (d) => (raw += d.toString()));
   const response = new Promise<{ raw: string; status: number | undefined; body: string }>((resolve) => {
     socket.on('error', () => {});
     socket.once('close', () => {

@@ -75,20 +75,23 @@ export async function startTestVeil(stores: TestStores | undefined, env: Record<
     },
     /** Stops Veil, then fails if any secret the helpers saw in this process reached its logs (whatever LOG_LEVEL). */
     async stop() {
+      let closeFailure: { error: unknown } | undefined;
       try {
         await veil.close();
         await fs.rm(tmpDir, { recursive: true, force: true });
-      } finally {
-        // After close(), so the shutdown's own lines are checked too.
-        try {
-          assertNoSecretsLogged(logs);
-        } catch (leak) {
-          // The throw skips the rest of the caller's `after` (its store cleanup); don't let
-          // connections left open keep the failed test file running forever.
-          setTimeout(() => process.exit(1), 60_000).unref();
-          throw leak;
-        }
+      } catch (error) {
+        closeFailure = { error };
       }
+      // After close(), so the shutdown's own lines are checked too; a leak is reported ahead of a failed close.
+      try {
+        assertNoSecretsLogged(logs);
+      } catch (leak) {
+        // The throw skips the rest of the caller's `after` (its store cleanup); don't let
+        // connections left open keep the failed test file running forever.
+        setTimeout(() => process.exit(1), 60_000).unref();
+        throw leak;
+      }
+      if (closeFailure) throw closeFailure.error;
     },
   });
 }

@@ -82,7 +82,9 @@ describe('client authentication: one behaviour at /token, introspection and revo
   const helper =
     (name: ClientName, auth: () => oidc.ClientAuth): Sender =>
     async ({ body, headers }) => {
-      await auth()(as, { client_id: clients[name].id }, body, headers);
+      // openid-client types ClientAuth as returning void, but PrivateKeyJwt's signs the assertion asynchronously and returns a promise.
+      const authenticate: (...args: Parameters<oidc.ClientAuth>) => void | Promise<void> = auth();
+      await authenticate(as, { client_id: clients[name].id }, body, headers);
     };
   const basic = (name: ClientName, secret?: string) => helper(name, () => oidc.ClientSecretBasic(secret ?? clients[name].secret!));
   const post = (name: ClientName, secret?: string) => helper(name, () => oidc.ClientSecretPost(secret ?? clients[name].secret!));
@@ -306,8 +308,10 @@ describe('client authentication: one behaviour at /token, introspection and revo
         const headers = new Headers();
         let target: Awaited<ReturnType<typeof tokenOf>> | undefined;
         if (endpoint === '/token') {
-          if (c.client === 'public') (body.set('grant_type', 'refresh_token'), body.set('refresh_token', 'not-a-refresh-token'));
-          else body.set('grant_type', 'client_credentials');
+          if (c.client === 'public') {
+            body.set('grant_type', 'refresh_token');
+            body.set('refresh_token', 'not-a-refresh-token');
+          } else body.set('grant_type', 'client_credentials');
         } else {
           target = await tokenOf(c.client);
           body.set('token', target.value);
@@ -367,7 +371,7 @@ describe('client authentication: one behaviour at /token, introspection and revo
     test('None: authorization code, revocation; introspection refused for a public client', async () => {
       const config = await discover(clients.public.id, oidc.None());
       const { code, verifier } = await httpAuthorize(web, user);
-      const callback = new URL(`${web.redirectUri}?${new URLSearchParams({ code, iss: veil.issuer })}`);
+      const callback = new URL(`${web.redirectUri}?${new URLSearchParams({ code, iss: veil.issuer }).toString()}`);
       const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier });
       rememberTokens(tokens);
       await assert.rejects(oidc.tokenIntrospection(config, tokens.refresh_token!), (err: oidc.ResponseBodyError) => err.error === 'invalid_client');

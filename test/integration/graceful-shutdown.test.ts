@@ -56,7 +56,7 @@ describe('graceful shutdown', () => {
     slow.finish();
     const res = await slow.response; // the connection closes once the response is sent (idle)
     assert.equal(res.status, 200, res.raw);
-    assert.equal(typeof JSON.parse(res.body).access_token, 'string');
+    assert.equal(typeof (JSON.parse(res.body) as { access_token?: unknown }).access_token, 'string');
     await closing;
     assert.ok(performance.now() - t0 < 5000, 'the drain ends when the last request is done, not at the deadline');
   });

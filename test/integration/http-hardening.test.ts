@@ -103,7 +103,7 @@ describe('token endpoint throttling and security headers', () => {
         redirect_uri: 'https://app.example/cb',
         code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
         code_challenge_method: 'S256',
-      })}`,
+      }).toString()}`,
       { redirect: 'manual' },
     );
     const cookies = authorize.headers.getSetCookie();

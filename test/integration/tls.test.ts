@@ -72,7 +72,7 @@ describe('TLS on the public listener', () => {
       body: 'grant_type=client_credentials',
     });
     assert.equal(res.status, 200, res.body);
-    assert.equal(typeof JSON.parse(res.body).access_token, 'string');
+    assert.equal(typeof (JSON.parse(res.body) as { access_token?: unknown }).access_token, 'string');
   });
 
   test('cookies set over TLS are Secure', async () => {
@@ -85,7 +85,7 @@ describe('TLS on the public listener', () => {
       code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
       code_challenge_method: 'S256',
     });
-    const res = await httpsRequest(`${veil.issuer}/auth?${query}`, cert);
+    const res = await httpsRequest(`${veil.issuer}/auth?${query.toString()}`, cert);
     assert.equal(res.status, 303);
     const cookies = res.headers['set-cookie'] as string[];
     assert.ok(cookies.length > 0);

@@ -14,6 +14,7 @@ import {
   expressRequireAccessToken,
   koaRequireAccessToken,
   VeilTokenError,
+  type AccessTokenState,
   type AccessTokenVerifier,
   type VeilTokenErrorCode,
   type VerifierOptions,
@@ -604,7 +605,7 @@ describe('middleware', () => {
 
   const apps = {
     koa: async () => {
-      const app = new Koa();
+      const app = new Koa<AccessTokenState>();
       app.use(koaRequireAccessToken(verifierFor(), { scopes: ['write'] }));
       app.use((ctx) => {
         ctx.body = { sub: ctx.state.accessToken.claims.sub };

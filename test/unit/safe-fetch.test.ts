@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { assertSafeUrl, checkUrlPolicy, classifyAddress, OutboundRefused, safeFetch, type OutboundPolicy } from '../../src/http/safe-fetch.js';

@@ -200,7 +200,7 @@ function buildDecryptionKeys(options: VerifierOptions): Map<string, DecryptionKe
     throw new TypeError('pass exactly one of decryptionKeys or decryptionJwks');
   }
   const inputs: readonly DecryptionKey[] = options.decryptionKeys ?? (options.decryptionJwks?.keys as DecryptionKey[] | undefined) ?? [];
-  if (!Array.isArray(inputs) || inputs.length === 0) throw new TypeError('at least one decryption key is required');
+  if (!isNonEmptyArray(inputs)) throw new TypeError('at least one decryption key is required');
 
   const keys = new Map<string, DecryptionKeyEntry>();
   for (const input of inputs) {
@@ -220,9 +220,17 @@ function buildDecryptionKeys(options: VerifierOptions): Map<string, DecryptionKe
   return keys;
 }
 
+/**
+ * Options may come from JavaScript, so lists are checked at run time. No type predicate on purpose:
+ * `Array.isArray` would narrow a readonly typed array to `any[]`.
+ */
+function isNonEmptyArray(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0;
+}
+
 function allowList<T extends string>(given: readonly T[] | undefined, defaults: readonly T[], supported: readonly string[], name: string): T[] {
   const list = given ?? defaults;
-  if (!Array.isArray(list) || list.length === 0) throw new TypeError(`algorithms.${name} must not be empty`);
+  if (!isNonEmptyArray(list)) throw new TypeError(`algorithms.${name} must not be empty`);
   for (const alg of list) if (!supported.includes(alg)) throw new TypeError(`algorithms.${name} cannot include ${alg}`);
   return [...list];
 }

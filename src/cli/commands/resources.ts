@@ -71,7 +71,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
         { header: 'name', value: (r) => r.name },
         { header: 'scopes', value: (r) => r.scopes.join(' ') },
         { header: 'access_token_ttl', value: (r) => r.access_token_ttl },
-        { header: 'key', value: (r) => r.jwks_uri ?? `jwk ${String(r.jwk?.kid ?? '')}` },
+        { header: 'key', value: (r) => r.jwks_uri ?? `jwk ${typeof r.jwk?.kid === 'string' ? r.jwk.kid : ''}` },
         { header: 'alg/enc', value: (r) => `${r.alg}/${r.enc}` },
       ]);
     });
