@@ -67,8 +67,8 @@ async function hostEnv(stores: TestStores, issuer: string | undefined, extra: Re
   };
 }
 
-async function startHost(stores: TestStores, issuer?: string, fixedPort?: number): Promise<Host> {
-  const { port, adminPort, keysDir, env } = await hostEnv(stores, issuer, {}, fixedPort);
+async function startHost(stores: TestStores, issuer?: string, fixedPort?: number, extra: Record<string, string> = {}): Promise<Host> {
+  const { port, adminPort, keysDir, env } = await hostEnv(stores, issuer, extra, fixedPort);
   const child = new ManagedProcess(process.execPath, ['dist/main.js'], env);
   await child.waitFor(/Veil is ready/, 60_000);
   const adminUrl = `http://127.0.0.1:${adminPort}`;
@@ -266,7 +266,7 @@ describe('veil keys migrate-to-database', () => {
     assert.ok(!(await fs.readdir(keysDir)).includes('signing-keys.json'));
   });
 
-  test('moves the file ring; idempotent; refuses another ring; then both hosts serve the same JWKS', async () => {
+  test('moves the file ring; idempotent; refuses another ring; then both hosts serve the same JWKS and poll it for changes', async () => {
     const env = { KEYS_DIR: fileKeysDir, DATABASE_URL: stores.databaseUrl, VEIL_MASTER_KEY: MASTER_KEY, KEYS_STORE: 'file' };
     assert.equal((await runCli(['migrate'], { env })).code, 0);
     const moved = await runCli(['keys', 'migrate-to-database'], { env });
@@ -288,11 +288,22 @@ describe('veil keys migrate-to-database', () => {
     assert.match(refused.stderr + refused.stdout, /different signing-key ring/);
     assert.deepEqual(await sql(stores.databaseUrl, 'SELECT kid, status, private_jwk FROM signing_keys ORDER BY kid'), rowsBefore);
 
-    const [c, d] = await Promise.all([startHost(stores), startHost(stores)]);
+    // Polling every second: a change nobody announces over Redis still arrives.
+    const polling = { KEYS_RELOAD_SECONDS: '1' };
+    const [c, d] = await Promise.all([startHost(stores, undefined, undefined, polling), startHost(stores, undefined, undefined, polling)]);
     hosts.push(c!, d!);
     const fileRing = JSON.parse(await fs.readFile(path.join(fileKeysDir, 'signing-keys.json'), 'utf8')) as { keys: { kid: string }[] };
     const expected = fileRing.keys.map((k) => k.kid).sort();
     assert.deepEqual(await kidsOf(c!.url), expected);
     assert.deepEqual(await kidsOf(d!.url), expected);
+
+    // `veil keys rotate --local` works on the database directly (no announcement): both hosts
+    // see the ring's version change and publish the new next key.
+    const local = await runCli(['keys', 'rotate', '--local', '--alg', 'ES256', '--json'], { env: { ...env, KEYS_STORE: 'database' } });
+    assert.equal(local.code, 0, local.stderr);
+    const newNext = (JSON.parse(local.stdout) as { keys: { kid: string; alg: string; status: string }[] }).keys.find((k) => k.alg === 'ES256' && k.status === 'next')!.kid;
+    assert.ok(!expected.includes(newNext));
+    for (const host of [c!, d!]) await eventually(async () => ((await kidsOf(host.url)).includes(newNext) ? true : undefined));
+    assert.deepEqual(fileRing, JSON.parse(await fs.readFile(path.join(fileKeysDir, 'signing-keys.json'), 'utf8')), 'the files are not touched');
   });
 });
