@@ -98,7 +98,13 @@ export function assertKeyRing(file: string, value: unknown): KeyRingFile {
   const ring = value as KeyRingFile;
   if (ring?.version !== 2 || !Array.isArray(ring.keys)) throw new KeyFileError(`${file} is not a Veil key ring (version 2)`);
   for (const k of ring.keys) {
-    if (typeof k?.kid !== 'string' || typeof k.alg !== 'string' || !['next', 'active', 'retiring'].includes(k.status) || typeof k.private !== 'string' || typeof k.public !== 'object') {
+    if (
+      typeof k?.kid !== 'string' ||
+      typeof k.alg !== 'string' ||
+      !['next', 'active', 'retiring'].includes(k.status) ||
+      typeof k.private !== 'string' ||
+      typeof k.public !== 'object'
+    ) {
       throw new KeyFileError(`${file} holds a malformed key entry`);
     }
   }
@@ -177,9 +183,7 @@ export function checkOpens(where: string, ring: KeyRingFile, envelope: Envelope)
     try {
       envelope.open(k.private, 'signing-keys', k.kid);
     } catch (err) {
-      throw new KeyFileError(
-        `${where}: key ${k.kid} cannot be decrypted with the configured master key (VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE): ${(err as Error).message}`,
-      );
+      throw new KeyFileError(`${where}: key ${k.kid} cannot be decrypted with the configured master key (VEIL_MASTER_KEY or VEIL_MASTER_KEY_FILE): ${(err as Error).message}`);
     }
   }
 }

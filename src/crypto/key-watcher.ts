@@ -22,7 +22,10 @@ export class KeyWatcher {
   #fingerprint: string | undefined;
   #running: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly options: KeyWatcherOptions, fingerprint: string | undefined) {
+  private constructor(
+    private readonly options: KeyWatcherOptions,
+    fingerprint: string | undefined,
+  ) {
     this.#fingerprint = fingerprint;
     this.#timer = setInterval(() => void this.check(), options.intervalSeconds * 1000);
     this.#timer.unref();

@@ -63,10 +63,7 @@ export class SigningKeyRepository {
 
   /** Undefined when the state row is missing (the migration was not applied, or was tampered with). */
   async read(): Promise<StoredKeyRing | undefined> {
-    const [state, rows] = await Promise.all([
-      this.prisma.keyRingState.findUnique({ where: { id: STATE_ID } }),
-      this.prisma.signingKey.findMany({ orderBy: ORDER }),
-    ]);
+    const [state, rows] = await Promise.all([this.prisma.keyRingState.findUnique({ where: { id: STATE_ID } }), this.prisma.signingKey.findMany({ orderBy: ORDER })]);
     return state ? { version: state.version, keys: rows.map(toRingKey), sealedCookieKeys: state.cookieKeys ?? undefined } : undefined;
   }
 
@@ -80,7 +77,11 @@ export class SigningKeyRepository {
         const states = await tx.$queryRaw<{ version: number; cookie_keys: string | null }[]>`SELECT version, cookie_keys FROM key_ring_state WHERE id = ${STATE_ID} FOR UPDATE`;
         const state = states[0];
         // Read after taking the lock: what the previous writer committed.
-        const current = state && { version: state.version, keys: (await tx.signingKey.findMany({ orderBy: ORDER })).map(toRingKey), sealedCookieKeys: state.cookie_keys ?? undefined };
+        const current = state && {
+          version: state.version,
+          keys: (await tx.signingKey.findMany({ orderBy: ORDER })).map(toRingKey),
+          sealedCookieKeys: state.cookie_keys ?? undefined,
+        };
         const { write, result } = await change(current);
         if (state && write) await apply(tx, write);
         return result;

@@ -147,7 +147,9 @@ describe('two hosts with the signing keys in PostgreSQL (no shared KEYS_DIR)', (
     // Both start at once on an empty database: they must end up with one ring, not two.
     const aPort = await freePort();
     [a, b] = await Promise.all([startHost(stores, undefined, aPort), startHost(stores, `http://127.0.0.1:${aPort}`)]);
-    rs = await registerResourceServer({ admin: a.admin } as unknown as TestVeil, { identifier: 'https://keys-db.example/api' });
+    rs = await registerResourceServer({ admin: (method: string, p: string, body?: unknown) => a.admin(method, p, body) } as unknown as TestVeil, {
+      identifier: 'https://keys-db.example/api',
+    });
     const w = await a.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
       client_name: 'keys-db-worker',
       grant_types: ['client_credentials'],
@@ -275,7 +277,7 @@ describe('veil keys migrate-to-database', () => {
     assert.match(moved.stdout, /KEYS_STORE=database/);
     const again = await runCli(['keys', 'migrate-to-database', '--json'], { env });
     assert.equal(again.code, 0, again.stderr);
-    assert.deepEqual(JSON.parse(again.stdout).signing_keys, 'unchanged');
+    assert.deepEqual((JSON.parse(again.stdout) as { signing_keys: string }).signing_keys, 'unchanged');
     // The files stay where they were.
     assert.ok((await fs.readdir(fileKeysDir)).includes('signing-keys.json'));
 
@@ -291,11 +293,11 @@ describe('veil keys migrate-to-database', () => {
     // Polling every second: a change nobody announces over Redis still arrives.
     const polling = { KEYS_RELOAD_SECONDS: '1' };
     const [c, d] = await Promise.all([startHost(stores, undefined, undefined, polling), startHost(stores, undefined, undefined, polling)]);
-    hosts.push(c!, d!);
+    hosts.push(c, d);
     const fileRing = JSON.parse(await fs.readFile(path.join(fileKeysDir, 'signing-keys.json'), 'utf8')) as { keys: { kid: string }[] };
     const expected = fileRing.keys.map((k) => k.kid).sort();
-    assert.deepEqual(await kidsOf(c!.url), expected);
-    assert.deepEqual(await kidsOf(d!.url), expected);
+    assert.deepEqual(await kidsOf(c.url), expected);
+    assert.deepEqual(await kidsOf(d.url), expected);
 
     // `veil keys rotate --local` works on the database directly (no announcement): both hosts
     // see the ring's version change and publish the new next key.
@@ -303,7 +305,7 @@ describe('veil keys migrate-to-database', () => {
     assert.equal(local.code, 0, local.stderr);
     const newNext = (JSON.parse(local.stdout) as { keys: { kid: string; alg: string; status: string }[] }).keys.find((k) => k.alg === 'ES256' && k.status === 'next')!.kid;
     assert.ok(!expected.includes(newNext));
-    for (const host of [c!, d!]) await eventually(async () => ((await kidsOf(host.url)).includes(newNext) ? true : undefined));
+    for (const host of [c, d]) await eventually(async () => ((await kidsOf(host.url)).includes(newNext) ? true : undefined));
     assert.deepEqual(fileRing, JSON.parse(await fs.readFile(path.join(fileKeysDir, 'signing-keys.json'), 'utf8')), 'the files are not touched');
   });
 });

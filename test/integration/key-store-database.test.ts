@@ -13,7 +13,7 @@ import { KeyFileError } from '../../src/crypto/keys.js';
 import { Envelope, generateMasterKey, parseMasterKeys } from '../../src/crypto/master-key.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { migrate, readMigrations } from '../../src/store/migrator.js';
-import { createTestStores, type TestStores } from '../helpers/stores.js';
+import { createTestStores } from '../helpers/stores.js';
 
 const envelope = (key = generateMasterKey()) => new Envelope(parseMasterKeys(key, 'test'));
 
@@ -76,7 +76,7 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
       assert.match(row.private_jwk, /^v2\./);
       assert.doesNotMatch(row.private_jwk, /"d"/);
       // The very sealed value the file format holds: opened with the kid as context.
-      assert.equal(JSON.parse(envelope(master).open(row.private_jwk, 'signing-keys', row.kid)).kid, row.kid);
+      assert.equal((JSON.parse(envelope(master).open(row.private_jwk, 'signing-keys', row.kid)) as { kid: string }).kid, row.kid);
     }
     // A second host reads the same ring and signs with the same keys.
     const other = await DatabaseKeyStore.open(await fresh.open(), envelope(master));
@@ -104,7 +104,11 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
     const es = ring.keys.filter((k) => k.alg === 'ES256');
     // Start: active + next. Each rotation adds one next key: nothing overwritten by a racing writer.
     assert.equal(es.length, kidsBefore.size + hosts.length);
-    for (const kid of [...kidsBefore, ...activated]) assert.ok(es.some((k) => k.kid === kid), `key ${kid} kept`);
+    for (const kid of [...kidsBefore, ...activated])
+      assert.ok(
+        es.some((k) => k.kid === kid),
+        `key ${kid} kept`,
+      );
     assert.equal(es.filter((k) => k.status === 'active').length, 1);
     assert.equal(es.filter((k) => k.status === 'next').length, 1);
     assert.ok(activated.includes(ring.active('ES256')!.kid));
@@ -112,9 +116,16 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
     // A retirement and a rotation at the same time: the retired key goes, the rotation's keys stay.
     const retiring = es.find((k) => k.status === 'retiring')!;
     const [retired, rotated] = await Promise.all([retireKey(hosts[1]!, retiring.kid, { force: true }), rotateKeys(hosts[2]!, env, { algs: ['RS256'], graceSeconds: 600 })]);
-    assert.equal(retired.keys.some((k) => k.kid === retiring.kid), false);
+    assert.equal(
+      retired.keys.some((k) => k.kid === retiring.kid),
+      false,
+    );
     const final = (await readKeyRing(hosts[3]!))!;
-    assert.equal(final.keys.some((k) => k.kid === retiring.kid), false, 'the retirement is not undone by the racing rotation');
+    assert.equal(
+      final.keys.some((k) => k.kid === retiring.kid),
+      false,
+      'the retirement is not undone by the racing rotation',
+    );
     assert.equal(final.active('RS256')!.kid, rotated.activated[0]!.kid, 'the rotation is not undone by the racing retirement');
     assert.equal(final.keys.length, ring.keys.length - 1 /* retired */ + 1 /* RS256's new next key */);
   });
@@ -136,7 +147,10 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
   test('a database without the key tables stops start-up naming KEYS_STORE', async () => {
     const bare = await freshDatabase({ migrated: false });
     try {
-      await assert.rejects(DatabaseKeyStore.open(bare.db, envelope()), (err: unknown) => err instanceof KeyFileError && /KEYS_STORE=database/.test(err.message) && /migrat/.test(err.message));
+      await assert.rejects(
+        DatabaseKeyStore.open(bare.db, envelope()),
+        (err: unknown) => err instanceof KeyFileError && /KEYS_STORE=database/.test(err.message) && /migrat/.test(err.message),
+      );
     } finally {
       await bare.close();
     }
@@ -147,10 +161,13 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
     try {
       const env = envelope(master);
       const store = await DatabaseKeyStore.open(target.db, env);
-      const fileRing = (await readKeyRing(await DatabaseKeyStore.open(fresh.db, env)))!.file as KeyRingFile;
+      const fileRing = (await readKeyRing(await DatabaseKeyStore.open(fresh.db, env)))!.file;
       const cookies = ['c'.repeat(43)];
       assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'copied', cookieKeys: 'copied' });
-      assert.deepEqual((await readKeyRing(store))!.keys.map((k) => [k.kid, k.status, k.private]), fileRing.keys.map((k) => [k.kid, k.status, k.private]));
+      assert.deepEqual(
+        (await readKeyRing(store))!.keys.map((k) => [k.kid, k.status, k.private]),
+        fileRing.keys.map((k) => [k.kid, k.status, k.private]),
+      );
       assert.deepEqual(await store.cookieKeys(), cookies);
       const version = await store.fingerprint();
       assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'unchanged', cookieKeys: 'unchanged' }, 'idempotent');
@@ -158,7 +175,10 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
 
       const other = await DatabaseKeyStore.open(target.db, env);
       const mutated: KeyRingFile = { version: 2, keys: fileRing.keys.filter((k) => k.status !== 'next') };
-      await assert.rejects(other.adopt(mutated, cookies), (err: unknown) => err instanceof KeyFileError && /different signing-key ring/.test(err.message) && /nothing was written/.test(err.message));
+      await assert.rejects(
+        other.adopt(mutated, cookies),
+        (err: unknown) => err instanceof KeyFileError && /different signing-key ring/.test(err.message) && /nothing was written/.test(err.message),
+      );
       await assert.rejects(other.adopt(fileRing, ['d'.repeat(43)]), /different cookie keys/);
       assert.equal(await store.fingerprint(), version);
       assert.deepEqual(await store.cookieKeys(), cookies);

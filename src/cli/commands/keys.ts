@@ -140,11 +140,13 @@ export function registerKeys(program: Command, ctx: CliContext): void {
         await db.close();
       }
       const kids = ring.keys.map((k) => k.kid);
-      ctx.output().result({ signing_keys: outcome.ring, cookie_keys: outcome.cookieKeys, kids }, () => [
-        outcome.ring === 'copied' ? `copied ${kids.length} signing keys (${kids.join(', ')}) into the database` : 'the database already holds this key ring; nothing to copy',
-        ...(outcome.cookieKeys === 'copied' ? ['copied the cookie keys into the database'] : []),
-        'set KEYS_STORE=database on every host and restart them; the files in KEYS_DIR were left in place',
-      ]);
+      ctx
+        .output()
+        .result({ signing_keys: outcome.ring, cookie_keys: outcome.cookieKeys, kids }, () => [
+          outcome.ring === 'copied' ? `copied ${kids.length} signing keys (${kids.join(', ')}) into the database` : 'the database already holds this key ring; nothing to copy',
+          ...(outcome.cookieKeys === 'copied' ? ['copied the cookie keys into the database'] : []),
+          'set KEYS_STORE=database on every host and restart them; the files in KEYS_DIR were left in place',
+        ]);
     });
 
   keys
@@ -175,9 +177,11 @@ export function registerKeys(program: Command, ctx: CliContext): void {
           throw new CliError('store_unavailable', `cannot re-seal the database: ${(err as Error).message}`, { cause: err });
         }
       });
-      ctx.output().result({ signing_keys: signingKeys, client_secrets: clients, account_names: accounts }, () => [
-        `re-sealed ${signingKeys} signing keys, ${clients} client secrets, ${accounts} account names`,
-        'Redis entries sealed under the old key expire by themselves: keep the old key configured until the longest of REFRESH_TOKEN_TTL and SESSION_TTL has passed, then drop it',
-      ]);
+      ctx
+        .output()
+        .result({ signing_keys: signingKeys, client_secrets: clients, account_names: accounts }, () => [
+          `re-sealed ${signingKeys} signing keys, ${clients} client secrets, ${accounts} account names`,
+          'Redis entries sealed under the old key expire by themselves: keep the old key configured until the longest of REFRESH_TOKEN_TTL and SESSION_TTL has passed, then drop it',
+        ]);
     });
 }
