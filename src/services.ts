@@ -4,7 +4,6 @@
  * depends on the current signing keys; what does is built per key set by the ProviderHost.
  * Whatever is opened is registered on the cleanup stack as it is opened.
  */
-import type { Redis } from 'ioredis';
 import { createTokenLimits } from './abuse/client-throttle.js';
 import { LoginThrottle } from './abuse/login-throttle.js';
 import { AccountService } from './accounts/account-service.js';
@@ -33,7 +32,7 @@ import { openDatabase, reachDatabase, type Database } from './store/database.js'
 import { GrantRepository } from './store/grants.js';
 import { LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from './store/invalidation.js';
 import { MemoryStore } from './store/memory-store.js';
-import { closeRedis, connectRedis } from './store/redis-connection.js';
+import { closeRedis, connectRedis, describeRedis, type RedisClient } from './store/redis-connection.js';
 import { RedisStore } from './store/redis-store.js';
 import { ResourceServerRepository } from './store/resource-servers.js';
 import type { ShortLivedStore } from './store/short-lived-store.js';
@@ -43,7 +42,7 @@ export interface Services {
   logger: Logger;
   database: Database;
   /** The process's one Redis connection (store, bus, throttles); undefined in embedded mode. */
-  redis: Redis | undefined;
+  redis: RedisClient | undefined;
   shortLived: ShortLivedStore;
   bus: InvalidationBus;
   envelope: Envelope;
@@ -90,7 +89,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
 
   const { envelope, keyStore, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger, database);
 
-  const redis = config.redis ? await connectRedis(config.redis.url) : undefined;
+  const redis = config.redis ? await connectRedis(config.redis) : undefined;
   const keyPrefix = config.redis?.keyPrefix ?? '';
   if (redis) cleanup.push(() => closeRedis(redis));
   const shortLived: ShortLivedStore = redis ? new RedisStore(redis, { keyPrefix, atRest: envelopeAtRest(envelope) }) : new MemoryStore();
@@ -101,7 +100,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   logger.info(
     {
       durable: config.database.kind === 'postgres' ? `PostgreSQL ${describeUrl(config.database.url)}` : `embedded PGlite at ${config.database.dataDir}`,
-      shortLived: config.redis ? `Redis ${describeUrl(config.redis.url)} (prefix "${keyPrefix}")` : 'in-process memory (embedded; not shared, lost on restart)',
+      shortLived: config.redis ? `${describeRedis(config.redis)} (prefix "${keyPrefix}")` : 'in-process memory (embedded; not shared, lost on restart)',
     },
     'stores in use',
   );

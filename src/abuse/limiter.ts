@@ -3,12 +3,12 @@
  * process memory, and the form of a client address used as a counter key.
  */
 import { isIP } from 'node:net';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis-connection.js';
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
 /** Where counters live in Redis mode; omitted, they live in this process (embedded mode). */
 export interface RedisBackend {
-  client: Redis;
+  client: RedisClient;
   /** REDIS_KEY_PREFIX; counters go under `<prefix>throttle:<name>:`. */
   keyPrefix: string;
 }

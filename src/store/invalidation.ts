@@ -5,7 +5,8 @@
  * in-process emitter in embedded mode (one process).
  */
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 
 /** `all`: this process may have missed announcements (its subscription dropped); drop everything. */
 export type InvalidationTopic = 'client' | 'resource' | 'account' | 'keys' | 'all';
@@ -34,16 +35,23 @@ export class RedisInvalidationBus implements InvalidationBus {
   readonly #handlers: InvalidationHandler[] = [];
 
   private constructor(
-    private readonly publisher: Redis,
-    private readonly subscriber: Redis,
+    private readonly publisher: RedisClient,
+    private readonly subscriber: RedisClient,
     private readonly channel: string,
   ) {
-    // Announcements made while the subscription was down are lost: start clean after a reconnect.
+    // Announcements made while the subscription was down are lost: start clean after a reconnect
+    // (on Sentinel, also the move to a new master after a failover).
     let connectedOnce = false;
+    const dropAll = () => {
+      for (const handler of this.#handlers) handler('all', '');
+    };
     subscriber.on('ready', () => {
-      if (connectedOnce) for (const handler of this.#handlers) handler('all', '');
+      if (connectedOnce) dropAll();
       connectedOnce = true;
     });
+    // On a Cluster, the subscription lives on one node that ioredis replaces when it leaves the
+    // cluster (or a node joins while there is none): announcements may have been missed then.
+    if (subscriber.isCluster) for (const event of ['+node', '-node']) subscriber.on(event, () => connectedOnce && dropAll());
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
       const sep = message.indexOf(':');
@@ -52,9 +60,14 @@ export class RedisInvalidationBus implements InvalidationBus {
     });
   }
 
-  /** `client` is the store's command connection; a subscriber needs a connection of its own. */
-  static async connect(client: Redis, keyPrefix: string): Promise<RedisInvalidationBus> {
-    const subscriber = client.duplicate({ enableOfflineQueue: true });
+  /**
+   * `client` is the store's command connection; a subscriber needs a connection of its own. On a
+   * Cluster, PUBLISH reaches every node, so one subscription on any node hears every process.
+   */
+  static async connect(client: RedisClient, keyPrefix: string): Promise<RedisInvalidationBus> {
+    const subscriber = client.isCluster
+      ? (client as Cluster).duplicate([], { enableOfflineQueue: true, lazyConnect: false })
+      : (client as Redis).duplicate({ enableOfflineQueue: true });
     subscriber.on('error', () => {});
     const channel = `${keyPrefix}invalidate`;
     await subscriber.subscribe(channel);
@@ -70,6 +83,7 @@ export class RedisInvalidationBus implements InvalidationBus {
   }
 
   async close(): Promise<void> {
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.subscriber.quit().catch(() => {});
+    this.subscriber.disconnect();
   }
 }

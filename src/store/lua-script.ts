@@ -6,7 +6,7 @@
  * writing script text to Redis, and Redis hashing it again on every call.
  */
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 
 export class LuaScript<Result> {
   readonly sha: string;
@@ -15,7 +15,7 @@ export class LuaScript<Result> {
     this.sha = createHash('sha1').update(lua).digest('hex');
   }
 
-  async run(client: Redis, keys: readonly string[], args: ReadonlyArray<string | number> = []): Promise<Result> {
+  async run(client: RedisClient, keys: readonly string[], args: ReadonlyArray<string | number> = []): Promise<Result> {
     try {
       return (await client.evalsha(this.sha, keys.length, ...keys, ...args)) as Result;
     } catch (err) {

@@ -1,27 +1,41 @@
 /**
- * ShortLivedStore on Redis. Every key carries the configured prefix and, where it is built
- * from a bearer value (token, code, session id), only a keyed hash of it; every payload is
- * encrypted and bound to its key (src/store/at-rest.ts). Entries have TTLs; grant-owned
- * entries are also listed per grant so a revoked grant takes all of its tokens with it.
+ * ShortLivedStore on Redis: a single server, a master behind Sentinel, or a Redis Cluster. Every
+ * key carries the configured prefix and, where it is built from a bearer value (token, code,
+ * session id), only a keyed hash of it; every payload is encrypted and bound to its key
+ * (src/store/at-rest.ts). Entries have TTLs; grant-owned entries are also listed per grant so a
+ * revoked grant takes all of its tokens with it.
  *
- * Key layout (H = keyed hash):
- *   <p><Model>:H(id)                record (sealed JSON)
- *   <p><Model>:H(id):consumed       when it was consumed (codes, refresh tokens)
- *   <p><Model>:uid:H(uid)           sealed id, for findByUid (and :userCode: likewise)
- *   <p>grant:<grantId>              list of the grant's record keys (kept short: GRANT_LIST_MAX)
- *   <p>revoked-grant:<grantId>      the grant was revoked: refuse further writes for it
- *   <p>issued:H(sha256(token))      "<Model>:H(jti)" of a sealed access token
- *   <p>revoked-jti:H(jti)           the revocation blacklist
- *   <p>once:H(key)                  replay detection
- * The multi-key scripts assume a single Redis node (or keys in one hash slot). Scripts run by
- * their SHA (lua-script.ts). The connection is made by redis-connection.ts and shared with the
- * invalidation bus and the throttles.
+ * Key layout (H = keyed hash of an id; {…} = the Redis Cluster hash tag that picks the slot):
+ *   in a grant's slot, {g:<grantId>}: everything a script touches for one grant
+ *     <p>grant:{g:<grantId>}                  list of the grant's record keys (kept short: GRANT_LIST_MAX)
+ *     <p>revoked-grant:{g:<grantId>}          the grant was revoked: refuse further writes for it
+ *     <p><Model>:{g:<grantId>}:H(id)          record of a grant-owned entry (codes, refresh and access tokens)
+ *     <p><Model>:{g:<grantId>}:H(id):consumed when it was consumed
+ *     <p>revoked-jti:{g:<grantId>}:H(jti)     the revocation blacklist, for the grant's access tokens
+ *   in an id's own slot, {H(id)}:
+ *     <p><Model>:{H(id)}:grant                the grant id of a grant-owned entry: where its record is
+ *     <p><Model>:{H(id)}                      record of an entry of no grant (sessions, interactions,
+ *     <p><Model>:{H(id)}:consumed               client-credentials tokens, ...) and its consumed marker
+ *     <p>revoked-jti:{H(jti)}                 the blacklist, for tokens of no grant (and by jti)
+ *   single keys, each in a slot of its own:
+ *     <p><Model>:uid:H(uid)                   sealed id, for findByUid (and :userCode: likewise)
+ *     <p>issued:H(sha256(token))              the record key (less <p>) of a sealed access token
+ *     <p>once:H(key)                          replay detection
+ * An id alone does not tell its grant, so a look-up by id reads the id's own slot first (record
+ * or grant reference, one MGET), then, for a grant-owned entry, the grant's slot; the grant of an
+ * entry never changes, so the two steps need no atomicity. Every script's keys are in one slot:
+ * a grant's scripts (write, rotate, revoke, list bound) only touch its slot, consume touches one
+ * record and its marker. Written before this layout (single Redis only: Cluster was not
+ * supported), entries under `<p><Model>:H(id)`, `<p>grant:<grantId>` and `<p>revoked-grant:…`
+ * are still read, consumed, rotated and revoked when the connection is not a Cluster.
+ * Scripts run by their SHA (lua-script.ts). The connection is made by redis-connection.ts and
+ * shared with the invalidation bus and the throttles.
  */
-import type { Redis } from 'ioredis';
 import type { AdapterPayload } from 'oidc-provider';
 import { plainAtRest, type AtRest } from './at-rest.js';
 import { StoreUnavailableError } from './errors.js';
 import { LuaScript } from './lua-script.js';
+import type { RedisClient } from './redis-connection.js';
 import {
   GRANTABLE_MODELS,
   GRANT_LIST_MAX,
@@ -86,37 +100,39 @@ end
 
 // Writes a grant-owned entry, unless its grant has been revoked: the check and the write are one
 // step, so a refresh that loaded its token before a revocation cannot write a new token after it.
-//   KEYS: record, grant list, revoked-grant marker
+//   KEYS: record, grant list, revoked-grant marker(s) (the old layout's too, on a single Redis)
 //   ARGV: payload, ttl, list bound, access-token key prefix, blacklist key prefix
 const GUARDED_UPSERT = new LuaScript<number>(`${LIST_ON_GRANT}
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 listOnGrant(KEYS[1], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
 return 1
 `);
 
-// One refresh, in one step: consumes the presented refresh token (exactly one winner), writes its
-// successor on the grant's list (unless the grant was revoked meanwhile) and indexes the access
-// token issued with it. Returns 1 rotated, 0 reused (already consumed), 2 grant revoked, 3 no
-// such record (under this key form); nothing is written unless it returns 1.
-//   KEYS: presented record, its consumed marker, successor record, grant list, revoked-grant
-//         marker, issued-token index (or '' for none)
-//   ARGV: now, successor payload, successor ttl, list bound, access-token key prefix, blacklist
-//         key prefix, index value, index ttl
+// One refresh, in one step: consumes the presented refresh token (exactly one winner) and writes
+// its successor on the grant's list (unless the grant was revoked meanwhile). Returns 1 rotated,
+// 0 reused (already consumed), 2 grant revoked, 3 no such record (under this key form); nothing
+// is written unless it returns 1.
+//   KEYS: presented record, its consumed marker, successor record, grant list, revoked-grant marker(s)
+//   ARGV: now, successor payload, successor ttl, list bound, access-token key prefix, blacklist key prefix
 const ROTATE_REFRESH = new LuaScript<number>(`${LIST_ON_GRANT}
-if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+for i = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 2 end
+end
 local ttl = redis.call('TTL', KEYS[1])
 if ttl == -2 then return 3 end
 if ttl < 1 then ttl = 1 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ttl) then return 0 end
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
 listOnGrant(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6])
-if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[8]) end
 return 1
 `);
 
 // Records a replay key unless any of its forms is recorded already. Only the first form is ever
-// written; the others are older namings (see AtRest), still checked until they expire.
+// written; the others are older namings (see AtRest), still checked until they expire. Single
+// Redis only: on a Cluster the forms are in different slots (see claimOnce).
 //   KEYS: every form, the one to write first   ARGV: ttl
 const CLAIM_ONCE = new LuaScript<number>(`
 for i = 2, #KEYS do
@@ -129,24 +145,30 @@ return 0
 // Revokes a grant in one step: deletes every entry listed for it, blacklists each of its access
 // tokens for as long as the token would have lived, and marks the grant revoked so no write for
 // it can follow (see GUARDED_UPSERT).
-//   KEYS: grant list, revoked-grant marker
-//   ARGV: marker ttl, access-token key prefix, blacklist key prefix
+//   KEYS: the grant's list(s), then its revoked-grant marker(s) (the old layout's too, on a single Redis)
+//   ARGV: marker ttl, access-token key prefix, blacklist key prefix, how many KEYS are lists
 const REVOKE_GRANT = new LuaScript<number>(`
-local keys = redis.call('LRANGE', KEYS[1], 0, -1)
 local tokenPrefix = ARGV[2]
-for _, key in ipairs(keys) do
-  if string.sub(key, 1, #tokenPrefix) == tokenPrefix then
-    local ttl = redis.call('TTL', key)
-    if ttl > 0 then redis.call('SET', ARGV[3] .. string.sub(key, #tokenPrefix + 1), '1', 'EX', ttl) end
+local lists = tonumber(ARGV[4])
+local count = 0
+for l = 1, lists do
+  local keys = redis.call('LRANGE', KEYS[l], 0, -1)
+  for _, key in ipairs(keys) do
+    if string.sub(key, 1, #tokenPrefix) == tokenPrefix then
+      local ttl = redis.call('TTL', key)
+      if ttl > 0 then redis.call('SET', ARGV[3] .. string.sub(key, #tokenPrefix + 1), '1', 'EX', ttl) end
+    end
+    redis.call('DEL', key, key .. ':consumed')
   end
-  redis.call('DEL', key, key .. ':consumed')
+  redis.call('DEL', KEYS[l])
+  count = count + #keys
 end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-return #keys
+for m = lists + 1, #KEYS do redis.call('SET', KEYS[m], '1', 'EX', ARGV[1]) end
+return count
 `);
 
-// Resolves an issued-token index entry ("Model:H(jti)") to its record and blacklist state.
+// Resolves an issued-token index entry (a record key less the prefix) to its record and blacklist
+// state in one round trip. Single Redis only (the record is in another slot than the index).
 //   KEYS: index   ARGV: key prefix, blacklist key prefix
 const LOOKUP_ISSUED = new LuaScript<[string, string | null, number] | null>(`
 local ref = redis.call('GET', KEYS[1])
@@ -161,46 +183,88 @@ export interface RedisStoreOptions {
   atRest?: AtRest;
 }
 
+/** A record key, with the record and its consumed marker as read (undefined: not read yet). */
+interface Slot {
+  key: string;
+  raw?: string | null;
+  consumed?: string | null;
+}
+
+/** Where one stored form (H) of an id lives: its own slot's record, and its grant's record key when it belongs to one. */
+interface Located {
+  h: string;
+  /** The record in the grant's slot (from the id's grant reference), not read yet. */
+  inGrant: Slot | undefined;
+  /** The record in the id's own slot (an entry of no grant), read with the grant reference. */
+  own: Slot;
+  /** The old layout's record (single Redis only), read likewise. */
+  legacy: Slot | undefined;
+}
+
+const seconds = (s: number) => Math.max(1, Math.ceil(s));
+
 export class RedisStore implements ShortLivedStore {
   readonly kind = 'redis';
-  readonly #client: Redis;
+  readonly #client: RedisClient;
   readonly #prefix: string;
   readonly #atRest: AtRest;
+  /** On a single Redis (or Sentinel), entries of the old key layout are still read. */
+  readonly #legacy: boolean;
 
   /** `client` is the process's one Redis connection (redis-connection.ts), shared with the bus and the throttles. */
-  constructor(client: Redis, options: RedisStoreOptions) {
+  constructor(client: RedisClient, options: RedisStoreOptions) {
     this.#client = client;
     this.#prefix = options.keyPrefix;
     this.#atRest = options.atRest ?? plainAtRest;
+    this.#legacy = !client.isCluster;
   }
 
-  /** Record keys of an id, current master key first (see AtRest). */
-  #keys(model: string, id: string): string[] {
-    return this.#atRest.ids(id).map((h) => `${this.#prefix}${model}:${h}`);
-  }
+  // --- key names (see the layout above) ---
 
-  #key(model: string, id: string): string {
-    return this.#keys(model, id)[0]!;
+  #hashes(id: string): string[] {
+    return this.#atRest.ids(id);
   }
-
-  #grantKey(grantId: string): string {
-    return `${this.#prefix}grant:${grantId}`;
+  #own(model: string, h: string): string {
+    return `${this.#prefix}${model}:{${h}}`;
   }
-
-  #revokedGrantKey(grantId: string): string {
-    return `${this.#prefix}revoked-grant:${grantId}`;
+  #grantRef(model: string, h: string): string {
+    return `${this.#own(model, h)}:grant`;
   }
-
-  #issuedKey(tokenHash: string): string {
-    return `${this.#prefix}issued:${this.#atRest.ids(tokenHash)[0]}`;
+  #inGrant(model: string, grantId: string, h: string): string {
+    return `${this.#prefix}${model}:{g:${grantId}}:${h}`;
   }
-
+  #legacyKey(model: string, h: string): string {
+    return `${this.#prefix}${model}:${h}`;
+  }
+  #grantList(grantId: string): string {
+    return `${this.#prefix}grant:{g:${grantId}}`;
+  }
+  #revokedGrant(grantId: string): string {
+    return `${this.#prefix}revoked-grant:{g:${grantId}}`;
+  }
+  /** The grant's lists and revoked markers: this layout's, then (single Redis) the old one's. */
+  #grantLists(grantId: string): string[] {
+    return this.#legacy ? [this.#grantList(grantId), `${this.#prefix}grant:${grantId}`] : [this.#grantList(grantId)];
+  }
+  #revokedGrants(grantId: string): string[] {
+    return this.#legacy ? [this.#revokedGrant(grantId), `${this.#prefix}revoked-grant:${grantId}`] : [this.#revokedGrant(grantId)];
+  }
+  #index(model: string, kind: string, h: string): string {
+    return `${this.#prefix}${model}:${kind}:${h}`;
+  }
+  #issuedKey(h: string): string {
+    return `${this.#prefix}issued:${h}`;
+  }
   get #blacklistPrefix(): string {
     return `${this.#prefix}revoked-jti:`;
   }
-
   get #tokenPrefix(): string {
     return `${this.#prefix}${SEALED_MODELS[0]}:`;
+  }
+  /** The blacklist entry that goes with a record key: same slot, `revoked-jti:` for `<Model>:`. */
+  #blacklistOf(recordKey: string): string {
+    const rest = recordKey.slice(this.#prefix.length);
+    return `${this.#blacklistPrefix}${rest.slice(rest.indexOf(':') + 1)}`;
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {
@@ -220,83 +284,122 @@ export class RedisStore implements ShortLivedStore {
     return JSON.parse(this.#atRest.open(raw, key)) as AdapterPayload;
   }
 
+  /**
+   * Each stored form of an id (current master key first), in one round trip: its grant reference
+   * and its own slot's record (one MGET per form, one slot; on a single Redis the old layout's
+   * record too). A grant-owned record is then read from the grant's slot.
+   */
+  async #locate(model: string, id: string): Promise<Located[]> {
+    return Promise.all(
+      this.#hashes(id).map(async (h) => {
+        const own = this.#own(model, h);
+        const legacy = this.#legacy ? this.#legacyKey(model, h) : undefined;
+        const keys = [this.#grantRef(model, h), own, `${own}:consumed`, ...(legacy ? [legacy, `${legacy}:consumed`] : [])];
+        const [grantId, raw, consumed, legacyRaw, legacyConsumed] = await this.#client.mget(...keys);
+        return {
+          h,
+          inGrant: grantId ? { key: this.#inGrant(model, grantId, h) } : undefined,
+          own: { key: own, raw, consumed },
+          legacy: legacy ? { key: legacy, raw: legacyRaw, consumed: legacyConsumed } : undefined,
+        };
+      }),
+    );
+  }
+
+  /** The payload of a record slot, read now unless it was read with the locate. */
+  async #payload(slot: Slot): Promise<AdapterPayload | undefined> {
+    if (slot.raw === undefined) [slot.raw = null, slot.consumed = null] = await this.#client.mget(slot.key, `${slot.key}:consumed`);
+    if (!slot.raw) return undefined;
+    const payload = this.#open(slot.raw, slot.key);
+    if (slot.consumed) payload.consumed = Number(slot.consumed);
+    return payload;
+  }
+
   async upsert(model: string, id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-    const key = this.#key(model, id);
-    const ttl = Math.max(1, Math.ceil(expiresIn));
-    const grantId = GRANTABLE_MODELS.has(model) ? payload.grantId : undefined;
+    const h = this.#hashes(id)[0]!;
+    const ttl = seconds(expiresIn);
+    const grantId = GRANTABLE_MODELS.has(model) && typeof payload.grantId === 'string' ? payload.grantId : undefined;
+    const key = grantId ? this.#inGrant(model, grantId, h) : this.#own(model, h);
     const sealed = this.#seal(payload, key);
     await this.#run(async () => {
-      if (grantId) {
-        const written = await GUARDED_UPSERT.run(
-          this.#client,
-          [key, this.#grantKey(grantId), this.#revokedGrantKey(grantId)],
-          [sealed, ttl, GRANT_LIST_MAX, this.#tokenPrefix, this.#blacklistPrefix],
-        );
-        if (written !== 1) throw new GrantRevokedError();
-      } else {
-        await this.#client.set(key, sealed, 'EX', ttl);
+      const writes: Array<Promise<unknown>> = [];
+      for (const [index, value] of [['userCode', payload.userCode], ['uid', payload.uid]] as const) {
+        if (!value) continue;
+        const indexKey = this.#index(model, index, this.#hashes(value)[0]!);
+        writes.push(this.#client.set(indexKey, this.#atRest.seal(id, indexKey), 'EX', ttl));
       }
-      if (payload.userCode || payload.uid) {
-        const multi = this.#client.multi();
-        for (const [index, value] of [['userCode', payload.userCode], ['uid', payload.uid]] as const) {
-          if (!value) continue;
-          const indexKey = this.#key(`${model}:${index}`, value);
-          multi.set(indexKey, this.#atRest.seal(id, indexKey), 'EX', ttl);
-        }
-        await multi.exec();
+      if (!grantId) {
+        await Promise.all([this.#client.set(key, sealed, 'EX', ttl), ...writes]);
+        return;
+      }
+      const grantRef = this.#grantRef(model, h);
+      const [written] = await Promise.all([
+        GUARDED_UPSERT.run(this.#client, [key, this.#grantList(grantId), ...this.#revokedGrants(grantId)], [sealed, ttl, GRANT_LIST_MAX, this.#tokenPrefix, this.#blacklistPrefix]),
+        this.#client.set(grantRef, grantId, 'EX', ttl),
+        ...writes,
+      ]);
+      if (written !== 1) {
+        await this.#client.del(grantRef);
+        throw new GrantRevokedError();
       }
     });
   }
 
+  /** The index's value: the record key (less the prefix) of the token, in its grant's slot when it has a grant. */
   async indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void> {
-    const ttl = Math.max(1, Math.ceil(expiresIn));
-    const ref = this.#key(model, jti).slice(this.#prefix.length);
-    await this.#run(() => this.#client.set(this.#issuedKey(tokenHash), ref, 'EX', ttl));
+    await this.#run(async () => {
+      const [first] = GRANTABLE_MODELS.has(model) ? await this.#locate(model, jti) : [undefined];
+      const record = first?.inGrant?.key ?? this.#own(model, this.#hashes(jti)[0]!);
+      await this.#client.set(this.#issuedKey(this.#hashes(tokenHash)[0]!), record.slice(this.#prefix.length), 'EX', seconds(expiresIn));
+    });
   }
 
   async rotateRefreshToken({ consumed, successor, accessToken }: RefreshRotation): Promise<RotationOutcome> {
     const grantId = successor.payload.grantId;
-    if (!grantId) throw new Error('a rotated refresh token belongs to a grant');
-    const next = this.#key('RefreshToken', successor.id);
-    const ttl = Math.max(1, Math.ceil(successor.expiresIn));
-    const args = [
-      Math.floor(Date.now() / 1000),
-      this.#seal(successor.payload, next),
-      ttl,
-      GRANT_LIST_MAX,
-      this.#tokenPrefix,
-      this.#blacklistPrefix,
-      accessToken ? this.#key(accessToken.model, accessToken.jti).slice(this.#prefix.length) : '',
-      accessToken ? Math.max(1, Math.ceil(accessToken.expiresIn)) : 1,
-    ];
-    const index = accessToken ? this.#issuedKey(accessToken.tokenHash) : '';
+    if (typeof grantId !== 'string') throw new Error('a rotated refresh token belongs to a grant');
+    const nextHash = this.#hashes(successor.id)[0]!;
+    const next = this.#inGrant('RefreshToken', grantId, nextHash);
+    const ttl = seconds(successor.expiresIn);
+    const args = [Math.floor(Date.now() / 1000), this.#seal(successor.payload, next), ttl, GRANT_LIST_MAX, this.#tokenPrefix, this.#blacklistPrefix];
+    // Written before the rotation (nothing can reach them before the response carries the new
+    // values), so that a rotation that happened is never left without them; taken back if it did not.
+    const nextRef = this.#grantRef('RefreshToken', nextHash);
+    const index = accessToken && this.#issuedKey(this.#hashes(accessToken.tokenHash)[0]!);
+    await this.#run(() =>
+      Promise.all([
+        this.#client.set(nextRef, grantId, 'EX', ttl),
+        index &&
+          this.#client.set(index, this.#inGrant(accessToken.model, grantId, this.#hashes(accessToken.jti)[0]!).slice(this.#prefix.length), 'EX', seconds(accessToken.expiresIn)),
+      ]),
+    );
     let outcome = 3;
-    // The presented token may be stored under an older key form (see AtRest).
-    for (const presented of this.#keys('RefreshToken', consumed)) {
+    // The presented token may be stored under an older key form (see AtRest), or the old layout.
+    const presentedKeys = this.#hashes(consumed).flatMap((h) => [this.#inGrant('RefreshToken', grantId, h), ...(this.#legacy ? [this.#legacyKey('RefreshToken', h)] : [])]);
+    for (const presented of presentedKeys) {
       outcome = await this.#run(() =>
-        ROTATE_REFRESH.run(this.#client, [presented, `${presented}:consumed`, next, this.#grantKey(grantId), this.#revokedGrantKey(grantId), index], args),
+        ROTATE_REFRESH.run(this.#client, [presented, `${presented}:consumed`, next, this.#grantList(grantId), ...this.#revokedGrants(grantId)], args),
       );
       if (outcome !== 3) break;
     }
+    if (outcome !== 1) await this.#run(() => Promise.all([this.#client.del(nextRef), index && this.#client.del(index)]));
     return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : 'reused';
   }
 
   async find(model: string, id: string): Promise<AdapterPayload | undefined> {
-    const keys = this.#keys(model, id);
-    const values = await this.#run(() => this.#client.mget(keys.flatMap((k) => [k, `${k}:consumed`])));
-    for (let i = 0; i < keys.length; i++) {
-      const raw = values[i * 2];
-      if (!raw) continue;
-      const payload = this.#open(raw, keys[i]!);
-      const consumed = values[i * 2 + 1];
-      if (consumed) payload.consumed = Number(consumed);
-      return payload;
-    }
-    return undefined;
+    return this.#run(async () => {
+      for (const form of await this.#locate(model, id)) {
+        for (const slot of [form.inGrant, form.own, form.legacy]) {
+          const payload = slot && (await this.#payload(slot));
+          if (payload) return payload;
+        }
+      }
+      return undefined;
+    });
   }
 
   async #findByIndex(model: string, index: string, value: string): Promise<AdapterPayload | undefined> {
-    for (const key of this.#keys(`${model}:${index}`, value)) {
+    for (const h of this.#hashes(value)) {
+      const key = this.#index(model, index, h);
       const sealedId = await this.#run(() => this.#client.get(key));
       if (sealedId) return this.find(model, this.#atRest.open(sealedId, key));
     }
@@ -311,71 +414,124 @@ export class RedisStore implements ShortLivedStore {
     return this.#findByIndex(model, 'userCode', userCode);
   }
 
+  /** The record a stored reference names (a record key less the prefix), with its blacklist state (same slot). */
+  #issued(ref: string, raw: string, revoked: boolean): IssuedTokenRecord {
+    const payload = this.#open(raw, `${this.#prefix}${ref}`);
+    return { model: ref.slice(0, ref.indexOf(':')), jti: String(payload.jti), payload, revoked };
+  }
+
   async findIssuedByHash(tokenHash: string): Promise<IssuedTokenRecord | undefined> {
-    for (const hashed of this.#atRest.ids(tokenHash)) {
-      const found = await this.#run(() => LOOKUP_ISSUED.run(this.#client, [`${this.#prefix}issued:${hashed}`], [this.#prefix, this.#blacklistPrefix]));
+    for (const h of this.#hashes(tokenHash)) {
+      const index = this.#issuedKey(h);
+      const found = await this.#run(async (): Promise<[string, string | null, number] | null> => {
+        if (this.#legacy) return LOOKUP_ISSUED.run(this.#client, [index], [this.#prefix, this.#blacklistPrefix]);
+        // On a Cluster the index and the record are in different slots: two steps (a reference never changes).
+        const ref = await this.#client.get(index);
+        if (!ref) return null;
+        const record = `${this.#prefix}${ref}`;
+        const [raw, revoked] = await this.#client.mget(record, this.#blacklistOf(record));
+        return [ref, raw ?? null, revoked ? 1 : 0];
+      });
       if (!found || !found[1]) continue;
-      const [ref, raw, revoked] = found;
-      const payload = this.#open(raw, `${this.#prefix}${ref}`);
-      return { model: ref.slice(0, ref.indexOf(':')), jti: String(payload.jti), payload, revoked: revoked === 1 };
+      return this.#issued(found[0], found[1], found[2] === 1);
     }
     return undefined;
   }
 
   async findIssuedByJti(jti: string): Promise<IssuedTokenRecord | undefined> {
-    for (const hashed of this.#atRest.ids(jti)) {
-      const [accessToken, clientCredentials, revoked] = await this.#run(async () => {
-        const replies = await this.#client
-          .multi()
-          .get(`${this.#prefix}${SEALED_MODELS[0]}:${hashed}`)
-          .get(`${this.#prefix}${SEALED_MODELS[1]}:${hashed}`)
-          .exists(`${this.#blacklistPrefix}${hashed}`)
-          .exec();
-        return (replies ?? []).map(([err, value]) => {
-          if (err) throw err;
-          return value;
-        });
-      });
-      const model = accessToken ? SEALED_MODELS[0] : clientCredentials ? SEALED_MODELS[1] : undefined;
-      if (!model) continue;
-      const payload = this.#open((accessToken ?? clientCredentials) as string, `${this.#prefix}${model}:${hashed}`);
-      return { model, jti, payload, revoked: revoked === 1 };
-    }
-    return undefined;
+    return this.#run(async () => {
+      for (const h of this.#hashes(jti)) {
+        // Both models' records of no grant, the access token's grant reference and the blacklist: one slot.
+        const [accessToken, clientCredentials, grantId, revoked] = await this.#client.mget(
+          this.#own(SEALED_MODELS[0], h),
+          this.#own(SEALED_MODELS[1], h),
+          this.#grantRef(SEALED_MODELS[0], h),
+          `${this.#blacklistPrefix}{${h}}`,
+        );
+        let inGrant: { raw: string | null; revoked: string | null } | undefined;
+        if (grantId) {
+          const key = this.#inGrant(SEALED_MODELS[0], grantId, h);
+          const [raw, grantRevoked] = await this.#client.mget(key, this.#blacklistOf(key));
+          inGrant = { raw: raw ?? null, revoked: grantRevoked ?? null };
+        }
+        const listed = !!revoked || !!inGrant?.revoked;
+        if (inGrant?.raw) return this.#issued(`${SEALED_MODELS[0]}:{g:${grantId}}:${h}`, inGrant.raw, listed);
+        if (accessToken) return this.#issued(`${SEALED_MODELS[0]}:{${h}}`, accessToken, listed);
+        if (clientCredentials) return this.#issued(`${SEALED_MODELS[1]}:{${h}}`, clientCredentials, listed);
+        if (this.#legacy) {
+          const [oldAccess, oldClient, oldRevoked] = await this.#client.mget(
+            this.#legacyKey(SEALED_MODELS[0], h),
+            this.#legacyKey(SEALED_MODELS[1], h),
+            `${this.#blacklistPrefix}${h}`,
+          );
+          if (oldAccess) return this.#issued(`${SEALED_MODELS[0]}:${h}`, oldAccess, !!oldRevoked);
+          if (oldClient) return this.#issued(`${SEALED_MODELS[1]}:${h}`, oldClient, !!oldRevoked);
+        }
+      }
+      return undefined;
+    });
   }
 
+  /**
+   * On a single Redis, one script checks every form of the key and claims the current one. On a
+   * Cluster the forms (one per master key) are in different slots and no tag can join them (each
+   * is a hash under a different key): the older forms, which only processes still on the old
+   * master key write, are checked first, then the current form is claimed atomically (SET NX).
+   */
   async claimOnce(key: string, ttl: number): Promise<boolean> {
-    const keys = this.#atRest.ids(key).map((h) => `${this.#prefix}once:${h}`);
-    const claimed = await this.#run(() => CLAIM_ONCE.run(this.#client, keys, [Math.max(1, Math.ceil(ttl))]));
-    return claimed === 1;
+    const keys = this.#hashes(key).map((h) => `${this.#prefix}once:${h}`);
+    const seconds_ = seconds(ttl);
+    return this.#run(async () => {
+      if (this.#legacy) return (await CLAIM_ONCE.run(this.#client, keys, [seconds_])) === 1;
+      const older = await Promise.all(keys.slice(1).map((k) => this.#client.exists(k)));
+      if (older.some((n) => n === 1)) return false;
+      return (await this.#client.set(keys[0]!, '1', 'EX', seconds_, 'NX')) === 'OK';
+    });
   }
 
+  /** Blacklisted by jti in its own slot, and in its grant's slot when the token has one (where the grant's records are read with it). */
   async blacklist(jti: string, expiresIn: number): Promise<void> {
     const ttl = Math.ceil(expiresIn);
     if (ttl <= 0) return;
     await this.#run(async () => {
-      const multi = this.#client.multi();
-      for (const hashed of this.#atRest.ids(jti)) multi.set(`${this.#blacklistPrefix}${hashed}`, '1', 'EX', ttl);
-      await multi.exec();
+      const writes: Array<Promise<unknown>> = [];
+      for (const form of await this.#locate(SEALED_MODELS[0], jti)) {
+        writes.push(this.#client.set(`${this.#blacklistPrefix}{${form.h}}`, '1', 'EX', ttl));
+        if (form.inGrant) writes.push(this.#client.set(this.#blacklistOf(form.inGrant.key), '1', 'EX', ttl));
+        if (form.legacy) writes.push(this.#client.set(`${this.#blacklistPrefix}${form.h}`, '1', 'EX', ttl));
+      }
+      await Promise.all(writes);
     });
   }
 
   async consume(model: string, id: string): Promise<boolean> {
     const now = Math.floor(Date.now() / 1000);
-    for (const key of this.#keys(model, id)) {
-      const won = await this.#run(() => CONSUME.run(this.#client, [key, `${key}:consumed`], [now]));
-      if (won === 1) return true;
-    }
-    return false;
+    return this.#run(async () => {
+      for (const form of await this.#locate(model, id)) {
+        // Records read missing with the locate are skipped; the grant's record is tried as it is.
+        for (const slot of [form.inGrant, form.own.raw ? form.own : undefined, form.legacy?.raw ? form.legacy : undefined]) {
+          if (slot && (await CONSUME.run(this.#client, [slot.key, `${slot.key}:consumed`], [now])) === 1) return true;
+        }
+      }
+      return false;
+    });
   }
 
+  /** Deletes the record (wherever it is) and its consumed marker; the grant reference stays until it expires, so a blacklisting that follows still finds the grant. */
   async destroy(model: string, id: string): Promise<void> {
-    await this.#run(() => this.#client.del(...this.#keys(model, id).flatMap((k) => [k, `${k}:consumed`])));
+    await this.#run(async () => {
+      const deletes: Array<Promise<unknown>> = [];
+      for (const form of await this.#locate(model, id)) {
+        for (const slot of [form.inGrant, form.own, form.legacy]) if (slot) deletes.push(this.#client.del(slot.key, `${slot.key}:consumed`));
+      }
+      await Promise.all(deletes);
+    });
   }
 
   async revokeByGrantId(grantId: string, markerTtl: number): Promise<void> {
+    const lists = this.#grantLists(grantId);
     await this.#run(() =>
-      REVOKE_GRANT.run(this.#client, [this.#grantKey(grantId), this.#revokedGrantKey(grantId)], [Math.max(1, Math.ceil(markerTtl)), this.#tokenPrefix, this.#blacklistPrefix]),
+      REVOKE_GRANT.run(this.#client, [...lists, ...this.#revokedGrants(grantId)], [seconds(markerTtl), this.#tokenPrefix, this.#blacklistPrefix, lists.length]),
     );
   }
 
@@ -385,4 +541,9 @@ export class RedisStore implements ShortLivedStore {
 
   /** The connection belongs to whoever made it (the service registry closes it once, last). */
   async close(): Promise<void> {}
+
+  /** The key of a grant's list (tests, diagnostics). */
+  grantListKey(grantId: string): string {
+    return this.#grantList(grantId);
+  }
 }

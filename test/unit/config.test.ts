@@ -80,7 +80,7 @@ describe('loadConfig with explicit values', () => {
       REDIS_KEY_PREFIX: 'custom:',
     });
     assert.deepEqual(c.database, { kind: 'postgres', url: 'postgres://u@127.0.0.1:5432/veil' });
-    assert.deepEqual(c.redis, { url: 'redis://127.0.0.1:6379', keyPrefix: 'custom:' });
+    assert.deepEqual(c.redis, { kind: 'url', url: 'redis://127.0.0.1:6379', keyPrefix: 'custom:' });
     assert.equal(c.seed, false);
   });
 
@@ -186,7 +186,7 @@ describe('loadConfig in production (NODE_ENV=production)', () => {
     assert.equal(c.env, 'production');
     assert.equal(c.issuer, 'https://id.example.com');
     assert.deepEqual(c.database, { kind: 'postgres', url: PRODUCTION.DATABASE_URL });
-    assert.equal(c.redis?.url, PRODUCTION.REDIS_URL);
+    assert.deepEqual(c.redis, { kind: 'url', url: PRODUCTION.REDIS_URL, keyPrefix: 'veil:' });
     assert.deepEqual(c.cookieKeys, [COOKIE_KEY_A, COOKIE_KEY_B]);
     assert.equal(c.seed, false);
   });
