@@ -25,6 +25,9 @@ export class RecordNotFound extends VeilError {
   }
 }
 
+/** SQLSTATE classes of a failed server rather than a failed statement: 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown, restart), 58 system error. */
+const OUTAGE_SQLSTATE = /^(08|53|57|58)/;
+
 /**
  * Classifies a failure of the database layer (called for every query by store/database.ts).
  * Unique violations and missing rows become UniqueViolation and RecordNotFound; other Prisma
@@ -34,10 +37,13 @@ export class RecordNotFound extends VeilError {
  */
 export function classifyDatabaseError(err: unknown): unknown {
   if (err instanceof VeilError) return err;
-  const e = err as { name?: string; code?: unknown };
+  const e = err as { name?: string; code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } };
   if (e?.name === 'PrismaClientKnownRequestError' && typeof e.code === 'string' && e.code.startsWith('P2')) {
     if (e.code === 'P2002') return new UniqueViolation('already exists', err);
     if (e.code === 'P2025') return new RecordNotFound('no such record', err);
+    // The driver adapter reports SQLSTATEs it does not map (e.g. 57P01, a server shutting down
+    // under a query) as P2039/P2010: the server, not the data, failed.
+    if (OUTAGE_SQLSTATE.test(String(e.meta?.driverAdapterError?.cause?.originalCode ?? ''))) return new StoreUnavailableError('PostgreSQL', err);
     return err;
   }
   if (e?.name === 'PrismaClientValidationError') return err;

@@ -187,4 +187,13 @@ describe('Prisma errors become VeilErrors in one place', () => {
     const store = new StoreUnavailableError('Redis');
     assert.equal(classifyDatabaseError(store), store);
   });
+
+  test('a SQLSTATE the driver adapter leaves unmapped (P2039/P2010) is an outage when it says the server failed', () => {
+    const driver = (code: string, sqlState: string) => Object.assign(prismaError(code), { meta: { driverAdapterError: { cause: { kind: 'postgres', originalCode: sqlState } } } });
+    // 57P01: the server shutting down under the query (a PostgreSQL restart): 503, not 500.
+    assert.ok(classifyDatabaseError(driver('P2039', '57P01')) instanceof StoreUnavailableError);
+    assert.ok(classifyDatabaseError(driver('P2010', '08006')) instanceof StoreUnavailableError);
+    const dataError = driver('P2039', '22012');
+    assert.equal(classifyDatabaseError(dataError), dataError);
+  });
 });
