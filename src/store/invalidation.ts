@@ -41,7 +41,8 @@ export class RedisInvalidationBus implements InvalidationBus {
   ) {
     // Announcements made while the subscription was down are lost: start clean after a reconnect
     // (on Sentinel, also the move to a new master after a failover).
-    let connectedOnce = false;
+    // (Subscribed before this runs: the first 'ready' has passed, the next one is a reconnect.)
+    let connectedOnce = subscriber.status === 'ready';
     const dropAll = () => {
       for (const handler of this.#handlers) handler('all', '');
     };
