@@ -59,7 +59,8 @@ async function checkSentinelMaster(config: Extract<RedisConfig, { kind: 'sentine
   let lastError: unknown;
   for (const sentinel of config.sentinels) {
     const probe = new Redis({ ...sentinel, password: config.sentinelPassword, lazyConnect: true, ...FAIL_FAST, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
+    let reason: unknown;
+    probe.on('error', (err) => (reason ??= err));
     try {
       await probe.connect();
       const address = await probe.call('SENTINEL', 'get-master-addr-by-name', config.masterName);
@@ -69,7 +70,7 @@ async function checkSentinelMaster(config: Extract<RedisConfig, { kind: 'sentine
       return;
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      lastError = err;
+      lastError = reason ?? err;
     } finally {
       probe.disconnect();
     }
@@ -113,7 +114,8 @@ async function checkClusterNodes(config: Extract<RedisConfig, { kind: 'cluster' 
   let lastError: unknown;
   for (const node of config.nodes) {
     const probe = new Redis({ ...node, password: config.password, lazyConnect: true, ...FAIL_FAST, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
+    let reason: unknown;
+    probe.on('error', (err) => (reason ??= err));
     try {
       await probe.connect();
       let info: string;
@@ -127,7 +129,7 @@ async function checkClusterNodes(config: Extract<RedisConfig, { kind: 'cluster' 
       return;
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      lastError = err;
+      lastError = reason ?? err;
     } finally {
       probe.disconnect();
     }

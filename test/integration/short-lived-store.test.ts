@@ -158,6 +158,51 @@ describe('RedisStore at rest', () => {
     }
   });
 
+  test('entries of the key layout before hash tags (a deployment upgrading mid-flight) are still found, rotated, consumed and revoked', async () => {
+    // Written as the store wrote them before grants got their hash slot: records at
+    // <p><Model>:H(id), listed on <p>grant:<grantId>, the index holding "<Model>:H(jti)".
+    const p = stores.keyPrefix;
+    const grant = uniqueId('grant');
+    const [rt, at, hash, code, session, uid] = ['rt', 'at', 'hash', 'code', 'sess', 'uid'].map(uniqueId) as [string, string, string, string, string, string];
+    const old = stores.redis.multi();
+    old.set(`${p}RefreshToken:${rt}`, JSON.stringify(tokenPayload('RefreshToken', { grantId: grant, jti: rt })), 'EX', 60);
+    old.set(`${p}AccessToken:${at}`, JSON.stringify(tokenPayload('AccessToken', { grantId: grant, jti: at })), 'EX', 60);
+    old.rpush(`${p}grant:${grant}`, `${p}RefreshToken:${rt}`, `${p}AccessToken:${at}`).expire(`${p}grant:${grant}`, 60);
+    old.set(`${p}issued:${hash}`, `AccessToken:${at}`, 'EX', 60);
+    old.set(`${p}AuthorizationCode:${code}`, JSON.stringify(tokenPayload('AuthorizationCode')), 'EX', 60);
+    old.set(`${p}Session:${session}`, JSON.stringify({ kind: 'Session', jti: session, uid }), 'EX', 60);
+    old.set(`${p}Session:uid:${uid}`, session, 'EX', 60);
+    old.set(`${p}once:assertion-${grant}`, '1', 'EX', 60);
+    await old.exec();
+    const store = await connectStore({ url: stores.redisUrl, keyPrefix: p });
+    try {
+      assert.equal((await store.find('RefreshToken', rt))?.jti, rt);
+      assert.equal((await store.findByUid('Session', uid))?.jti, session);
+      assert.equal((await store.findIssuedByHash(hash))?.jti, at);
+      assert.equal((await store.findIssuedByJti(at))?.revoked, false);
+      assert.equal(await store.claimOnce(`assertion-${grant}`, 60), false, 'a replay claimed under the old layout is still refused');
+      assert.equal(await store.consume('AuthorizationCode', code), true);
+      assert.equal(await store.consume('AuthorizationCode', code), false);
+
+      // A refresh token in flight across the upgrade rotates once, into the new layout.
+      const successor = { id: uniqueId('rt'), payload: tokenPayload('RefreshToken', { grantId: grant, rotations: 1 }), expiresIn: 120 };
+      assert.equal(await store.rotateRefreshToken({ consumed: rt, successor }), 'rotated');
+      assert.ok((await store.find('RefreshToken', rt))?.consumed, 'the old-layout token is consumed');
+      assert.equal((await store.find('RefreshToken', successor.id))?.rotations, 1);
+      assert.equal(await store.rotateRefreshToken({ consumed: rt, successor: { ...successor, id: uniqueId('rt') } }), 'reused');
+
+      // Revoking the grant ends what either layout lists, and marks it revoked in both.
+      await store.revokeByGrantId(grant, 60);
+      assert.equal(await store.find('RefreshToken', successor.id), undefined);
+      assert.equal(await store.find('AccessToken', at), undefined);
+      const gone = await store.findIssuedByHash(hash);
+      assert.ok(!gone || gone.revoked);
+      assert.equal(await stores.redis.exists(`${p}revoked-grant:${grant}`), 1, 'processes still on the old layout refuse writes for the grant too');
+    } finally {
+      await store.close();
+    }
+  });
+
   test('after a master key rotation ("new,old"), entries written under the old key are still found and consumed', async () => {
     const old = masterKey();
     const before = await connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix, atRest: envelopeAtRest(new Envelope([old])) });
