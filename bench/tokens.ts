@@ -6,6 +6,8 @@
  *   npm run bench:tokens                  (builds first; needs the local PostgreSQL and Redis)
  *   BENCH_SECONDS=5 npm run bench:tokens  (measured seconds per target; BENCH_WARMUP_SECONDS,
  *                                          BENCH_CONNECTIONS likewise; defaults 10, 2, 10)
+ *   BENCH_ONLY='jwt,API grant' npm run bench:tokens   (only the targets whose name contains one of
+ *                                                       these, e.g. to profile one; writes no docs)
  *   BENCH_CPU_PROF=/tmp/prof npm run bench:tokens   (writes each server's .cpuprofile there, and
  *                                                    leaves docs/BENCHMARKS.md alone)
  *
@@ -45,6 +47,9 @@ const RATIO_GOALS = { sealedVsJwt: 0.34, apiRefreshVsJwt: 0.39 };
 const FLOOR_SEALING = 'ES256 + ECDH-ES+A256KW/A256GCM, P-256: veil sealAccessToken';
 
 const settings = loadSettings();
+/** Only the targets whose name contains this (a development aid: no report is written). */
+const only = process.env.BENCH_ONLY;
+const selected = (name: string) => !only || only.split(',').some((part) => name.includes(part.trim()));
 const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []);
 pinSelf();
@@ -156,6 +161,7 @@ async function benchReference(): Promise<ReferenceResults> {
     const expected = { opaque: 1, jwt: 3, nested: 5 }[format];
     if (parts !== expected) throw new Error(`reference ${format}: expected ${expected} dot-separated parts, got ${parts}`);
     sizes[format] = Buffer.byteLength(token);
+    if (!selected(`oidc-provider ${format}`)) continue;
     console.log(`measuring reference ${format} ...`);
     measurements[format] = await measure({ name: `oidc-provider ${format}`, server, url: issuer, path: '/token', headers, body }, settings);
     progress(measurements[format]);
@@ -358,7 +364,7 @@ async function benchVeil(): Promise<VeilResults> {
     refreshTarget('Veil refresh (API grant: sealed token only)', apiPool),
   ];
   const results: Measurement[] = [];
-  for (const target of targets) {
+  for (const target of targets.filter((t) => selected(t.name))) {
     console.log(`measuring ${target.name} ...`);
     results.push(await measure(target, settings));
     progress(results.at(-1)!);
@@ -411,6 +417,13 @@ let exitCode = 0;
 try {
   const started = new Date();
   console.log(`token bench: ${settings.connections} connections, ${settings.warmupSeconds} s warm-up + ${settings.seconds} s per target; ${pinningNote()}`);
+  if (only) {
+    // Only the selected targets, measured and printed as they go; no report.
+    if (['opaque', 'jwt', 'nested'].some((f) => selected(`oidc-provider ${f}`))) await benchReference();
+    await benchVeil();
+    await cleanup();
+    process.exit(0);
+  }
   const reference = await benchReference();
   const veil = await benchVeil();
   const sealer = await sealerResults().catch((err: unknown) => {

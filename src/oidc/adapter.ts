@@ -109,20 +109,49 @@ class ClientAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
+/**
+ * Grants are read on every refresh and code exchange, so they are cached like clients: bounded,
+ * short-lived, and dropped in every process when a grant changes or ends (InvalidationBus; the
+ * revocation paths announce it, oidc/grant-revocation.ts). A copy served in the moment before an
+ * announcement arrives cannot revive anything: ending a grant deletes its tokens in the same
+ * step, so there is nothing left to redeem under it.
+ */
 class GrantAdapter implements Adapter {
+  readonly #cache = new LRUCache<string, { payload: AdapterPayload | null }>({ max: 10_000, ttl: 30_000 });
+
   constructor(
     private readonly grants: GrantRepository,
     private readonly shortLived: ShortLivedSlice,
     private readonly revokedGrantTtl: number,
-  ) {}
-  upsert(id: string, payload: AdapterPayload, expiresIn: number) {
-    return guard(() => this.grants.upsert(id, payload, expiresIn));
+    private readonly bus: InvalidationBus,
+  ) {
+    bus.subscribe((topic, key) => {
+      if (topic === 'all') this.#cache.clear();
+      else if (topic === 'grant') this.#cache.delete(key);
+    });
   }
-  find(id: string) {
-    return guard(() => this.grants.find(id));
+  upsert(id: string, payload: AdapterPayload, expiresIn: number) {
+    return guard(async () => {
+      this.#cache.delete(id);
+      await this.grants.upsert(id, payload, expiresIn);
+      await this.bus.publish('grant', id);
+    });
+  }
+  // A copy each way: oidc-provider changes a found grant in place during consent, and an
+  // unsaved change must never reach the cached copy.
+  async find(id: string) {
+    const hit = this.#cache.get(id);
+    if (hit) return hit.payload ? structuredClone(hit.payload) : undefined;
+    const payload = await guard(() => this.grants.find(id));
+    this.#cache.set(id, { payload: payload ? structuredClone(payload) : null });
+    return payload;
   }
   async destroy(id: string) {
-    await guard(() => this.grants.destroy(id));
+    await guard(async () => {
+      this.#cache.delete(id);
+      await this.grants.destroy(id);
+      await this.bus.publish('grant', id);
+    });
   }
   async consume(): Promise<void> {}
   async findByUid() {
@@ -243,8 +272,9 @@ class AccessTokenAdapter extends ShortLivedAdapter {
 
 export function createAdapterFactory(stores: AdapterStores): (model: string) => Adapter {
   const clientAdapter = new ClientAdapter(stores.clients, stores.bus);
+  const grantAdapter = new GrantAdapter(stores.grants, stores.shortLived, stores.revokedGrantTtl, stores.bus);
   const reuse: ReuseHandling = {
-    grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl),
+    grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl, stores.bus),
     onReuse: stores.onReuse,
     beforeConsume: stores.beforeConsume,
   };
@@ -253,7 +283,7 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
       case 'Client':
         return clientAdapter;
       case 'Grant':
-        return new GrantAdapter(stores.grants, stores.shortLived, stores.revokedGrantTtl);
+        return grantAdapter;
       case 'AccessToken':
       case 'ClientCredentials':
         return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl);

@@ -5,6 +5,7 @@
  * so a refresh racing this cannot write a new pair).
  */
 import type { GrantRepository } from '../store/grants.js';
+import type { InvalidationBus } from '../store/invalidation.js';
 import type { GrantTokenStore } from '../store/short-lived-store.js';
 
 export class GrantRevocation {
@@ -13,10 +14,13 @@ export class GrantRevocation {
     private readonly store: GrantTokenStore,
     /** Longer than any token of a grant can live. */
     private readonly markerTtl: number,
+    /** Every process's cached copy of the grant is dropped (oidc/adapter.ts GrantAdapter). */
+    private readonly bus: Pick<InvalidationBus, 'publish'>,
   ) {}
 
   async revoke(grantId: string): Promise<void> {
     await this.grants.destroy(grantId);
+    await this.bus.publish('grant', grantId);
     await this.store.revokeByGrantId(grantId, this.markerTtl);
   }
 

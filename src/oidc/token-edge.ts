@@ -102,7 +102,16 @@ async function finishTokenResponse(ctx: KoaContextWithOIDC, body: TokenResponse 
   const jti = body.access_token;
   const issued = await issuedToken(ctx, jti, deps.store);
   const sealed = issued ? await deps.sealer.seal(jti, issued.payload) : undefined;
-  const accessToken = sealed && issued ? { model: issued.model, jti, tokenHash: sealed.hash, expiresIn: Number(issued.payload.exp) - Math.floor(Date.now() / 1000) } : undefined;
+  const accessToken =
+    sealed && issued
+      ? {
+          model: issued.model,
+          jti,
+          grantId: typeof issued.payload.grantId === 'string' ? issued.payload.grantId : undefined,
+          tokenHash: sealed.hash,
+          expiresIn: Number(issued.payload.exp) - Math.floor(Date.now() / 1000),
+        }
+      : undefined;
 
   const presented = ctx.oidc.params?.grant_type === 'refresh_token' ? (ctx.oidc.entities.RefreshToken as unknown as IssuedModel | undefined) : undefined;
   // oidc-provider rotates only when configured to (then RotatedRefreshToken is set); Veil rotates here.
@@ -122,7 +131,7 @@ async function finishTokenResponse(ctx: KoaContextWithOIDC, body: TokenResponse 
     }
     body.refresh_token = successor.value;
   } else if (accessToken) {
-    await deps.store.indexIssued(accessToken.model, accessToken.jti, accessToken.tokenHash, accessToken.expiresIn);
+    await deps.store.indexIssued(accessToken);
   }
   if (sealed) body.access_token = sealed.value;
 }

@@ -69,7 +69,7 @@ export function createTokenServices(deps: {
     bus: deps.bus,
     registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus, deps.events),
     encryptionKeys,
-    grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl),
+    grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus),
     revokedGrantTtl,
   };
 }

@@ -9,7 +9,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
 
 /** `all`: this process may have missed announcements (its subscription dropped); drop everything. */
-export type InvalidationTopic = 'client' | 'resource' | 'account' | 'keys' | 'all';
+export type InvalidationTopic = 'client' | 'resource' | 'account' | 'grant' | 'keys' | 'all';
 export type InvalidationHandler = (topic: InvalidationTopic, key: string) => void;
 
 export interface InvalidationBus {

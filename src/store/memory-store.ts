@@ -9,9 +9,9 @@ import {
   GrantRevokedError,
   SEALED_MODELS,
   type IssuedTokenRecord,
+  type IssuedIndexEntry,
   type RefreshRotation,
   type RotationOutcome,
-  type SealedModel,
   type ShortLivedStore,
 } from './short-lived-store.js';
 
@@ -75,7 +75,7 @@ export class MemoryStore implements ShortLivedStore {
     if (payload.uid) this.#set(`${model}:uid:${payload.uid}`, id, expiresIn);
   }
 
-  async indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void> {
+  async indexIssued({ model, jti, tokenHash, expiresIn }: IssuedIndexEntry): Promise<void> {
     this.#set(`issued:${tokenHash}`, `${model}:${jti}`, expiresIn);
   }
 

@@ -41,10 +41,10 @@ import {
   GRANT_LIST_MAX,
   GrantRevokedError,
   SEALED_MODELS,
+  type IssuedIndexEntry,
   type IssuedTokenRecord,
   type RefreshRotation,
   type RotationOutcome,
-  type SealedModel,
   type ShortLivedStore,
 } from './short-lived-store.js';
 
@@ -112,13 +112,18 @@ return 1
 `);
 
 // One refresh, in one step: consumes the presented refresh token (exactly one winner) and writes
-// its successor on the grant's list (unless the grant was revoked meanwhile). Returns 1 rotated,
-// 0 reused (already consumed), 2 grant revoked, 3 no such record (under this key form); nothing
-// is written unless it returns 1.
-//   KEYS: presented record, its consumed marker, successor record, grant list, revoked-grant marker(s)
-//   ARGV: now, successor payload, successor ttl, list bound, access-token key prefix, blacklist key prefix
+// its successor on the grant's list (unless the grant was revoked meanwhile), then the extra
+// writes that go with it (on a single Redis: the successor's grant reference and the access
+// token's index; on a Cluster they are in other slots and written beside the script). Returns 1
+// rotated, 0 reused (already consumed), 2 grant revoked, 3 no such record (under this key form);
+// nothing is written unless it returns 1.
+//   KEYS: presented record, its consumed marker, successor record, grant list, extra keys (n),
+//         revoked-grant marker(s)
+//   ARGV: now, successor payload, successor ttl, list bound, access-token key prefix, blacklist key
+//         prefix, n, then value and ttl of each extra key
 const ROTATE_REFRESH = new LuaScript<number>(`${LIST_ON_GRANT}
-for i = 5, #KEYS do
+local extra = tonumber(ARGV[7])
+for i = 5 + extra, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 2 end
 end
 local ttl = redis.call('TTL', KEYS[1])
@@ -127,7 +132,26 @@ if ttl < 1 then ttl = 1 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ttl) then return 0 end
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
 listOnGrant(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6])
+for i = 1, extra do
+  redis.call('SET', KEYS[4 + i], ARGV[6 + 2 * i], 'EX', ARGV[7 + 2 * i])
+end
 return 1
+`);
+
+// Reads one stored form of an id in one step (single Redis only: it reads a key it is not given,
+// the record in the grant's slot that the grant reference names). Returns the grant id (or
+// false), then record and consumed marker of: the grant's slot, the id's own slot, the old layout.
+//   KEYS: grant reference, own record, own consumed marker, old-layout record, its consumed marker
+//   ARGV: the grant-slot record key's parts around the grant id: '<p><Model>:{g:', '}:<H>'
+const LOCATE = new LuaScript<Array<string | null | false>>(`
+local grantId = redis.call('GET', KEYS[1])
+local inGrant, inGrantConsumed = false, false
+if grantId then
+  local key = ARGV[1] .. grantId .. ARGV[2]
+  inGrant = redis.call('GET', key)
+  inGrantConsumed = redis.call('GET', key .. ':consumed')
+end
+return { grantId, inGrant, inGrantConsumed, redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4]), redis.call('GET', KEYS[5]) }
 `);
 
 // Records a replay key unless any of its forms is recorded already. Only the first form is ever
@@ -290,20 +314,28 @@ export class RedisStore implements ShortLivedStore {
    * record too). A grant-owned record is then read from the grant's slot.
    */
   async #locate(model: string, id: string): Promise<Located[]> {
-    return Promise.all(
-      this.#hashes(id).map(async (h) => {
-        const own = this.#own(model, h);
-        const legacy = this.#legacy ? this.#legacyKey(model, h) : undefined;
-        const keys = [this.#grantRef(model, h), own, `${own}:consumed`, ...(legacy ? [legacy, `${legacy}:consumed`] : [])];
-        const [grantId, raw, consumed, legacyRaw, legacyConsumed] = await this.#client.mget(...keys);
-        return {
-          h,
-          inGrant: grantId ? { key: this.#inGrant(model, grantId, h) } : undefined,
-          own: { key: own, raw, consumed },
-          legacy: legacy ? { key: legacy, raw: legacyRaw, consumed: legacyConsumed } : undefined,
-        };
-      }),
-    );
+    return Promise.all(this.#hashes(id).map((h) => this.#locateForm(model, h)));
+  }
+
+  /** One stored form (H) of an id: see #locate. */
+  async #locateForm(model: string, h: string): Promise<Located> {
+    const own = this.#own(model, h);
+    if (this.#legacy) {
+      // A single Redis: both steps in one script.
+      const legacy = this.#legacyKey(model, h);
+      const [grantId, inGrant, inGrantConsumed, raw, consumed, legacyRaw, legacyConsumed] = (
+        await LOCATE.run(this.#client, [this.#grantRef(model, h), own, `${own}:consumed`, legacy, `${legacy}:consumed`], [`${this.#prefix}${model}:{g:`, `}:${h}`])
+      ).map((v) => (typeof v === 'string' ? v : null));
+      return {
+        h,
+        inGrant: grantId ? { key: this.#inGrant(model, grantId, h), raw: inGrant, consumed: inGrantConsumed } : undefined,
+        own: { key: own, raw, consumed },
+        legacy: { key: legacy, raw: legacyRaw, consumed: legacyConsumed },
+      };
+    }
+    // A Cluster: the id's own slot (one MGET), then the grant's slot when it names one.
+    const [grantId, raw, consumed] = await this.#client.mget(this.#grantRef(model, h), own, `${own}:consumed`);
+    return { h, inGrant: grantId ? { key: this.#inGrant(model, grantId, h) } : undefined, own: { key: own, raw, consumed }, legacy: undefined };
   }
 
   /** The payload of a record slot, read now unless it was read with the locate. */
@@ -323,7 +355,10 @@ export class RedisStore implements ShortLivedStore {
     const sealed = this.#seal(payload, key);
     await this.#run(async () => {
       const writes: Array<Promise<unknown>> = [];
-      for (const [index, value] of [['userCode', payload.userCode], ['uid', payload.uid]] as const) {
+      for (const [index, value] of [
+        ['userCode', payload.userCode],
+        ['uid', payload.uid],
+      ] as const) {
         if (!value) continue;
         const indexKey = this.#index(model, index, this.#hashes(value)[0]!);
         writes.push(this.#client.set(indexKey, this.#atRest.seal(id, indexKey), 'EX', ttl));
@@ -346,10 +381,11 @@ export class RedisStore implements ShortLivedStore {
   }
 
   /** The index's value: the record key (less the prefix) of the token, in its grant's slot when it has a grant. */
-  async indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void> {
+  async indexIssued({ model, jti, grantId, tokenHash, expiresIn }: IssuedIndexEntry): Promise<void> {
     await this.#run(async () => {
-      const [first] = GRANTABLE_MODELS.has(model) ? await this.#locate(model, jti) : [undefined];
-      const record = first?.inGrant?.key ?? this.#own(model, this.#hashes(jti)[0]!);
+      const grantOwned = GRANTABLE_MODELS.has(model);
+      const [first] = grantOwned && !grantId ? await this.#locate(model, jti) : [undefined];
+      const record = grantOwned && grantId ? this.#inGrant(model, grantId, this.#hashes(jti)[0]!) : (first?.inGrant?.key ?? this.#own(model, this.#hashes(jti)[0]!));
       await this.#client.set(this.#issuedKey(this.#hashes(tokenHash)[0]!), record.slice(this.#prefix.length), 'EX', seconds(expiresIn));
     });
   }
@@ -360,34 +396,49 @@ export class RedisStore implements ShortLivedStore {
     const nextHash = this.#hashes(successor.id)[0]!;
     const next = this.#inGrant('RefreshToken', grantId, nextHash);
     const ttl = seconds(successor.expiresIn);
-    const args = [Math.floor(Date.now() / 1000), this.#seal(successor.payload, next), ttl, GRANT_LIST_MAX, this.#tokenPrefix, this.#blacklistPrefix];
-    // Written before the rotation (nothing can reach them before the response carries the new
-    // values), so that a rotation that happened is never left without them; taken back if it did not.
-    const nextRef = this.#grantRef('RefreshToken', nextHash);
-    const index = accessToken && this.#issuedKey(this.#hashes(accessToken.tokenHash)[0]!);
-    await this.#run(() =>
-      Promise.all([
-        this.#client.set(nextRef, grantId, 'EX', ttl),
-        index &&
-          this.#client.set(index, this.#inGrant(accessToken.model, grantId, this.#hashes(accessToken.jti)[0]!).slice(this.#prefix.length), 'EX', seconds(accessToken.expiresIn)),
-      ]),
-    );
+    // What goes with the rotation: the successor's grant reference and the access token's index.
+    const extras: Array<[key: string, value: string, ttl: number]> = [[this.#grantRef('RefreshToken', nextHash), grantId, ttl]];
+    if (accessToken) {
+      const record = this.#inGrant(accessToken.model, grantId, this.#hashes(accessToken.jti)[0]!);
+      extras.push([this.#issuedKey(this.#hashes(accessToken.tokenHash)[0]!), record.slice(this.#prefix.length), seconds(accessToken.expiresIn)]);
+    }
+    // A single Redis writes them in the script. On a Cluster they are in other slots: written
+    // before it (nothing can reach them before the response carries the new values), so that a
+    // rotation that happened is never left without them, and taken back if it did not happen.
+    const inScript = this.#legacy ? extras : [];
+    if (!this.#legacy) await this.#run(() => Promise.all(extras.map(([key, value, ttl]) => this.#client.set(key, value, 'EX', ttl))));
+    const args = [
+      Math.floor(Date.now() / 1000),
+      this.#seal(successor.payload, next),
+      ttl,
+      GRANT_LIST_MAX,
+      this.#tokenPrefix,
+      this.#blacklistPrefix,
+      inScript.length,
+      ...inScript.flatMap(([, value, ttl]) => [value, ttl]),
+    ];
     let outcome = 3;
     // The presented token may be stored under an older key form (see AtRest), or the old layout.
     const presentedKeys = this.#hashes(consumed).flatMap((h) => [this.#inGrant('RefreshToken', grantId, h), ...(this.#legacy ? [this.#legacyKey('RefreshToken', h)] : [])]);
     for (const presented of presentedKeys) {
       outcome = await this.#run(() =>
-        ROTATE_REFRESH.run(this.#client, [presented, `${presented}:consumed`, next, this.#grantList(grantId), ...this.#revokedGrants(grantId)], args),
+        ROTATE_REFRESH.run(
+          this.#client,
+          [presented, `${presented}:consumed`, next, this.#grantList(grantId), ...inScript.map(([key]) => key), ...this.#revokedGrants(grantId)],
+          args,
+        ),
       );
       if (outcome !== 3) break;
     }
-    if (outcome !== 1) await this.#run(() => Promise.all([this.#client.del(nextRef), index && this.#client.del(index)]));
+    if (outcome !== 1 && !this.#legacy) await this.#run(() => Promise.all(extras.map(([key]) => this.#client.del(key))));
     return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : 'reused';
   }
 
   async find(model: string, id: string): Promise<AdapterPayload | undefined> {
     return this.#run(async () => {
-      for (const form of await this.#locate(model, id)) {
+      // Form by form: nearly every look-up is answered by the current one.
+      for (const h of this.#hashes(id)) {
+        const form = await this.#locateForm(model, h);
         for (const slot of [form.inGrant, form.own, form.legacy]) {
           const payload = slot && (await this.#payload(slot));
           if (payload) return payload;

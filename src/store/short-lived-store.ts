@@ -44,10 +44,20 @@ export interface ModelStore {
   destroy(model: string, id: string): Promise<void>;
 }
 
+/** A sealed access token to index: its stored record (by `jti`, on `grantId`'s list if it has one) under the hash of its value. */
+export interface IssuedIndexEntry {
+  model: SealedModel;
+  jti: string;
+  /** The token's grant, as stored with it: saves looking the record up (undefined: looked up). */
+  grantId?: string | undefined;
+  tokenHash: string;
+  expiresIn: number;
+}
+
 /** Sealed access tokens: Veil cannot decrypt them, so it finds their records by the hash of the value the client holds. */
 export interface IssuedTokenIndex {
-  /** Makes the stored record of `jti` findable by `tokenHash` for `expiresIn` seconds. */
-  indexIssued(model: SealedModel, jti: string, tokenHash: string, expiresIn: number): Promise<void>;
+  /** Makes the stored record of the token findable by its `tokenHash` for `expiresIn` seconds. */
+  indexIssued(entry: IssuedIndexEntry): Promise<void>;
   /** The sealed access token whose value hashes to `tokenHash`. */
   findIssuedByHash(tokenHash: string): Promise<IssuedTokenRecord | undefined>;
   /** The sealed access token with this `jti` (found as AccessToken or ClientCredentials). */
@@ -82,7 +92,7 @@ export interface RefreshRotation {
   consumed: string;
   successor: { id: string; payload: AdapterPayload; expiresIn: number };
   /** The sealed access token issued with it, indexed by the hash of its value (undefined: none to index). */
-  accessToken?: { model: SealedModel; jti: string; tokenHash: string; expiresIn: number } | undefined;
+  accessToken?: IssuedIndexEntry | undefined;
 }
 
 /**
@@ -108,13 +118,7 @@ export const SEALED_MODELS = ['AccessToken', 'ClientCredentials'] as const;
 export type SealedModel = (typeof SEALED_MODELS)[number];
 
 /** Models whose entries belong to a grant and die with it. */
-export const GRANTABLE_MODELS = new Set([
-  'AccessToken',
-  'AuthorizationCode',
-  'RefreshToken',
-  'DeviceCode',
-  'BackchannelAuthenticationRequest',
-]);
+export const GRANTABLE_MODELS = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
 /**
  * Keeps a grant's list of entries short, so revoking a grant walks a short list however long it
