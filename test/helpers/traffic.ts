@@ -61,6 +61,8 @@ export interface TrafficOptions {
   chainRevokeChance?: number;
   /** Keep only aggregates, not every sample (long soaks). */
   keepSamples?: boolean;
+  /** Past this many open chains, a new login retires the oldest (its client revokes it, its user signs in again later). */
+  maxChains?: number;
 }
 
 export interface Chain {
@@ -73,6 +75,10 @@ export interface Chain {
   /** Tokens with an attempt whose outcome the client could not learn. */
   uncertain: Set<string>;
   ended?: 'told' | 'revoked' | 'lost';
+  /** The user whose grant this is. */
+  user: { email: string; password: string };
+  /** Asked to revoke its token at its next step. */
+  retiring?: boolean;
 }
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
@@ -118,6 +124,7 @@ export class Traffic {
       pauseMs: options.pauseMs ?? 20,
       chainRevokeChance: options.chainRevokeChance ?? 0.002,
       keepSamples: options.keepSamples ?? true,
+      maxChains: options.maxChains ?? Infinity,
       loops: { clientCredentials: 2, introspection: 2, revocation: 1, login: 1, ...options.loops },
     };
   }
@@ -304,8 +311,10 @@ export class Traffic {
       if (sample.outcome === 'ok') {
         const refreshToken = (JSON.parse(text!) as { refresh_token?: string }).refresh_token;
         if (!refreshToken) throw new Error('the code exchange returned no refresh token');
-        const chain: Chain = { id: this.#nextChain++, current: refreshToken, tokens: [refreshToken], redeemed: new Map(), uncertain: new Set() };
+        const chain: Chain = { id: this.#nextChain++, current: refreshToken, tokens: [refreshToken], redeemed: new Map(), uncertain: new Set(), user };
         this.chains.push(chain);
+        const open = this.chains.filter((c) => !c.ended && !c.retiring);
+        if (open.length > this.#options.maxChains) open[0]!.retiring = true;
         if (this.#running) this.#loops.push(this.#chainLoop(chain));
         return true;
       }
@@ -380,6 +389,14 @@ export class Traffic {
     return undefined;
   }
 
+  /** A long run keeps only what it still checks of an ended chain. */
+  #forget(chain: Chain) {
+    this.chains.splice(this.chains.indexOf(chain), 1);
+    this.endedChains[chain.ended!]++;
+  }
+
+  readonly endedChains = { told: 0, revoked: 0, lost: 0 };
+
   async #chainLoop(chain: Chain) {
     while (this.#running && !chain.ended) {
       await this.refreshStep(chain);
@@ -390,10 +407,14 @@ export class Traffic {
   /** One step of a chain: usually a refresh, sometimes a revocation of its token. Returns the outcome. */
   async refreshStep(chain: Chain, revokeChance = this.#options.chainRevokeChance): Promise<Outcome> {
     const token = chain.current;
-    if (Math.random() < revokeChance) {
+    if (chain.retiring || Math.random() < revokeChance) {
       const sample = await this.revoke(token, 'refresh');
-      if (sample.outcome === 'ok') chain.ended = 'revoked';
-      else if (sample.outcome !== 'refused') chain.uncertain.add(token);
+      if (sample.outcome === 'ok') {
+        chain.ended = 'revoked';
+        // The grant ended with it: the user may sign in again for a fresh one.
+        this.fixture.users.push(chain.user);
+        if (this.#options.maxChains !== Infinity) this.#forget(chain);
+      } else if (sample.outcome !== 'refused') chain.uncertain.add(token);
       return sample.outcome;
     }
     const { sample, text } = await this.#token('refresh', { grant_type: 'refresh_token', refresh_token: token, resource: this.fixture.resource });
