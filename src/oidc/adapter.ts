@@ -118,6 +118,8 @@ class ClientAdapter implements Adapter {
  */
 class GrantAdapter implements Adapter {
   readonly #cache = new LRUCache<string, { payload: AdapterPayload | null }>({ max: 10_000, ttl: 30_000 });
+  /** Counts invalidations: a read that an invalidation overtook is not cached (it may hold what was just withdrawn). */
+  #epoch = 0;
 
   constructor(
     private readonly grants: GrantRepository,
@@ -126,13 +128,18 @@ class GrantAdapter implements Adapter {
     private readonly bus: InvalidationBus,
   ) {
     bus.subscribe((topic, key) => {
-      if (topic === 'all') this.#cache.clear();
-      else if (topic === 'grant') this.#cache.delete(key);
+      if (topic === 'all') this.#forget();
+      else if (topic === 'grant') this.#forget(key);
     });
+  }
+  #forget(id?: string) {
+    this.#epoch++;
+    if (id === undefined) this.#cache.clear();
+    else this.#cache.delete(id);
   }
   upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(async () => {
-      this.#cache.delete(id);
+      this.#forget(id);
       await this.grants.upsert(id, payload, expiresIn);
       await this.bus.publish('grant', id);
     });
@@ -142,13 +149,14 @@ class GrantAdapter implements Adapter {
   async find(id: string) {
     const hit = this.#cache.get(id);
     if (hit) return hit.payload ? structuredClone(hit.payload) : undefined;
+    const epoch = this.#epoch;
     const payload = await guard(() => this.grants.find(id));
-    this.#cache.set(id, { payload: payload ? structuredClone(payload) : null });
+    if (epoch === this.#epoch) this.#cache.set(id, { payload: payload ? structuredClone(payload) : null });
     return payload;
   }
   async destroy(id: string) {
     await guard(async () => {
-      this.#cache.delete(id);
+      this.#forget(id);
       await this.grants.destroy(id);
       await this.bus.publish('grant', id);
     });

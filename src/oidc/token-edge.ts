@@ -123,6 +123,8 @@ async function finishTokenResponse(ctx: KoaContextWithOIDC, body: TokenResponse 
       accessToken,
     });
     if (outcome === 'grant-revoked') throw new errors.InvalidGrant('grant request is invalid');
+    // Expired (or deleted) since oidc-provider read it: refused, but nobody redeemed it twice.
+    if (outcome === 'gone') throw new errors.InvalidGrant('refresh token is expired');
     if (outcome === 'reused') {
       // Redeemed twice at once: one of the two holders may be an attacker, so neither keeps anything.
       const grantId = String(presented.grantId);

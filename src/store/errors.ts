@@ -28,6 +28,16 @@ export class RecordNotFound extends VeilError {
 /** SQLSTATE classes of a failed server rather than a failed statement: 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown, restart), 58 system error. */
 const OUTAGE_SQLSTATE = /^(08|53|57|58)/;
 
+/** SQLSTATE class 22, data exception: a value PostgreSQL cannot take (a NUL byte in text, say); the caller's input, not a bug. */
+const DATA_SQLSTATE = /^22/;
+
+/** A value the database refused as data (SQLSTATE class 22): the caller's mistake, 400 at every edge. */
+export class InvalidStoredValue extends VeilError {
+  constructor(cause?: unknown) {
+    super('invalid_input', 'a value contains characters that cannot be stored', { cause });
+  }
+}
+
 /**
  * Classifies a failure of the database layer (called for every query by store/database.ts).
  * Unique violations and missing rows become UniqueViolation and RecordNotFound; other Prisma
@@ -43,7 +53,9 @@ export function classifyDatabaseError(err: unknown): unknown {
     if (e.code === 'P2025') return new RecordNotFound('no such record', err);
     // The driver adapter reports SQLSTATEs it does not map (e.g. 57P01, a server shutting down
     // under a query) as P2039/P2010: the server, not the data, failed.
-    if (OUTAGE_SQLSTATE.test(String(e.meta?.driverAdapterError?.cause?.originalCode ?? ''))) return new StoreUnavailableError('PostgreSQL', err);
+    const sqlState = e.meta?.driverAdapterError?.cause?.originalCode;
+    if (typeof sqlState === 'string' && OUTAGE_SQLSTATE.test(sqlState)) return new StoreUnavailableError('PostgreSQL', err);
+    if (typeof sqlState === 'string' && DATA_SQLSTATE.test(sqlState)) return new InvalidStoredValue(err);
     return err;
   }
   if (e?.name === 'PrismaClientValidationError') return err;

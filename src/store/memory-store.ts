@@ -81,6 +81,7 @@ export class MemoryStore implements ShortLivedStore {
 
   async rotateRefreshToken({ consumed, successor, accessToken }: RefreshRotation): Promise<RotationOutcome> {
     if (this.#get(`revoked-grant:${successor.payload.grantId}`)) return 'grant-revoked';
+    if (this.#get(`RefreshToken:${consumed}`) === undefined) return 'gone';
     if (!this.#consume('RefreshToken', consumed)) return 'reused';
     this.#write('RefreshToken', successor.id, successor.payload, successor.expiresIn);
     if (accessToken) this.#set(`issued:${accessToken.tokenHash}`, `${accessToken.model}:${accessToken.jti}`, accessToken.expiresIn);

@@ -431,7 +431,7 @@ export class RedisStore implements ShortLivedStore {
       if (outcome !== 3) break;
     }
     if (outcome !== 1 && !this.#legacy) await this.#run(() => Promise.all(extras.map(([key]) => this.#client.del(key))));
-    return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : 'reused';
+    return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : outcome === 3 ? 'gone' : 'reused';
   }
 
   async find(model: string, id: string): Promise<AdapterPayload | undefined> {

@@ -96,10 +96,11 @@ export interface RefreshRotation {
 }
 
 /**
- * `rotated`: the one winner; `reused`: the presented token was consumed already (or is gone), so
- * nothing was written; `grant-revoked`: the grant was revoked meanwhile, nothing was written.
+ * `rotated`: the one winner; `reused`: the presented token was consumed already; `gone`: it
+ * expired or was deleted since it was read; `grant-revoked`: the grant was revoked meanwhile.
+ * Nothing is written unless `rotated`.
  */
-export type RotationOutcome = 'rotated' | 'reused' | 'grant-revoked';
+export type RotationOutcome = 'rotated' | 'reused' | 'gone' | 'grant-revoked';
 
 export interface RefreshRotationStore {
   /** Consumes the presented refresh token, stores its successor and indexes the access token: one atomic step. */

@@ -288,7 +288,7 @@ export function shortLivedStoreSuite(name: string, setup: () => Promise<Backend>
       assert.equal(await store.findIssuedByHash(reused.hash), undefined);
 
       const unknown = attempt();
-      assert.equal(await store.rotateRefreshToken({ ...unknown.rotation, consumed: uniqueId('rt') }), 'reused');
+      assert.equal(await store.rotateRefreshToken({ ...unknown.rotation, consumed: uniqueId('rt') }), 'gone');
       assert.equal(await store.find('RefreshToken', unknown.successor.id), undefined);
 
       const live = uniqueId('rt');

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { startLoginInteraction } from '../helpers/http-flow.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -315,6 +316,30 @@ describe('bad input', () => {
       assert.equal(res.status, 404);
       assert.equal((await json(res)).error, 'not_found');
     });
+  });
+
+  // PostgreSQL refuses U+0000 in text (SQLSTATE 22021): the caller's input, not a server failure.
+  test('a NUL byte in input is a 400, at the login form and the admin API, and logs no error', async () => {
+    const errorsBefore = veil.logs.filter((l) => /"level":(50|60)/.test(l)).length;
+    const { path, cookie } = await startLoginInteraction(veil.issuer, confidential.id, redirectUri);
+    const login = await fetch(`${veil.issuer}${path}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+      body: 'email=a%00%40b.co&password=whatever-long-password',
+      redirect: 'manual',
+    });
+    assert.ok(login.status >= 400 && login.status < 500, `login form answered ${login.status}`);
+    const admin = { authorization: `Bearer ${veil.adminToken}`, 'content-type': 'application/json' };
+    const answers = [
+      await fetch(`${veil.adminUrl}/admin/users?email=a%00`, { headers: admin }),
+      await fetch(`${veil.adminUrl}/admin/users`, { method: 'POST', headers: admin, body: JSON.stringify({ email: 'a\u0000@b.co', password: 'a long enough password' }) }),
+      await fetch(`${veil.adminUrl}/admin/clients/${confidential.id}`, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_name: 'a\u0000' }) }),
+    ];
+    for (const res of answers) assert.equal(res.status, 400, `${res.url}: ${res.status} ${await res.text()}`);
+    assert.equal(veil.logs.filter((l) => /"level":(50|60)/.test(l)).length, errorsBefore, 'a caller mistake was logged as an error');
+    // Nothing stored was changed by the refused update.
+    const clients = await veil.admin<{ clients: Array<{ client_id: string; client_name: string }> }>('GET', '/admin/clients');
+    assert.equal(clients.body.clients.find((c) => c.client_id === confidential.id)?.client_name, 'Confidential');
   });
 });
 

@@ -10,6 +10,12 @@ import { CookieJar, exchange, httpAuthorizeIn, tokenRequest, type HttpFlowClient
 import { freePort } from '../helpers/net.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createAdapterFactory } from '../../src/oidc/adapter.js';
+import { GrantRevocation } from '../../src/oidc/grant-revocation.js';
+import { GrantRepository } from '../../src/store/grants.js';
+import { LocalInvalidationBus } from '../../src/store/invalidation.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
 
 const user = { email: 'cached@example.com', password: 'caches must forget 123' };
 const REDIRECT = 'https://app.example/cb';
@@ -87,5 +93,35 @@ describe('the grant cache across processes (real PostgreSQL and Redis)', () => {
     const silent = await silentAuthorize(b.publicUrl, jar);
     assert.equal(silent.get('code'), null, 'host B issued a code from its cached copy of a withdrawn grant');
     assert.equal(silent.get('error'), 'consent_required');
+  });
+
+  test('a read that a withdrawal overtakes is not cached', async () => {
+    // The real repository on the real database, its reads slowed so the withdrawal lands mid-read.
+    const grants = new GrantRepository(a.database.prisma);
+    const slowGrants = Object.assign(Object.create(grants) as GrantRepository, {
+      find: async (id: string) => {
+        const row = await grants.find(id);
+        await sleep(150);
+        return row;
+      },
+    });
+    const bus = new LocalInvalidationBus();
+    const store = new MemoryStore();
+    try {
+      const adapter = createAdapterFactory({ clients: undefined as never, grants: slowGrants, shortLived: store, bus, revokedGrantTtl: 60 })('Grant');
+      const revocation = new GrantRevocation(grants, store, 60, bus);
+      const id = `grant-${randomBytes(8).toString('hex')}`;
+      const account = await a.admin<{ users: Array<{ id: string }> }>('GET', `/admin/users?email=${encodeURIComponent(user.email)}`);
+      await grants.upsert(id, { jti: id, kind: 'Grant', accountId: account.body.users[0]!.id, clientId: client.clientId, openid: { scope: 'openid' } } as never, 3600);
+
+      const reading = adapter.find(id);
+      await sleep(50);
+      await revocation.revoke(id);
+      assert.ok(await reading, 'the read began before the withdrawal');
+      assert.equal(await adapter.find(id), undefined, 'the withdrawn grant was cached by the overtaken read');
+    } finally {
+      await store.close();
+      await bus.close();
+    }
   });
 });
