@@ -14,6 +14,10 @@
  *
  *   npm run bench:soak            (SOAK_SECONDS=60 for a short run)
  *
+ * SOAK_REDIS=cluster runs the same against a three-master Redis Cluster started for the run
+ * (test/helpers/redis-topologies.ts) instead of the local Redis, to compare the two; such a run
+ * only prints its figures.
+ *
  * Requests only ever go to 127.0.0.1; the run is bounded in time and stops by itself.
  */
 import fs from 'node:fs/promises';
@@ -22,6 +26,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../test/helpers/net.js';
 import { ManagedProcess, REPO_ROOT } from '../test/helpers/process.js';
+import { startRedisCluster } from '../test/helpers/redis-topologies.js';
 import { generateEncryptionKey } from '../test/helpers/resource-servers.js';
 import { createTestStores } from '../test/helpers/stores.js';
 import { provisionTraffic, Traffic, type Outcome } from '../test/helpers/traffic.js';
@@ -51,7 +56,9 @@ function slope(points: Array<[number, number]>): number {
   return sxx ? points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0) / sxx : 0;
 }
 
+const CLUSTER = process.env.SOAK_REDIS === 'cluster';
 const stores = await createTestStores();
+const redisCluster = CLUSTER ? await startRedisCluster() : undefined;
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-bench-soak-'));
 const port = await freePort();
 const adminPort = await freePort();
@@ -65,7 +72,7 @@ const veil = new ManagedProcess(process.execPath, ['--expose-gc', '--import', HE
   ADMIN_PORT: String(adminPort),
   KEYS_DIR: keysDir,
   DATABASE_URL: stores.databaseUrl,
-  REDIS_URL: stores.redisUrl,
+  ...(redisCluster ? { REDIS_CLUSTER_NODES: redisCluster.nodesEnv } : { REDIS_URL: stores.redisUrl }),
   REDIS_KEY_PREFIX: stores.keyPrefix,
   VEIL_SEED: 'off',
   LOG_LEVEL: 'info', // the ready line is info
@@ -188,8 +195,10 @@ try {
     '',
     table(['op', 'requests', 'ok', 'other'], byOp),
   ].join('\n');
-  await writeSection(path.join(REPO_ROOT, 'docs/BENCHMARKS.md'), 'soak', markdown);
-  console.log('\nwrote the Soak section of docs/BENCHMARKS.md');
+  if (!CLUSTER) {
+    await writeSection(path.join(REPO_ROOT, 'docs/BENCHMARKS.md'), 'soak', markdown);
+    console.log('\nwrote the Soak section of docs/BENCHMARKS.md');
+  }
 
   if (errors > 0 || traffic.violations.length > 0) {
     console.error(`soak FAILED: ${errors} errors, ${traffic.violations.length} violations`);
@@ -202,6 +211,7 @@ try {
 } finally {
   const code = await veil.stop();
   if (code !== 0) console.error(`veil exited with ${code}:\n${veil.output.slice(-2000)}`);
+  await redisCluster?.stop();
   await stores.cleanup();
   await fs.rm(dir, { recursive: true, force: true });
 }
