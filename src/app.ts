@@ -51,10 +51,7 @@ export interface StartOptions {
   grants?: readonly GrantRegistration[];
 }
 
-export async function startVeil(
-  config: VeilConfig,
-  { logger, print = (t) => process.stdout.write(`${t}\n`), admin: serveAdmin = true, grants = [] }: StartOptions,
-): Promise<Veil> {
+export async function startVeil(config: VeilConfig, { logger, print = (t) => process.stdout.write(`${t}\n`), admin: serveAdmin = true, grants = [] }: StartOptions): Promise<Veil> {
   const started = performance.now();
   const cleanup = new CleanupStack();
   try {
@@ -121,16 +118,14 @@ export async function startVeil(
     });
     let adminUrl = '';
     if (serveAdmin) {
-      const adminServer = createListener(adminApp.callback(), config.admin.tls);
+      const handleAdmin = adminApp.callback();
+      const adminServer = createListener((req, res) => void handleAdmin(req, res), config.admin.tls);
       adminUrl = await listen(adminServer, config.admin.host, config.admin.port);
       adminHostAllowed = hostMatcher(config.admin.host, (adminServer.address() as AddressInfo).port, config.admin.tls ? 'https' : 'http', config.admin.allowedHosts);
       listeners.push(adminServer);
     }
 
-    logger.info(
-      { issuer: config.issuer, public: publicUrl, admin: adminUrl || 'none', startupMs: Math.round(performance.now() - started) },
-      'Veil is ready',
-    );
+    logger.info({ issuer: config.issuer, public: publicUrl, admin: adminUrl || 'none', startupMs: Math.round(performance.now() - started) }, 'Veil is ready');
     if (services.demo) print(demoBanner(services.demo));
 
     return {

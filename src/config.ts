@@ -27,7 +27,10 @@ export interface HostPort {
 const hostPortList = optionalString.transform((v, ctx): HostPort[] | undefined => {
   if (v === undefined) return undefined;
   const list: HostPort[] = [];
-  for (const item of v.split(',').map((i) => i.trim()).filter(Boolean)) {
+  for (const item of v
+    .split(',')
+    .map((i) => i.trim())
+    .filter(Boolean)) {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(item);
     const portNumber = Number(m?.[3]);
     if (!m || portNumber < 1 || portNumber > 65535) {
@@ -105,8 +108,7 @@ const storeVars = {
     example: 'postgresql://veil:secret@127.0.0.1:5432/veil',
   }),
   REDIS_URL: doc(optionalString.pipe(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional()), {
-    description:
-      'one Redis server, a `redis://` or `rediss://` URL (a password may be in it). Set this, or `REDIS_SENTINELS`, or `REDIS_CLUSTER_NODES`: one topology, not several',
+    description: 'one Redis server, a `redis://` or `rediss://` URL (a password may be in it). Set this, or `REDIS_SENTINELS`, or `REDIS_CLUSTER_NODES`: one topology, not several',
     unset: 'with neither `REDIS_SENTINELS` nor `REDIS_CLUSTER_NODES`, an in-process store (single process, lost on restart)',
     example: 'redis://127.0.0.1:6379',
   }),
@@ -121,11 +123,12 @@ const storeVars = {
   REDIS_SENTINEL_PASSWORD: doc(optionalString, { description: "the sentinels' own password (`requirepass` in sentinel.conf); only with `REDIS_SENTINELS`" }),
   REDIS_CLUSTER_NODES: doc(hostPortList, {
     description:
-      'Redis Cluster: some of its nodes, `host:port,host:port,...` (the rest are discovered). Each grant\'s entries share one hash slot, so revocation and rotation stay atomic. Nodes that do not form a cluster stop start-up',
+      "Redis Cluster: some of its nodes, `host:port,host:port,...` (the rest are discovered). Each grant's entries share one hash slot, so revocation and rotation stay atomic. Nodes that do not form a cluster stop start-up",
     example: '10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379',
   }),
   REDIS_PASSWORD: doc(optionalString, {
-    description: 'password of the Redis servers (the master and replicas behind `REDIS_SENTINELS`, or every `REDIS_CLUSTER_NODES` node); with `REDIS_URL`, put it in the URL instead',
+    description:
+      'password of the Redis servers (the master and replicas behind `REDIS_SENTINELS`, or every `REDIS_CLUSTER_NODES` node); with `REDIS_URL`, put it in the URL instead',
   }),
   REDIS_KEY_PREFIX: doc(z.string().default('veil:'), { description: 'prefix of every Redis key Veil writes; no `{` or `}` (Veil sets its own hash tags)' }),
 };
@@ -445,7 +448,8 @@ function redisConfig(e: Env, problems: string[]): RedisConfig | undefined {
   };
   if (!e.REDIS_SENTINELS) only(['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD'], 'REDIS_SENTINELS');
   if (!e.REDIS_SENTINELS && !e.REDIS_CLUSTER_NODES) {
-    if (e.REDIS_PASSWORD !== undefined) problems.push(`REDIS_PASSWORD: only used with REDIS_SENTINELS or REDIS_CLUSTER_NODES${e.REDIS_URL ? ' (put the password in REDIS_URL)' : ''}`);
+    if (e.REDIS_PASSWORD !== undefined)
+      problems.push(`REDIS_PASSWORD: only used with REDIS_SENTINELS or REDIS_CLUSTER_NODES${e.REDIS_URL ? ' (put the password in REDIS_URL)' : ''}`);
   }
   if (/[{}]/.test(e.REDIS_KEY_PREFIX)) problems.push('REDIS_KEY_PREFIX: must not contain { or } (Veil places hash tags in its keys)');
   const keyPrefix = e.REDIS_KEY_PREFIX;
@@ -455,7 +459,14 @@ function redisConfig(e: Env, problems: string[]): RedisConfig | undefined {
       problems.push('REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS (the master name the sentinels monitor)');
       return undefined;
     }
-    return { kind: 'sentinel', sentinels: e.REDIS_SENTINELS, masterName: e.REDIS_SENTINEL_MASTER, password: e.REDIS_PASSWORD, sentinelPassword: e.REDIS_SENTINEL_PASSWORD, keyPrefix };
+    return {
+      kind: 'sentinel',
+      sentinels: e.REDIS_SENTINELS,
+      masterName: e.REDIS_SENTINEL_MASTER,
+      password: e.REDIS_PASSWORD,
+      sentinelPassword: e.REDIS_SENTINEL_PASSWORD,
+      keyPrefix,
+    };
   }
   if (e.REDIS_CLUSTER_NODES) return { kind: 'cluster', nodes: e.REDIS_CLUSTER_NODES, password: e.REDIS_PASSWORD, keyPrefix };
   return undefined;

@@ -51,7 +51,8 @@ export class ProviderHost {
     this.#build = (signingKeys) => {
       const keyBound = bindSigningKeys(tokens, { issuer: config.issuer, shortLived, signingKeys });
       const provider = buildPublicProvider(services, { signingKeys, keyBound, adapter, resources, grants });
-      return { signingKeys, provider, handle: provider.callback() };
+      const handle = provider.callback();
+      return { signingKeys, provider, handle: (req: http.IncomingMessage, res: http.ServerResponse) => void handle(req, res) };
     };
     this.#current = this.#build(services.keyRing.signingJwks(services.envelope));
   }
@@ -101,7 +102,12 @@ export class ProviderHost {
   /** A retiring key leaves the JWKS when its date passes, with no file change to notice. */
   #scheduleRetirement(ring: KeyRing): void {
     clearTimeout(this.#retireTimer);
-    const next = Math.min(...ring.live().filter((k) => k.retire_after).map((k) => Date.parse(k.retire_after!)));
+    const next = Math.min(
+      ...ring
+        .live()
+        .filter((k) => k.retire_after)
+        .map((k) => Date.parse(k.retire_after!)),
+    );
     if (Number.isFinite(next)) {
       this.#retireTimer = setTimeout(() => void this.#watcher?.check(true), Math.min(Math.max(next - Date.now(), 0) + 1000, 2 ** 31 - 1));
       this.#retireTimer.unref();

@@ -30,9 +30,7 @@ import { addressKey, createLimiter, type RedisBackend } from './limiter.js';
 /** `account`: this email (from this address, or its delay); `ip`: the address as a whole; `device`: a device cookie. */
 export type ThrottleScope = 'account' | 'ip' | 'device';
 
-export type ThrottleDecision =
-  | { allowed: true }
-  | { allowed: false; scope: ThrottleScope; retryAfterSeconds: number; reason: 'locked' | 'delayed' };
+export type ThrottleDecision = { allowed: true } | { allowed: false; scope: ThrottleScope; retryAfterSeconds: number; reason: 'locked' | 'delayed' };
 
 export interface LoginThrottleOptions {
   /** Failures for one email from one address that lock that pair; also failures that lock a device cookie. */
@@ -62,7 +60,12 @@ const retryAfter = (rejection: RateLimiterRes) => Math.max(1, Math.ceil(rejectio
 class AttemptCounter {
   readonly #limiter: RateLimiterAbstract;
 
-  constructor(name: string, readonly max: number, readonly lockSeconds: number, redis: RedisBackend | undefined) {
+  constructor(
+    name: string,
+    readonly max: number,
+    readonly lockSeconds: number,
+    redis: RedisBackend | undefined,
+  ) {
     this.#limiter = createLimiter(name, max, lockSeconds, redis);
   }
 
@@ -108,7 +111,12 @@ class AccountDelay {
   readonly #attempts: RateLimiterAbstract;
   readonly #slot: RateLimiterAbstract;
 
-  constructor(readonly after: number, readonly maxDelaySeconds: number, windowSeconds: number, redis: RedisBackend | undefined) {
+  constructor(
+    readonly after: number,
+    readonly maxDelaySeconds: number,
+    windowSeconds: number,
+    redis: RedisBackend | undefined,
+  ) {
     // Counting only: the window's points are never the limit.
     this.#attempts = createLimiter('login-account', 1_000_000_000, windowSeconds, redis);
     this.#slot = createLimiter('login-account-slot', 1, maxDelaySeconds, redis);
@@ -181,7 +189,10 @@ export class LoginThrottle {
   async check(email: string, ip: string, deviceCookie?: string): Promise<ThrottleDecision> {
     try {
       const keys = await this.#keys(email, ip, deviceCookie);
-      const counted: Array<[AttemptCounter, string]> = [[this.#pair, keys.pair], [this.#ip, keys.ip]];
+      const counted: Array<[AttemptCounter, string]> = [
+        [this.#pair, keys.pair],
+        [this.#ip, keys.ip],
+      ];
       if (keys.device) counted.push([this.#device, keys.device]);
       // Counted first (atomically, so parallel attempts cannot outrun a limit), given back when
       // refused: a parallel attempt may meanwhile see one point too many and be refused, never
@@ -213,11 +224,7 @@ export class LoginThrottle {
   async recordFailure(email: string, ip: string, deviceCookie?: string): Promise<ThrottleScope[]> {
     try {
       const keys = await this.#keys(email, ip, deviceCookie);
-      const [pair, address, device] = await Promise.all([
-        this.#pair.failed(keys.pair),
-        this.#ip.failed(keys.ip),
-        keys.device ? this.#device.failed(keys.device) : false,
-      ]);
+      const [pair, address, device] = await Promise.all([this.#pair.failed(keys.pair), this.#ip.failed(keys.ip), keys.device ? this.#device.failed(keys.device) : false]);
       return [...(pair ? (['account'] as const) : []), ...(address ? (['ip'] as const) : []), ...(device ? (['device'] as const) : [])];
     } catch (err) {
       this.#onError(err);

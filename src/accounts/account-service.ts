@@ -4,7 +4,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Account, AccountClaims, FindAccount } from 'oidc-provider';
-import { AccountRepository, normaliseEmail, type AccountRecord } from '../store/accounts.js';
+import { type AccountRepository, normaliseEmail, type AccountRecord } from '../store/accounts.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { PasswordHasher } from './passwords.js';
 import { VeilError } from '../errors/veil-error.js';

@@ -31,12 +31,13 @@ export const usersQuery = z.object({ email: z.string().max(320).optional() });
 /** Body of `POST /admin/users/:id/disable` and `/enable`: an empty JSON object (a POST is always JSON). */
 export const emptyBody = z.object({}).strict();
 
-const scopeToken = z.string().max(200).regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens');
+const scopeToken = z
+  .string()
+  .max(200)
+  .regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'scope tokens must be RFC 6749 scope tokens');
 
 /** `{ "<resource identifier>": ["read", "write"] }`: API scopes per resource. */
-const resourceScopes = z
-  .record(absoluteUri, z.array(scopeToken).max(100))
-  .refine((v) => Object.keys(v).length <= 50, 'at most 50 resources');
+const resourceScopes = z.record(absoluteUri, z.array(scopeToken).max(100)).refine((v) => Object.keys(v).length <= 50, 'at most 50 resources');
 
 export const createClientBody = z.object({
   client_name: z.string().min(1).max(200),
@@ -61,7 +62,10 @@ export const updateClientBody = z
     client_name: z.string().min(1).max(200).optional(),
     redirect_uris: z.array(z.string()).max(50).optional(),
     post_logout_redirect_uris: z.array(z.string()).max(50).optional(),
-    grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).min(1).optional(),
+    grant_types: z
+      .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials']))
+      .min(1)
+      .optional(),
     scope: z.string().max(1000).optional(),
     resources: z.array(absoluteUri).max(50).optional(),
     resource_scopes: resourceScopes.optional(),

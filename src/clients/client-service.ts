@@ -105,11 +105,7 @@ export class ClientService {
 
   async create(input: CreateClientInput): Promise<CreatedClient> {
     const redirectUris = input.redirect_uris ?? [];
-    const grantTypes = input.grant_types?.length
-      ? [...new Set(input.grant_types)]
-      : redirectUris.length
-        ? ['authorization_code', 'refresh_token']
-        : ['client_credentials'];
+    const grantTypes = input.grant_types?.length ? [...new Set(input.grant_types)] : redirectUris.length ? ['authorization_code', 'refresh_token'] : ['client_credentials'];
     const authMethod: TokenEndpointAuthMethod = input.public ? 'none' : (input.token_endpoint_auth_method ?? DEFAULT_AUTH_METHOD);
     const clientSecret = isSecretAuthMethod(authMethod) ? randomBytes(32).toString('base64url') : undefined;
 
@@ -259,7 +255,7 @@ export class ClientService {
         ...rest,
         ...(remaining.length ? { [ALLOWED_RESOURCES]: remaining } : {}),
         ...(Object.keys(remainingScopes).length ? { [RESOURCE_SCOPES]: remainingScopes } : {}),
-      } as ClientMetadata);
+      });
       await this.bus.publish('client', record.clientId);
       changed.push(record.clientId);
     }

@@ -31,7 +31,7 @@ export interface SigningJwk extends JWK {
 }
 
 /** The parsed JSON of a key file, or undefined when it does not exist; unreadable or invalid is a KeyFileError. */
-export async function readJsonIfPresent(file: string): Promise<unknown | undefined> {
+export async function readJsonIfPresent(file: string): Promise<unknown> {
   let raw: string;
   try {
     raw = await fs.readFile(file, 'utf8');

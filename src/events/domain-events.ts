@@ -43,7 +43,14 @@ export type DomainEvent =
   // Administration.
   | { type: 'client.created'; clientId: string; grantTypes?: readonly string[] | undefined; authMethod?: string | undefined }
   /** Which fields an update replaced, and the client's scopes after it. */
-  | { type: 'client.updated'; clientId: string; fields: readonly string[]; scope?: string | undefined; resourceScopes?: Record<string, string[]> | undefined; grantTypes?: readonly string[] | undefined }
+  | {
+      type: 'client.updated';
+      clientId: string;
+      fields: readonly string[];
+      scope?: string | undefined;
+      resourceScopes?: Record<string, string[]> | undefined;
+      grantTypes?: readonly string[] | undefined;
+    }
   | { type: 'client.deleted'; clientId: string }
   | { type: 'resource.created'; identifier: string; introspectionClientId: string }
   /** `clients`: the clients it was taken off. */

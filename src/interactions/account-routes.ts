@@ -91,7 +91,7 @@ function isAccountPath(path: string): boolean {
 }
 
 export function accountRoutes(deps: AccountRouteDeps) {
-  const { provider, views, logger } = deps;
+  const { provider, views } = deps;
   const csrf = new SessionCsrf(deps.csrfSecret);
   const issuerOrigin = new URL(deps.issuer).origin;
   const router = new Router();
@@ -120,12 +120,18 @@ export function accountRoutes(deps: AccountRouteDeps) {
   }
 
   function refused(ctx: Context, description: string) {
-    views.send(ctx, 'error', 'Request refused', {
-      status: 403,
-      error: 'access_denied',
-      description,
-      hint: 'Open your connected apps again and retry from there.',
-    }, 403);
+    views.send(
+      ctx,
+      'error',
+      'Request refused',
+      {
+        status: 403,
+        error: 'access_denied',
+        description,
+        hint: 'Open your connected apps again and retry from there.',
+      },
+      403,
+    );
   }
 
   async function clientName(clientId: string): Promise<string> {
@@ -223,7 +229,10 @@ export function accountRoutes(deps: AccountRouteDeps) {
 /** Renders anything thrown under /account as the HTML error page. */
 function accountErrors({ views, logger }: Pick<AccountRouteDeps, 'views' | 'logger'>) {
   return async (ctx: Context, next: Next) => {
-    if (!isAccountPath(ctx.path)) return next();
+    if (!isAccountPath(ctx.path)) {
+      await next();
+      return;
+    }
     try {
       await next();
     } catch (err) {

@@ -67,12 +67,18 @@ export function interactionRoutes(deps: InteractionDeps) {
   }
 
   function loginPage(ctx: Context, uid: string, client: { name: string }, extra: { email?: string; error?: string } = {}, status = 200) {
-    views.send(ctx, 'login', 'Sign in', {
-      action: `/interaction/${uid}/login`,
-      abortAction: `/interaction/${uid}/abort`,
-      client,
-      ...extra,
-    }, status);
+    views.send(
+      ctx,
+      'login',
+      'Sign in',
+      {
+        action: `/interaction/${uid}/login`,
+        abortAction: `/interaction/${uid}/abort`,
+        client,
+        ...extra,
+      },
+      status,
+    );
   }
 
   router.get('/', async (ctx) => {
@@ -164,7 +170,12 @@ export function interactionRoutes(deps: InteractionDeps) {
   router.post('/confirm', form, async (ctx) => {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     if (details.prompt.name !== 'consent') throw new errors.InvalidRequest('this consent step is already complete');
-    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes, [UNCONSENTED_APIS]: unconsentedApis } = details.prompt.details as {
+    const {
+      missingOIDCScope,
+      missingOIDCClaims,
+      missingResourceScopes,
+      [UNCONSENTED_APIS]: unconsentedApis,
+    } = details.prompt.details as {
       missingOIDCScope?: string[];
       missingOIDCClaims?: string[];
       missingResourceScopes?: Record<string, string[]>;
@@ -172,8 +183,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     };
     const accountId = details.session!.accountId;
     const clientId = String(details.params.client_id);
-    const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
-      ?? new provider.Grant({ accountId, clientId });
+    const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined) ?? new provider.Grant({ accountId, clientId });
     if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
     if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
     for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) {
@@ -185,7 +195,15 @@ export function interactionRoutes(deps: InteractionDeps) {
       const claims = (await deps.resources.find(indicator))?.claims ?? [];
       if (claims.length) await deps.grants.recordApiConsent(grantId, indicator, claims);
     }
-    await deps.events.emit({ type: 'consent.granted', accountId, clientId, grantId, scopes: missingOIDCScope ?? [], claims: missingOIDCClaims, resources: missingResourceScopes ?? {} });
+    await deps.events.emit({
+      type: 'consent.granted',
+      accountId,
+      clientId,
+      grantId,
+      scopes: missingOIDCScope ?? [],
+      claims: missingOIDCClaims,
+      resources: missingResourceScopes ?? {},
+    });
     await finish(ctx, { consent: details.grantId ? {} : { grantId } }, true);
   });
 
@@ -200,7 +218,10 @@ export function interactionRoutes(deps: InteractionDeps) {
 /** Renders anything thrown by the interaction routes as the HTML error page. */
 function interactionErrors({ views, logger }: InteractionDeps) {
   return async (ctx: Context, next: Next) => {
-    if (!ctx.path.startsWith('/interaction/')) return next();
+    if (!ctx.path.startsWith('/interaction/')) {
+      await next();
+      return;
+    }
     try {
       await next();
     } catch (err) {

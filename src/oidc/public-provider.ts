@@ -7,6 +7,7 @@
  * oidc-provider reads its keys once, so a key rotation builds a new one (provider-host.ts).
  */
 import type { EventEmitter } from 'node:events';
+import type { Context, Next } from 'koa';
 import Provider, { type Adapter } from 'oidc-provider';
 import { clientRateLimit } from '../abuse/client-throttle.js';
 import type { SigningJwk } from '../crypto/keys.js';
@@ -46,8 +47,11 @@ export interface PublicProviderParts {
 const REDEEMED_MODEL: Record<string, string> = { authorization_code: 'AuthorizationCode', refresh_token: 'RefreshToken' };
 
 function stylesheet(views: Views) {
-  return async (ctx: import('koa').Context, next: import('koa').Next) => {
-    if (ctx.path !== '/static/veil.css') return next();
+  return async (ctx: Context, next: Next) => {
+    if (ctx.path !== '/static/veil.css') {
+      await next();
+      return;
+    }
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.set('ETag', views.stylesheet.etag);
     ctx.type = 'text/css';
@@ -102,7 +106,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));
   provider.use(stylesheet(views));
   provider.use(jwksCacheHeaders(config.keysReloadSeconds));
-  provider.use(clientRateLimit(throttles.tokens, throttles.failed));
+  provider.use(clientRateLimit(throttles.tokens, (err) => throttles.failed(err)));
   const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, events };
   for (const mw of interactionRoutes({ ...common, loginThrottle: throttles.login })) provider.use(mw);
   for (const mw of accountRoutes({ ...common, issuer: config.issuer, grantRevocation: tokens.grantRevocation, csrfSecret: services.cookieKeys[0]! })) provider.use(mw);

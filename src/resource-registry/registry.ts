@@ -101,7 +101,8 @@ export class ResourceServerRegistry {
     const unknownClaims = (input.claims ?? []).filter((c) => !(RELEASABLE_CLAIMS as readonly string[]).includes(c));
     if (unknownClaims.length) throw new InvalidResourceServer(`claims must be among ${RELEASABLE_CLAIMS.join(', ')}; unknown: ${unknownClaims.join(', ')}`);
     const oidcNamed = input.scopes.filter((scope) => OIDC_SCOPES.includes(scope));
-    if (oidcNamed.length) throw new InvalidResourceServer(`scopes must not be named like OpenID Connect scopes (${oidcNamed.join(', ')}): no client could be granted them for this API`);
+    if (oidcNamed.length)
+      throw new InvalidResourceServer(`scopes must not be named like OpenID Connect scopes (${oidcNamed.join(', ')}): no client could be granted them for this API`);
     if (await this.repository.find(input.identifier)) throw new DuplicateResourceServer('a resource server with this identifier exists');
 
     const { alg, enc, jwk } = await this.#validateKey(input);
@@ -150,21 +151,24 @@ export class ResourceServerRegistry {
       if (input.jwksUri) {
         // Fetched through the SSRF rules; a failure answers one generic message, never the body.
         const { keys } = await this.keys.fetchKeySet(input.jwksUri);
-        const jwk = selectEncryptionJwk(keys.filter((k) => k.alg !== 'RSA-OAEP'), input.alg);
+        const jwk = selectEncryptionJwk(
+          keys.filter((k) => k.alg !== 'RSA-OAEP'),
+          input.alg,
+        );
         if (!jwk) {
           if (keys.some((k) => k.alg === 'RSA-OAEP')) refuseSha1Oaep('RSA-OAEP');
           throw new EncryptionKeyError('the jwks_uri has no public encryption key with a kid');
         }
         const key = await importPublicEncryptionJwk(jwk);
         // As for an inline JWK: the key's own `alg`, when it names one, is the default.
-        const resolved = resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc);
+        const resolved = resolveAlgorithms(key, input.alg ?? jwk.alg, input.enc);
         refuseSha1Oaep(resolved.alg);
         return resolved;
       }
       const jwk = input.jwk!;
       if (typeof jwk.kid !== 'string' || !jwk.kid) throw new EncryptionKeyError('the JWK needs a "kid"');
       const key = await importPublicEncryptionJwk(jwk);
-      const resolved = resolveAlgorithms(key, input.alg ?? (jwk.alg as string | undefined), input.enc);
+      const resolved = resolveAlgorithms(key, input.alg ?? jwk.alg, input.enc);
       refuseSha1Oaep(resolved.alg);
       return { ...resolved, jwk };
     } catch (err) {

@@ -49,6 +49,7 @@ function withClassifiedErrors(prisma: PrismaClient): PrismaClient {
     query: {
       async $allOperations({ args, query }) {
         try {
+          // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- Prisma's extension API types every result as any; it passes through unchanged
           return await query(args);
         } catch (err) {
           throw classifyDatabaseError(err);

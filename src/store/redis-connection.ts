@@ -125,7 +125,8 @@ async function checkClusterNodes(config: Extract<RedisConfig, { kind: 'cluster' 
         throw new ConfigError(`REDIS_CLUSTER_NODES: ${list([node])} is not a Redis Cluster node (${(err as Error).message})`);
       }
       const state = /^cluster_state:(\w+)/m.exec(info)?.[1];
-      if (state !== 'ok') throw new ConfigError(`REDIS_CLUSTER_NODES: ${list(config.nodes)} do not form a working Redis Cluster (${list([node])} says cluster_state:${state ?? '?'})`);
+      if (state !== 'ok')
+        throw new ConfigError(`REDIS_CLUSTER_NODES: ${list(config.nodes)} do not form a working Redis Cluster (${list([node])} says cluster_state:${state ?? '?'})`);
       return;
     } catch (err) {
       if (err instanceof ConfigError) throw err;
@@ -167,7 +168,9 @@ async function connectCluster(config: Extract<RedisConfig, { kind: 'cluster' }>)
   await checkClusterNodes(config);
   const client = createClusterClient(config);
   let reason: unknown;
-  client.on('error', (err) => (reason ??= err));
+  client.on('error', (err) => {
+    reason ??= err;
+  });
   let timer: NodeJS.Timeout | undefined;
   try {
     const deadline = new Promise<never>((_, reject) => {

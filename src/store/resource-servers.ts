@@ -21,8 +21,7 @@ export interface ResourceServerRecord {
 
 type Row = Omit<ResourceServerRecord, 'encryptionJwk'> & { encryptionJwk: Prisma.JsonValue | null };
 
-const toRecord = (row: Row | null): ResourceServerRecord | null =>
-  row && { ...row, encryptionJwk: (row.encryptionJwk as Record<string, unknown> | null) ?? null };
+const toRecord = (row: Row | null): ResourceServerRecord | null => row && { ...row, encryptionJwk: (row.encryptionJwk as Record<string, unknown> | null) ?? null };
 
 const SELECT = {
   identifier: true,

@@ -51,10 +51,9 @@ describe('veil CLI against a running server', () => {
     assert.equal(created.email, 'grace@example.com');
     assert.doesNotMatch(user.stdout + user.stderr, new RegExp(password));
 
-    const client = await runCli(
-      ['clients', 'create', '--name', 'Compiler', '--redirect-uri', `${rpServer.url}/cb`, '--scope', 'openid email profile offline_access', '--json'],
-      { env },
-    );
+    const client = await runCli(['clients', 'create', '--name', 'Compiler', '--redirect-uri', `${rpServer.url}/cb`, '--scope', 'openid email profile offline_access', '--json'], {
+      env,
+    });
     assert.equal(client.code, 0, client.stderr);
     const { client_id: clientId, client_secret: clientSecret } = JSON.parse(client.stdout) as { client_id: string; client_secret: string };
     assert.ok(clientId && clientSecret);
@@ -93,7 +92,10 @@ describe('veil CLI against a running server', () => {
     const listed = await runCli(['clients', 'list', '--json'], { env });
     const clients = (JSON.parse(listed.stdout) as { clients: { client_id: string; client_secret?: string }[] }).clients;
     assert.ok(clients.some((c) => c.client_id === clientId));
-    assert.ok(clients.every((c) => c.client_secret === undefined), 'secrets are never listed');
+    assert.ok(
+      clients.every((c) => c.client_secret === undefined),
+      'secrets are never listed',
+    );
 
     const deleted = await runCli(['clients', 'delete', clientId, '--json'], { env });
     assert.equal(deleted.code, 0, deleted.stderr);
@@ -112,7 +114,23 @@ describe('veil CLI against a running server', () => {
     assert.match(noKey.stderr, /--jwk-file FILE or --jwks-uri URL/);
 
     const made = await runCli(
-      ['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'Ledger', '--scope', 'read  write', '--access-token-ttl', '120', '--jwk-file', jwkFile, '--claims', 'email', '--json'],
+      [
+        'resources',
+        'create',
+        '--identifier',
+        'https://api.example.com/ledger',
+        '--name',
+        'Ledger',
+        '--scope',
+        'read  write',
+        '--access-token-ttl',
+        '120',
+        '--jwk-file',
+        jwkFile,
+        '--claims',
+        'email',
+        '--json',
+      ],
       { env },
     );
     assert.equal(made.code, 0, made.stderr);
@@ -130,17 +148,27 @@ describe('veil CLI against a running server', () => {
     });
     assert.match(created.introspection_client_secret, /^[A-Za-z0-9_-]{43}$/);
 
-    const duplicate = await runCli(['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'x', '--scope', 'a', '--jwk-file', jwkFile, '--json'], { env });
+    const duplicate = await runCli(['resources', 'create', '--identifier', 'https://api.example.com/ledger', '--name', 'x', '--scope', 'a', '--jwk-file', jwkFile, '--json'], {
+      env,
+    });
     assert.equal(duplicate.code, 1);
     assert.equal((JSON.parse(duplicate.stderr) as { error: string }).error, 'conflict');
     const listed = await runCli(['resources', 'list', '--json'], { env });
-    assert.deepEqual((JSON.parse(listed.stdout) as { resources: { identifier: string }[] }).resources.map((r) => r.identifier), ['https://api.example.com/ledger']);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { resources: { identifier: string }[] }).resources.map((r) => r.identifier),
+      ['https://api.example.com/ledger'],
+    );
 
     // A client allowed that audience gets a token only the ledger's key opens.
-    const client = await runCli(['clients', 'create', '--name', 'ledger-sync', '--grant-type', 'client_credentials', '--resource', 'https://api.example.com/ledger', '--json'], { env });
+    const client = await runCli(['clients', 'create', '--name', 'ledger-sync', '--grant-type', 'client_credentials', '--resource', 'https://api.example.com/ledger', '--json'], {
+      env,
+    });
     assert.equal(client.code, 0, client.stderr);
     const { client_id, client_secret } = JSON.parse(client.stdout) as { client_id: string; client_secret: string };
-    const token = await tokenRequest({ issuer: veil.issuer, clientId: client_id, clientSecret: client_secret, redirectUri: 'x' }, { grant_type: 'client_credentials', resource: 'https://api.example.com/ledger' });
+    const token = await tokenRequest(
+      { issuer: veil.issuer, clientId: client_id, clientSecret: client_secret, redirectUri: 'x' },
+      { grant_type: 'client_credentials', resource: 'https://api.example.com/ledger' },
+    );
     assert.equal(token.status, 200, JSON.stringify(token.body));
     await openSealed(token.body.access_token!, privateKey, veil.issuer, 'https://api.example.com/ledger');
 
@@ -202,12 +230,18 @@ describe('veil CLI against a running server', () => {
       assert.ok(types.includes(type), `${type} in ${types.join(', ')}`);
     }
     const times = events.map((e) => Date.parse(e.at));
-    assert.deepEqual(times, [...times].sort((a, b) => b - a));
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => b - a),
+    );
     assert.doesNotMatch(res.stdout, /grace@example\.com|Grace Hopper/);
 
     const filtered = await runCli(['audit', '--since', new Date(Date.now() - 3_600_000).toISOString(), '--type', 'user.created', '--limit', '1', '--json'], { env });
     assert.equal(filtered.code, 0, filtered.stderr);
-    assert.deepEqual((JSON.parse(filtered.stdout) as { events: { type: string }[] }).events.map((e) => e.type), ['user.created']);
+    assert.deepEqual(
+      (JSON.parse(filtered.stdout) as { events: { type: string }[] }).events.map((e) => e.type),
+      ['user.created'],
+    );
 
     const bad = await runCli(['audit', '--since', 'last tuesday', '--json'], { env });
     assert.equal(bad.code, 1);
@@ -237,7 +271,10 @@ describe('veil CLI with no configuration, on the server machine (issue 7, findin
     assert.equal(created.code, 0, created.stderr);
     const listed = await runCli(['users', 'list', '--json'], { env });
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual((JSON.parse(listed.stdout) as { users: { email: string }[] }).users.map((u) => u.email), ['ada@example.com']);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { users: { email: string }[] }).users.map((u) => u.email),
+      ['ada@example.com'],
+    );
     assert.doesNotMatch(listed.stdout + listed.stderr + created.stdout + created.stderr, new RegExp(veil.adminToken));
   });
 

@@ -137,7 +137,13 @@ describe('signing-key rotation across processes', () => {
     const listed = await runCli(['keys', 'list', '--json'], { env });
     assert.equal(listed.code, 0, listed.stderr);
     const keys = (JSON.parse(listed.stdout) as { keys: { status: string; alg: string }[] }).keys;
-    assert.deepEqual(keys.filter((k) => k.status === 'active').map((k) => k.alg).sort(), ['ES256', 'RS256']);
+    assert.deepEqual(
+      keys
+        .filter((k) => k.status === 'active')
+        .map((k) => k.alg)
+        .sort(),
+      ['ES256', 'RS256'],
+    );
     const rotated = await runCli(['keys', 'rotate', '--alg', 'ES256', '--json'], { env });
     assert.equal(rotated.code, 0, rotated.stderr);
     const activated = (JSON.parse(rotated.stdout) as { activated: { kid: string }[] }).activated[0]!.kid;

@@ -54,18 +54,24 @@ describe('two Veil processes sharing PostgreSQL and Redis', () => {
     });
     const creds = { id: created.body.client.client_id, secret: created.body.client_secret };
     // Registered through A a moment ago: B must see both at once.
-    const viaB = await tokenRequest({ issuer: bIssuer, clientId: creds.id, clientSecret: creds.secret, redirectUri: 'x' }, {
-      grant_type: 'client_credentials',
-      resource: rs.identifier,
-    });
+    const viaB = await tokenRequest(
+      { issuer: bIssuer, clientId: creds.id, clientSecret: creds.secret, redirectUri: 'x' },
+      {
+        grant_type: 'client_credentials',
+        resource: rs.identifier,
+      },
+    );
     assert.equal(viaB.status, 200, JSON.stringify(viaB.body));
     await openSealed(viaB.body.access_token!, rs.privateKey, a.issuer, rs.identifier);
     assert.equal((await introspect(a.issuer, { id: rs.clientId, secret: rs.clientSecret }, viaB.body.access_token!)).body.active, true);
 
-    const viaA = await tokenRequest({ issuer: a.issuer, clientId: creds.id, clientSecret: creds.secret, redirectUri: 'x' }, {
-      grant_type: 'client_credentials',
-      resource: rs.identifier,
-    });
+    const viaA = await tokenRequest(
+      { issuer: a.issuer, clientId: creds.id, clientSecret: creds.secret, redirectUri: 'x' },
+      {
+        grant_type: 'client_credentials',
+        resource: rs.identifier,
+      },
+    );
     assert.equal((await introspect(bIssuer, { id: rs.clientId, secret: rs.clientSecret }, viaA.body.access_token!)).body.active, true);
     assert.equal((await revoke(bIssuer, creds, viaA.body.access_token!)).status, 200);
     assert.deepEqual((await introspect(a.issuer, { id: rs.clientId, secret: rs.clientSecret }, viaA.body.access_token!)).body, { active: false });

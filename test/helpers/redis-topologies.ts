@@ -90,7 +90,23 @@ async function startServer(dir: string, name: string, command: string, args: str
 async function startRedisServer(dir: string, name: string, extra: string[] = [], password?: string): Promise<Server> {
   const port = await freePort();
   // No diskless-sync delay: a replica (or a demoted master) syncs at once instead of after 5 s.
-  const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `${name}.rdb`, '--repl-diskless-sync-delay', '0', ...extra];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    HOST,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--dbfilename',
+    `${name}.rdb`,
+    '--repl-diskless-sync-delay',
+    '0',
+    ...extra,
+  ];
   if (password) args.push('--requirepass', password, '--masterauth', password);
   return startServer(dir, name, 'redis-server', args, port, password);
 }
@@ -123,7 +139,7 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
     await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 20_000 });
     await waitUntil('cluster_state:ok on every node', async () => {
       for (const s of servers) {
-        const info = await withClient(s.port, (c) => c.cluster('INFO') as Promise<string>);
+        const info = await withClient(s.port, (c) => c.cluster('INFO'));
         if (infoField(info, 'cluster_state') !== 'ok' || infoField(info, 'cluster_known_nodes') !== String(count)) return false;
       }
       return true;
@@ -263,7 +279,10 @@ export async function startSentinelSet(options: { masterName?: string; password?
           return true;
         });
         const server = (address: string) => byPort.get(Number(address.split(':')[1]))!;
-        await waitUntil('the new master to answer as master', async () => infoField(await withClient(server(to).port, (c) => c.info('replication'), password), 'role') === 'master');
+        await waitUntil(
+          'the new master to answer as master',
+          async () => infoField(await withClient(server(to).port, (c) => c.info('replication'), password), 'role') === 'master',
+        );
         if (!rejoin) return { from, to };
         await waitUntil(
           'the old master to rejoin as a replica',

@@ -34,7 +34,10 @@ describe('admin API: users by id', () => {
   test('GET /admin/users?email= finds the one account with that address (case-insensitive), or none', async () => {
     const found = await veil.admin<{ users: User[] }>('GET', `/admin/users?email=${encodeURIComponent('ADA@example.com')}`);
     assert.equal(found.status, 200);
-    assert.deepEqual(found.body.users.map((u) => u.id), [ada.id]);
+    assert.deepEqual(
+      found.body.users.map((u) => u.id),
+      [ada.id],
+    );
     const none = await veil.admin<{ users: User[] }>('GET', '/admin/users?email=nobody%40example.com');
     assert.deepEqual(none, { status: 200, body: { users: [] } });
     assert.equal((await veil.admin<{ users: User[] }>('GET', '/admin/users')).body.users.length, 2);
@@ -44,7 +47,10 @@ describe('admin API: users by id', () => {
     const one = await veil.admin<{ user: User }>('GET', `/admin/users/${ada.id}`);
     assert.equal(one.status, 200);
     assert.equal(one.body.user.email, 'ada@example.com');
-    assert.deepEqual(await veil.admin('GET', '/admin/users/00000000-0000-4000-8000-000000000000'), { status: 404, body: { error: 'not_found', error_description: 'no such user' } });
+    assert.deepEqual(await veil.admin('GET', '/admin/users/00000000-0000-4000-8000-000000000000'), {
+      status: 404,
+      body: { error: 'not_found', error_description: 'no such user' },
+    });
     assert.equal((await veil.admin('GET', '/admin/users/not-a-uuid')).status, 404);
   });
 
@@ -53,7 +59,13 @@ describe('admin API: users by id', () => {
     assert.equal(disabled.status, 200);
     assert.equal(disabled.body.user.disabled, true);
     const all = (await veil.admin<{ users: User[] }>('GET', '/admin/users')).body.users;
-    assert.deepEqual(all.map((u) => [u.email, u.disabled]), [['ada@example.com', true], ['grace@example.com', false]]);
+    assert.deepEqual(
+      all.map((u) => [u.email, u.disabled]),
+      [
+        ['ada@example.com', true],
+        ['grace@example.com', false],
+      ],
+    );
     assert.equal((await veil.database.prisma.account.findUnique({ where: { id: ada.id } }))?.disabled, true);
 
     const enabled = await veil.admin<{ user: User }>('POST', `/admin/users/${ada.id}/enable`, {});
@@ -62,7 +74,10 @@ describe('admin API: users by id', () => {
   });
 
   test('an unknown id is 404, a body with fields is refused, and the email-in-body routes are gone', async () => {
-    assert.deepEqual(await veil.admin('POST', '/admin/users/00000000-0000-4000-8000-000000000000/disable', {}), { status: 404, body: { error: 'not_found', error_description: 'no such user' } });
+    assert.deepEqual(await veil.admin('POST', '/admin/users/00000000-0000-4000-8000-000000000000/disable', {}), {
+      status: 404,
+      body: { error: 'not_found', error_description: 'no such user' },
+    });
     const withBody = await veil.admin<{ error: string }>('POST', `/admin/users/${ada.id}/disable`, { email: 'ada@example.com' });
     assert.equal(withBody.status, 400);
     assert.equal(withBody.body.error, 'invalid_request');

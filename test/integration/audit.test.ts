@@ -119,7 +119,11 @@ describe('audit trail', () => {
     const failures = events.filter((e) => e.type === 'login.failed');
     assert.equal(failures.length, 2);
     for (const f of failures) assert.deepEqual([f.account_id, f.client_id, f.actor, f.details.reason], [null, clientId, 'user', 'invalid_credentials']);
-    assert.deepEqual(failures.map((f) => f.details.locked), [['account'], undefined], 'newest first: the second failure locked the account');
+    assert.deepEqual(
+      failures.map((f) => f.details.locked),
+      [['account'], undefined],
+      'newest first: the second failure locked the account',
+    );
     const locked = one(events, 'login.locked');
     assert.deepEqual([locked.account_id, locked.client_id, locked.details], [null, clientId, { scope: 'account' }]);
 
@@ -140,7 +144,10 @@ describe('audit trail', () => {
 
     // Newest first, and the order things happened in.
     const times = events.map((e) => Date.parse(e.at));
-    assert.deepEqual(times, [...times].sort((a, b) => b - a));
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => b - a),
+    );
     const order = events.map((e) => e.type).reverse();
     assert.ok(order.indexOf('user.created') < order.indexOf('login.failed'));
     assert.ok(order.indexOf('login.locked') < order.indexOf('login.succeeded'));
@@ -165,7 +172,10 @@ describe('audit trail', () => {
 
   test('filters: type, category, limit, until; a future since returns nothing', async () => {
     const failed = await audit('since=1h&type=login.failed');
-    assert.deepEqual(failed.body.events.map((e) => e.type), ['login.failed', 'login.failed']);
+    assert.deepEqual(
+      failed.body.events.map((e) => e.type),
+      ['login.failed', 'login.failed'],
+    );
     const logins = await audit('since=1h&type=login');
     assert.deepEqual(new Set(logins.body.events.map((e) => e.type)), new Set(['login.failed', 'login.locked', 'login.succeeded']));
     const limited = await audit('since=1h&limit=2');
@@ -180,7 +190,16 @@ describe('audit trail', () => {
   });
 
   test('a bad since, type or limit is a 400 invalid_request', async () => {
-    for (const query of ['since=yesterday', 'since=2026-11-23T00:00:00', 'since=-1h', '', 'since=1h&type=login.nope', 'since=1h&limit=0', 'since=1h&limit=1001', 'since=1h&since=2h']) {
+    for (const query of [
+      'since=yesterday',
+      'since=2026-11-23T00:00:00',
+      'since=-1h',
+      '',
+      'since=1h&type=login.nope',
+      'since=1h&limit=0',
+      'since=1h&limit=1001',
+      'since=1h&since=2h',
+    ]) {
       const res = await veil.admin<{ error: string; error_description: string }>('GET', `/admin/audit?${query}`);
       assert.equal(res.status, 400, query);
       assert.equal(res.body.error, 'invalid_request', query);

@@ -16,7 +16,10 @@ const PASSWORD = 'the right password';
 const LOCK_SECONDS = 2;
 
 function errorMessage(body: string) {
-  return body.match(/role="alert"[^>]*>([\s\S]*?)<\//)?.[1]?.replace(/<[^>]+>/g, '').trim();
+  return body
+    .match(/role="alert"[^>]*>([\s\S]*?)<\//)?.[1]
+    ?.replace(/<[^>]+>/g, '')
+    .trim();
 }
 
 /** The page with what differs per attempt anyway (the interaction id in the form actions) removed. */
@@ -119,7 +122,10 @@ describe('per-account lockout', () => {
   test('nothing in Redis contains an email in clear', async () => {
     await attempt('Clear.Text@Example.com', 'guess');
     const contents = await redisContents(stores);
-    assert.ok(contents.some((c) => c.startsWith(`${stores.keyPrefix}throttle:login-account:`)), 'the throttle writes under the prefix');
+    assert.ok(
+      contents.some((c) => c.startsWith(`${stores.keyPrefix}throttle:login-account:`)),
+      'the throttle writes under the prefix',
+    );
     for (const c of contents) assert.doesNotMatch(c, /victim|nobody|bystander|clear\.text/i);
   });
 });
@@ -304,8 +310,8 @@ describe('device cookies against an attacker who keeps the account delay busy', 
     assert.doesNotMatch(first.set, /; secure/i, 'not Secure on an http issuer');
     const expires = Date.parse(/; expires=([^;]+)/i.exec(first.set)?.[1] ?? '');
     assert.ok(expires > Date.now() + 364 * 86_400_000, 'kept for a year');
-    assert.doesNotMatch(decodeURIComponent(first.device!), /alice|example/i);
-    assert.doesNotMatch(Buffer.from(first.device!.split('.')[1] ?? '', 'base64url').toString(), /alice|example/i);
+    assert.doesNotMatch(decodeURIComponent(first.device), /alice|example/i);
+    assert.doesNotMatch(Buffer.from(first.device.split('.')[1] ?? '', 'base64url').toString(), /alice|example/i);
     aliceDevice = first.device!;
 
     // The attack: a wrong password every 0.1 s, two per address.
@@ -367,7 +373,7 @@ describe('device cookies against an attacker who keeps the account delay busy', 
     // Bob signs in in Alice's browser: its cookie now serves both.
     const both = await login('198.51.100.32', 'bob@example.com', PASSWORD, aliceDevice);
     assert.equal(both.status, 303);
-    const res = await insideTheDelay((i) => login('198.51.100.31', 'alice@example.com', PASSWORD, both.device!, i));
+    const res = await insideTheDelay((i) => login('198.51.100.31', 'alice@example.com', PASSWORD, both.device, i));
     assert.equal(res.status, 303, "the shared browser's cookie still exempts Alice");
     aliceDevice = both.device!;
   });

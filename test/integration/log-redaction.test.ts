@@ -67,8 +67,7 @@ describe('error paths that log leave no secret in the logs (LOG_LEVEL debug)', (
     await stores?.cleanup();
   });
 
-  const login = async (email: string, password: string) =>
-    postLogin(veil.issuer, await startLoginInteraction(veil.issuer, client.clientId, redirectUri), email, password);
+  const login = async (email: string, password: string) => postLogin(veil.issuer, await startLoginInteraction(veil.issuer, client.clientId, redirectUri), email, password);
 
   test('a successful flow, then its tokens at introspection (bad and good credentials) and revocation', async () => {
     const tokens = await httpAuthorizationCodeFlow(client, user, 'openid email offline_access');
@@ -150,7 +149,10 @@ describe('error paths that log leave no secret in the logs (LOG_LEVEL debug)', (
     for (const msg of ['login failed', 'login locked after repeated failures', 'login refused: locked', 'token revoked']) {
       assert.ok(messages.has(msg), `logged: ${msg}`);
     }
-    assert.ok(logged.some((e) => Number(e.level) >= 50), 'an error-level line was logged');
+    assert.ok(
+      logged.some((e) => Number(e.level) >= 50),
+      'an error-level line was logged',
+    );
     assert.deepEqual(leaksIn(veil.logs), []);
     stopped = true;
     await veil.stop(); // resolves: nothing leaked

@@ -43,7 +43,10 @@ describe('login page', () => {
   }
 
   function errorMessage(body: string) {
-    return body.match(/role="alert"[^>]*>([\s\S]*?)<\//)?.[1]?.replace(/<[^>]+>/g, '').trim();
+    return body
+      .match(/role="alert"[^>]*>([\s\S]*?)<\//)?.[1]
+      ?.replace(/<[^>]+>/g, '')
+      .trim();
   }
 
   test('wrong password, unknown email and disabled account get the same answer', async () => {

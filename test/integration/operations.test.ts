@@ -118,7 +118,17 @@ describe('operations endpoints', () => {
     assert.match(text, /^process_resident_memory_bytes /m);
 
     const uid = interaction.path.split('/').pop()!;
-    for (const secret of [tokens.access_token, tokens.refresh_token, tokens.id_token, refreshed.body.access_token!, machine.body.access_token!, client.clientSecret!, user.email, uid, ADMIN_TOKEN]) {
+    for (const secret of [
+      tokens.access_token,
+      tokens.refresh_token,
+      tokens.id_token,
+      refreshed.body.access_token!,
+      machine.body.access_token!,
+      client.clientSecret!,
+      user.email,
+      uid,
+      ADMIN_TOKEN,
+    ]) {
       assert.ok(!text.includes(secret), `metrics leak ${secret.slice(0, 12)}…`);
     }
     assert.doesNotMatch(text, /\/interaction\/(?!:uid)/, 'no raw interaction path');

@@ -239,7 +239,7 @@ describe('a Sentinel set (one master, one replica, three sentinels)', () => {
           await sleep(200);
         }
         assert.equal(refreshed?.status, 200, 'the refresh token issued before the failover is honoured after it');
-        assert.equal(await active(f, (refreshed!.body as { access_token: string }).access_token), true);
+        assert.equal(await active(f, (refreshed.body as { access_token: string }).access_token), true);
         await clientCredentialsFlow(f);
         // The bus moved with it, and said so: caches are dropped after a resubscription.
         for (let i = 0; i < 50 && !dropped.includes('all'); i++) await sleep(100);

@@ -162,9 +162,10 @@ describe('self-service connected apps', () => {
     assert.equal(await veil.database.prisma.grant.count({ where: { clientId: notes.clientId } }), 0);
     // Audited as the user's own act; nothing else about the user goes into the row.
     const events = await veil.database.prisma.auditEvent.findMany({ where: { type: 'consent.withdrawn', clientId: notes.clientId } });
-    assert.deepEqual(events.map((e) => ({ actor: e.actor, accountId: e.accountId, details: e.details })), [
-      { actor: 'user', accountId: (await veil.database.prisma.account.findUnique({ where: { email: user.email } }))!.id, details: {} },
-    ]);
+    assert.deepEqual(
+      events.map((e) => ({ actor: e.actor, accountId: e.accountId, details: e.details })),
+      [{ actor: 'user', accountId: (await veil.database.prisma.account.findUnique({ where: { email: user.email } }))!.id, details: {} }],
+    );
     // The other app keeps its access.
     assert.equal((await refresh(other, otherTokens.refresh_token)).status, 200);
 

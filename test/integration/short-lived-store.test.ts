@@ -80,7 +80,8 @@ describe('RedisStore at rest', () => {
     let cursor = '0';
     do {
       const [next, batch] = await stores.redis.scan(cursor, 'MATCH', `${stores.keyPrefix}*`, 'COUNT', 1000);
-      for (const key of batch) parts.push(key, (await stores.redis.type(key)) === 'list' ? (await stores.redis.lrange(key, 0, -1)).join(' ') : ((await stores.redis.get(key)) ?? ''));
+      for (const key of batch)
+        parts.push(key, (await stores.redis.type(key)) === 'list' ? (await stores.redis.lrange(key, 0, -1)).join(' ') : ((await stores.redis.get(key)) ?? ''));
       cursor = next;
     } while (cursor !== '0');
     return parts.join('\n');
@@ -249,9 +250,7 @@ describe('RedisStore specifics', () => {
   });
 
   test('concurrent consume() from 5 separate connections has exactly one winner', async () => {
-    const peers = await Promise.all(
-      Array.from({ length: 5 }, () => connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix })),
-    );
+    const peers = await Promise.all(Array.from({ length: 5 }, () => connectStore({ url: stores.redisUrl, keyPrefix: stores.keyPrefix })));
     try {
       const id = uniqueId('rt');
       await store.upsert('RefreshToken', id, tokenPayload('RefreshToken'), 60);

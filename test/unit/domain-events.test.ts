@@ -73,7 +73,15 @@ const CASES: Case[] = [
     login: 'locked',
   },
   {
-    event: { type: 'consent.granted', accountId: ACCOUNT, clientId: CLIENT, grantId: 'g1', scopes: ['openid', 'email'], claims: ['name'], resources: { 'https://api.example': ['read'] } },
+    event: {
+      type: 'consent.granted',
+      accountId: ACCOUNT,
+      clientId: CLIENT,
+      grantId: 'g1',
+      scopes: ['openid', 'email'],
+      claims: ['name'],
+      resources: { 'https://api.example': ['read'] },
+    },
     row: {
       type: 'consent.granted',
       actor: 'user',
@@ -119,7 +127,14 @@ const CASES: Case[] = [
     logs: [['info', 'client.created', 'client created', { clientId: CLIENT }]],
   },
   {
-    event: { type: 'client.updated', clientId: CLIENT, fields: ['scope'], scope: 'openid', resourceScopes: { 'https://api.example': ['read'] }, grantTypes: ['authorization_code'] },
+    event: {
+      type: 'client.updated',
+      clientId: CLIENT,
+      fields: ['scope'],
+      scope: 'openid',
+      resourceScopes: { 'https://api.example': ['read'] },
+      grantTypes: ['authorization_code'],
+    },
     row: {
       type: 'client.updated',
       actor: 'admin',
@@ -243,7 +258,10 @@ describe('DomainEvents', () => {
       [50, 'rejects', 'client.deleted'],
       [50, 'throws', 'client.deleted'],
     ]);
-    assert.ok(failures.every((l) => !JSON.stringify(l).includes(CLIENT)), 'the failure line names the event type, not its fields');
+    assert.ok(
+      failures.every((l) => !JSON.stringify(l).includes(CLIENT)),
+      'the failure line names the event type, not its fields',
+    );
 
     // And the next emit still reaches everyone.
     await events.emit({ type: 'user.created', accountId: ACCOUNT });

@@ -41,7 +41,13 @@ describe('key ring', () => {
     assert.equal((await fs.stat(path.join(dir, SIGNING_KEYS_FILE))).mode & 0o777, 0o600);
     // Only active keys may sign; next keys are published for verification only.
     const jwks = ring.signingJwks(env);
-    assert.deepEqual(jwks.filter((k) => !k.key_ops).map((k) => k.alg).sort(), ['ES256', 'RS256']);
+    assert.deepEqual(
+      jwks
+        .filter((k) => !k.key_ops)
+        .map((k) => k.alg)
+        .sort(),
+      ['ES256', 'RS256'],
+    );
     assert.ok(jwks.filter((k) => k.key_ops).every((k) => k.key_ops!.join() === 'verify'));
     assert.equal(ring.publicJwks().keys.length, 4);
     assert.ok(ring.publicJwks().keys.every((k) => !('d' in k)));
@@ -51,7 +57,10 @@ describe('key ring', () => {
     const dir = freshDir();
     await loadOrCreateKeyRing(new FileKeyStore(dir), envelope());
     const before = await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8');
-    await assert.rejects(loadOrCreateKeyRing(new FileKeyStore(dir), envelope()), (err: unknown) => err instanceof KeyFileError && /cannot be decrypted with the configured master key/.test(err.message));
+    await assert.rejects(
+      loadOrCreateKeyRing(new FileKeyStore(dir), envelope()),
+      (err: unknown) => err instanceof KeyFileError && /cannot be decrypted with the configured master key/.test(err.message),
+    );
     assert.equal(await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8'), before);
   });
 
@@ -76,14 +85,18 @@ describe('key ring', () => {
 
     const now = new Date();
     const { ring: rotated, activated } = await rotateKeys(new FileKeyStore(dir), env, { algs: ['ES256'], graceSeconds: 600, now });
-    assert.deepEqual(activated.map((k) => k.kid), [published.kid], 'the key published in advance is the one that starts signing');
+    assert.deepEqual(
+      activated.map((k) => k.kid),
+      [published.kid],
+      'the key published in advance is the one that starts signing',
+    );
     assert.equal(rotated.active('ES256')!.kid, published.kid);
     assert.equal(rotated.active('RS256')!.kid, ring.active('RS256')!.kid, 'other algorithms untouched');
     // The old signature still verifies against the published JWKS during the grace period...
-    await compactVerify(oldSignature, createLocalJWKSet(rotated.publicJwks(now) as { keys: JWK[] }));
+    await compactVerify(oldSignature, createLocalJWKSet(rotated.publicJwks(now)));
     // ...and not once it is over.
     const later = new Date(now.getTime() + 601_000);
-    await assert.rejects(compactVerify(oldSignature, createLocalJWKSet(rotated.publicJwks(later) as { keys: JWK[] })));
+    await assert.rejects(compactVerify(oldSignature, createLocalJWKSet(rotated.publicJwks(later))));
     // A new next key is published for the following rotation.
     assert.ok(rotated.keys.some((k) => k.alg === 'ES256' && k.status === 'next' && k.kid !== published.kid));
   });
@@ -97,7 +110,10 @@ describe('key ring', () => {
     await rotateKeys(new FileKeyStore(dir), env, { algs: ['RS256'], graceSeconds: 600 });
     await assert.rejects(retireKey(new FileKeyStore(dir), active.kid), /--force/);
     const after = await retireKey(new FileKeyStore(dir), active.kid, { force: true });
-    assert.equal(after.keys.some((k) => k.kid === active.kid), false);
+    assert.equal(
+      after.keys.some((k) => k.kid === active.kid),
+      false,
+    );
   });
 
   test('concurrent rotations serialize: each activates a distinct key', async () => {

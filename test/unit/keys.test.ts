@@ -7,14 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { calculateJwkThumbprint, compactVerify, CompactSign, importJWK, type JWK } from 'jose';
-import {
-  COOKIE_KEYS_FILE,
-  KeyFileError,
-  SIGNING_KEYS_FILE,
-  loadOrCreateCookieKeys,
-  loadOrCreateSigningKeys,
-  type SigningJwk,
-} from '../../src/crypto/keys.js';
+import { COOKIE_KEYS_FILE, KeyFileError, SIGNING_KEYS_FILE, loadOrCreateCookieKeys, loadOrCreateSigningKeys, type SigningJwk } from '../../src/crypto/keys.js';
 
 let root: string;
 let counter = 0;
@@ -59,7 +52,10 @@ describe('loadOrCreateSigningKeys', () => {
     const dir = freshKeysDir();
     const { keys, created } = await loadOrCreateSigningKeys(dir);
     assert.equal(created, true);
-    assert.deepEqual(keys.map((k) => k.alg), ['RS256', 'ES256']);
+    assert.deepEqual(
+      keys.map((k) => k.alg),
+      ['RS256', 'ES256'],
+    );
 
     const [rsa, ec] = keys as [SigningJwk, SigningJwk];
     assert.equal(rsa.kty, 'RSA');
@@ -84,9 +80,7 @@ describe('loadOrCreateSigningKeys', () => {
   test('the generated keys sign, and their public parts verify', async () => {
     const { keys } = await loadOrCreateSigningKeys(freshKeysDir());
     for (const key of keys) {
-      const jws = await new CompactSign(new TextEncoder().encode('veil'))
-        .setProtectedHeader({ alg: key.alg, kid: key.kid })
-        .sign(await importJWK(key, key.alg));
+      const jws = await new CompactSign(new TextEncoder().encode('veil')).setProtectedHeader({ alg: key.alg, kid: key.kid }).sign(await importJWK(key, key.alg));
       const { payload } = await compactVerify(jws, await importJWK(publicPart(key), key.alg));
       assert.equal(new TextDecoder().decode(payload), 'veil');
     }
@@ -110,8 +104,8 @@ describe('loadOrCreateSigningKeys', () => {
     const dir = freshKeysDir();
     const results = await Promise.all([loadOrCreateSigningKeys(dir), loadOrCreateSigningKeys(dir), loadOrCreateSigningKeys(dir)]);
     assert.equal(results.filter((r) => r.created).length, 1, 'exactly one call created the file');
-    for (const r of results) assert.deepEqual(r.keys, results[0]!.keys);
-    assert.deepEqual(JSON.parse(await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8')).keys, results[0]!.keys);
+    for (const r of results) assert.deepEqual(r.keys, results[0].keys);
+    assert.deepEqual((JSON.parse(await fs.readFile(path.join(dir, SIGNING_KEYS_FILE), 'utf8')) as { keys: unknown }).keys, results[0].keys);
   });
 
   test('a file that is not valid JSON throws KeyFileError and is left untouched', async () => {

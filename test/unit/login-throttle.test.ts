@@ -177,7 +177,11 @@ function behaviour(backend: () => RedisBackend | undefined) {
       // Settled as the route would (the device counts attempts in flight too).
       if (d.allowed) await t.recordSuccess(e, `198.51.100.${110 + i}`, cookie);
     }
-    assert.deepEqual(exempt, emails.map((_, i) => i >= 2), 'the two oldest are forgotten');
+    assert.deepEqual(
+      exempt,
+      emails.map((_, i) => i >= 2),
+      'the two oldest are forgotten',
+    );
   });
 
   test('locks an address after the maximum of failures across accounts', async () => {

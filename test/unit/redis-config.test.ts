@@ -42,7 +42,15 @@ describe('Redis topology configuration', () => {
 
   test('REDIS_CLUSTER_NODES: a Cluster topology', () => {
     const c = loadConfig({ NODE_ENV: 'test', REDIS_CLUSTER_NODES: 'redis-a:7000,redis-b:7001', REDIS_KEY_PREFIX: 'id:' });
-    assert.deepEqual(c.redis, { kind: 'cluster', nodes: [{ host: 'redis-a', port: 7000 }, { host: 'redis-b', port: 7001 }], password: undefined, keyPrefix: 'id:' });
+    assert.deepEqual(c.redis, {
+      kind: 'cluster',
+      nodes: [
+        { host: 'redis-a', port: 7000 },
+        { host: 'redis-b', port: 7001 },
+      ],
+      password: undefined,
+      keyPrefix: 'id:',
+    });
   });
 
   test('none of them: the embedded store; empty values count as unset', () => {

@@ -38,7 +38,10 @@ export function registerUserRoutes(router: Router, deps: Pick<AdminDeps, 'accoun
     ctx.body = { user: toPublicAccount(user) };
   });
 
-  for (const [action, disabled] of [['disable', true], ['enable', false]] as const) {
+  for (const [action, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
     router.post(`/admin/users/:id/${action}`, json, async (ctx) => {
       parse(emptyBody, ctx.request.body);
       const user = await deps.accounts.setDisabled(ctx.params.id!, disabled);
