@@ -28,8 +28,13 @@ export class RecordNotFound extends VeilError {
 /** SQLSTATE classes of a failed server rather than a failed statement: 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown, restart), 58 system error. */
 const OUTAGE_SQLSTATE = /^(08|53|57|58)/;
 
-/** SQLSTATE class 22, data exception: a value PostgreSQL cannot take (a NUL byte in text, say); the caller's input, not a bug. */
-const DATA_SQLSTATE = /^22/;
+/**
+ * Data exceptions (SQLSTATE class 22) that a caller's value causes: too long (22001), out of range
+ * (22003), a bad date or time (22007, 22008), a character text cannot hold (22021: a NUL byte),
+ * not valid for its type (22P02), an untranslatable character (22P05). Others of the class (a
+ * division by zero, say) are bugs and stay loud.
+ */
+const DATA_SQLSTATE = /^22(001|003|007|008|021|P02|P05)$/;
 
 /** A value the database refused as data (SQLSTATE class 22): the caller's mistake, 400 at every edge. */
 export class InvalidStoredValue extends VeilError {

@@ -17,7 +17,7 @@ import { BadRequestBody } from '../../src/http/body.js';
 import { renderErrorPage } from '../../src/interactions/error-page.js';
 import { renderOAuthError, toProtocolError } from '../../src/oidc/errors.js';
 import { DuplicateResourceServer } from '../../src/resource-registry/registry.js';
-import { classifyDatabaseError, RecordNotFound, StoreUnavailableError, UniqueViolation } from '../../src/store/errors.js';
+import { classifyDatabaseError, InvalidStoredValue, RecordNotFound, StoreUnavailableError, UniqueViolation } from '../../src/store/errors.js';
 import { DuplicateAccountError } from '../../src/store/accounts.js';
 import { MigrationError } from '../../src/store/migrator.js';
 import { GrantRevokedError } from '../../src/store/short-lived-store.js';
@@ -195,5 +195,9 @@ describe('Prisma errors become VeilErrors in one place', () => {
     assert.ok(classifyDatabaseError(driver('P2010', '08006')) instanceof StoreUnavailableError);
     const dataError = driver('P2039', '22012');
     assert.equal(classifyDatabaseError(dataError), dataError);
+    // 22021: a value the caller sent that text cannot hold (a NUL byte): their mistake, a 400.
+    const refused = classifyDatabaseError(driver('P2039', '22021'));
+    assert.ok(refused instanceof InvalidStoredValue);
+    assert.equal(refused.status, 400);
   });
 });
