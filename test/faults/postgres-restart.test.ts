@@ -28,7 +28,7 @@ describe('fault: PostgreSQL restarted (down 6 s)', () => {
   });
 
   after(async () => {
-    await traffic?.stop();
+    await traffic?.stop().catch(() => {}); // a loop's failure was reported by the test; clean up regardless
     await veil?.stop();
     await postgres?.close();
     await stores?.cleanup();
