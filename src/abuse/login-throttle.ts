@@ -220,6 +220,16 @@ export class LoginThrottle {
     }
   }
 
+  /** The checked attempt was never judged (a store failed under it): its points go back. */
+  async abandon(email: string, ip: string, deviceCookie?: string): Promise<void> {
+    try {
+      const keys = await this.#keys(email, ip, deviceCookie);
+      await Promise.all([this.#pair.giveBack(keys.pair), this.#ip.giveBack(keys.ip), ...(keys.device ? [this.#device.giveBack(keys.device)] : [])]);
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
   /** The checked attempt failed (with the same device cookie as its check); returns the scopes this failure locked. */
   async recordFailure(email: string, ip: string, deviceCookie?: string): Promise<ThrottleScope[]> {
     try {

@@ -131,7 +131,14 @@ export function interactionRoutes(deps: InteractionDeps) {
     // Plain (the JWS inside is its own integrity); Koa would otherwise ask for a `.sig` cookie.
     const device = ctx.cookies.get(DEVICE_COOKIE, { signed: false });
     const throttle = await deps.loginThrottle.check(email, ctx.ip, device);
-    const accountId = throttle.allowed ? await deps.accounts.authenticate(email, field(body, 'password')) : undefined;
+    let accountId: string | undefined;
+    try {
+      accountId = throttle.allowed ? await deps.accounts.authenticate(email, field(body, 'password')) : undefined;
+    } catch (err) {
+      // The password was never judged (a store failed under it): the attempt guessed nothing.
+      await deps.loginThrottle.abandon(email, ctx.ip, device);
+      throw err;
+    }
     const clientId = String(details.params.client_id);
     if (!accountId) {
       const client = await clientView(clientId);

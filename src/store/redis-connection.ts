@@ -18,6 +18,11 @@ const FAIL_FAST = {
   enableOfflineQueue: false,
   maxRetriesPerRequest: 1,
   connectTimeout: 3000,
+  // A command in flight when the connection drops is kept to be resent after reconnecting,
+  // beyond maxRetriesPerRequest's reach: its request would wait the outage out, and its write
+  // land after the caller was told 503. Fail it instead, within commandTimeout.
+  autoResendUnfulfilledCommands: false,
+  commandTimeout: 2000,
 } satisfies RedisOptions;
 
 const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);

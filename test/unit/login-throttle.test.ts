@@ -51,6 +51,17 @@ function behaviour(backend: () => RedisBackend | undefined) {
     assert.equal(decisions.filter((d) => d.allowed).length, LIMITS.maxFailuresPerAccount);
   });
 
+  test('an attempt whose password was never judged (a store failed under it) gives its points back', async () => {
+    const t = make();
+    const e = email();
+    // Far more attempts than any limit, each abandoned: a database outage must not lock anyone out.
+    for (let i = 0; i < LIMITS.maxFailuresPerIp * 3; i++) {
+      const decision = await t.check(e, '192.0.2.77');
+      assert.equal(decision.allowed, true, `attempt ${i + 1} was refused`);
+      await t.abandon(e, '192.0.2.77');
+    }
+  });
+
   test('parallel attempts on one account from many addresses: past the delay threshold, one per delay', async () => {
     const t = new LoginThrottle({ ...LIMITS, accountDelayAfter: 3, accountMaxDelaySeconds: 5, redis: backend() });
     const e = email();
