@@ -121,6 +121,11 @@ const storeVars = {
     example: 'veil',
   }),
   REDIS_SENTINEL_PASSWORD: doc(optionalString, { description: "the sentinels' own password (`requirepass` in sentinel.conf); only with `REDIS_SENTINELS`" }),
+  REDIS_WAIT_REPLICAS: doc(z.coerce.number().int().min(0).max(16).optional(), {
+    description:
+      'replicas that must confirm each write that matters (refresh rotation, a redeemed code, revocation, new tokens) before Veil answers (Redis `WAIT`, 1 s): a failover then loses none of them; unconfirmed, the request answers 503. Only with `REDIS_SENTINELS`, where it defaults to 1; 0 turns it off',
+    unset: '1 with REDIS_SENTINELS',
+  }),
   REDIS_CLUSTER_NODES: doc(hostPortList, {
     description:
       "Redis Cluster: some of its nodes, `host:port,host:port,...` (the rest are discovered). Each grant's entries share one hash slot, so revocation and rotation stay atomic. Nodes that do not form a cluster stop start-up",
@@ -433,7 +438,16 @@ export function derivedLifetimes(ttl: VeilConfig['ttl']): DerivedLifetimes {
 /** Where Redis is: one server by URL, a master found through Sentinel, or a Redis Cluster. */
 export type RedisConfig =
   | { kind: 'url'; url: string; keyPrefix: string }
-  | { kind: 'sentinel'; sentinels: HostPort[]; masterName: string; password: string | undefined; sentinelPassword: string | undefined; keyPrefix: string }
+  | {
+      kind: 'sentinel';
+      sentinels: HostPort[];
+      masterName: string;
+      password: string | undefined;
+      sentinelPassword: string | undefined;
+      /** Replicas that must confirm the writes that matter (Redis WAIT); 0: none. */
+      waitReplicas: number;
+      keyPrefix: string;
+    }
   | { kind: 'cluster'; nodes: HostPort[]; password: string | undefined; keyPrefix: string };
 
 /** The Redis topology the variables choose (at most one), or a problem naming the variables in conflict. */
@@ -446,7 +460,7 @@ function redisConfig(e: Env, problems: string[]): RedisConfig | undefined {
   const only = (names: Array<keyof Env>, where: string) => {
     for (const name of names) if (e[name] !== undefined) problems.push(`${name}: only used with ${where}`);
   };
-  if (!e.REDIS_SENTINELS) only(['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD'], 'REDIS_SENTINELS');
+  if (!e.REDIS_SENTINELS) only(['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_WAIT_REPLICAS'], 'REDIS_SENTINELS');
   if (!e.REDIS_SENTINELS && !e.REDIS_CLUSTER_NODES) {
     if (e.REDIS_PASSWORD !== undefined)
       problems.push(`REDIS_PASSWORD: only used with REDIS_SENTINELS or REDIS_CLUSTER_NODES${e.REDIS_URL ? ' (put the password in REDIS_URL)' : ''}`);
@@ -465,6 +479,7 @@ function redisConfig(e: Env, problems: string[]): RedisConfig | undefined {
       masterName: e.REDIS_SENTINEL_MASTER,
       password: e.REDIS_PASSWORD,
       sentinelPassword: e.REDIS_SENTINEL_PASSWORD,
+      waitReplicas: e.REDIS_WAIT_REPLICAS ?? 1,
       keyPrefix,
     };
   }

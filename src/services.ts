@@ -92,7 +92,9 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   const redis = config.redis ? await connectRedis(config.redis) : undefined;
   const keyPrefix = config.redis?.keyPrefix ?? '';
   if (redis) cleanup.push(() => closeRedis(redis));
-  const shortLived: ShortLivedStore = redis ? new RedisStore(redis, { keyPrefix, atRest: envelopeAtRest(envelope) }) : new MemoryStore();
+  const shortLived: ShortLivedStore = redis
+    ? new RedisStore(redis, { keyPrefix, atRest: envelopeAtRest(envelope), waitReplicas: config.redis?.kind === 'sentinel' ? config.redis.waitReplicas : 0 })
+    : new MemoryStore();
   cleanup.push(() => shortLived.close());
   const bus: InvalidationBus = redis ? await RedisInvalidationBus.connect(redis, keyPrefix) : new LocalInvalidationBus();
   cleanup.push(() => bus.close());

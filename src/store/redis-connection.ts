@@ -22,7 +22,7 @@ const FAIL_FAST = {
   // beyond maxRetriesPerRequest's reach: its request would wait the outage out, and its write
   // land after the caller was told 503. Fail it instead, within commandTimeout.
   autoResendUnfulfilledCommands: false,
-  commandTimeout: 2000,
+  commandTimeout: 1000,
 } satisfies RedisOptions;
 
 const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);

@@ -205,7 +205,18 @@ export interface RedisStoreOptions {
   keyPrefix: string;
   /** Keyed hashing of ids and payload encryption; plain only in store-semantics tests. */
   atRest?: AtRest;
+  /**
+   * Replicas that must confirm each write that matters before it counts (Redis WAIT): behind
+   * Sentinel, replication is asynchronous, and a failover would otherwise lose the last writes the
+   * old master took (a rotation, a revocation: a revoked token active again). 0: no wait.
+   */
+  waitReplicas?: number;
 }
+
+/** How long a write waits for its replicas before the request answers 503. */
+const REPLICA_WAIT_MS = 250;
+/** After a WAIT that found too few replicas, how long writes fail at once rather than block the shared connection with more WAITs. */
+const REPLICAS_MISSING_MS = 1000;
 
 /** A record key, with the record and its consumed marker as read (undefined: not read yet). */
 interface Slot {
@@ -234,12 +245,17 @@ export class RedisStore implements ShortLivedStore {
   readonly #atRest: AtRest;
   /** On a single Redis (or Sentinel), entries of the old key layout are still read. */
   readonly #legacy: boolean;
+  readonly #waitReplicas: number;
+  /** The WAIT not sent yet, which callers in this tick share (see #confirmed). */
+  #pendingWait: Promise<number> | undefined;
+  #replicasMissingUntil = 0;
 
   /** `client` is the process's one Redis connection (redis-connection.ts), shared with the bus and the throttles. */
   constructor(client: RedisClient, options: RedisStoreOptions) {
     this.#client = client;
     this.#prefix = options.keyPrefix;
     this.#atRest = options.atRest ?? plainAtRest;
+    this.#waitReplicas = options.waitReplicas ?? 0;
     this.#legacy = !client.isCluster;
   }
 
@@ -289,6 +305,32 @@ export class RedisStore implements ShortLivedStore {
   #blacklistOf(recordKey: string): string {
     const rest = recordKey.slice(this.#prefix.length);
     return `${this.#blacklistPrefix}${rest.slice(rest.indexOf(':') + 1)}`;
+  }
+
+  /**
+   * Waits until the configured replicas hold every write this connection made so far (the
+   * connection is shared, so the writes of requests in flight beside this one are covered too).
+   * Not confirmed in time: the write may not survive a failover, so the request fails (503)
+   * rather than answer as if it had.
+   */
+  async #confirmed(): Promise<void> {
+    if (this.#waitReplicas === 0) return;
+    const unconfirmed = (acknowledged: number) => new StoreUnavailableError('Redis', new Error(`${acknowledged} of ${this.#waitReplicas} replicas confirmed the write`));
+    // Replicas were missing a moment ago (a failover under way): fail now, WAIT again shortly.
+    if (Date.now() < this.#replicasMissingUntil) throw unconfirmed(0);
+    // WAIT blocks the connection it is sent on, so requests share one: every caller's write was
+    // answered before it asked, so one WAIT sent after all of them covers them all. The next
+    // caller after it is sent starts the next one.
+    this.#pendingWait ??= (async () => {
+      await Promise.resolve();
+      this.#pendingWait = undefined;
+      return Number(await this.#client.call('WAIT', this.#waitReplicas, REPLICA_WAIT_MS));
+    })();
+    const acknowledged = await this.#pendingWait;
+    if (acknowledged < this.#waitReplicas) {
+      this.#replicasMissingUntil = Date.now() + REPLICAS_MISSING_MS;
+      throw unconfirmed(acknowledged);
+    }
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {
@@ -377,6 +419,7 @@ export class RedisStore implements ShortLivedStore {
         await this.#client.del(grantRef);
         throw new GrantRevokedError();
       }
+      await this.#confirmed();
     });
   }
 
@@ -431,6 +474,7 @@ export class RedisStore implements ShortLivedStore {
       if (outcome !== 3) break;
     }
     if (outcome !== 1 && !this.#legacy) await this.#run(() => Promise.all(extras.map(([key]) => this.#client.del(key))));
+    if (outcome === 1) await this.#run(() => this.#confirmed());
     return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : outcome === 3 ? 'gone' : 'reused';
   }
 
@@ -552,6 +596,7 @@ export class RedisStore implements ShortLivedStore {
         if (form.legacy) writes.push(this.#client.set(`${this.#blacklistPrefix}${form.h}`, '1', 'EX', ttl));
       }
       await Promise.all(writes);
+      await this.#confirmed();
     });
   }
 
@@ -561,7 +606,10 @@ export class RedisStore implements ShortLivedStore {
       for (const form of await this.#locate(model, id)) {
         // Records read missing with the locate are skipped; the grant's record is tried as it is.
         for (const slot of [form.inGrant, form.own.raw ? form.own : undefined, form.legacy?.raw ? form.legacy : undefined]) {
-          if (slot && (await CONSUME.run(this.#client, [slot.key, `${slot.key}:consumed`], [now])) === 1) return true;
+          if (slot && (await CONSUME.run(this.#client, [slot.key, `${slot.key}:consumed`], [now])) === 1) {
+            await this.#confirmed();
+            return true;
+          }
         }
       }
       return false;
@@ -581,9 +629,10 @@ export class RedisStore implements ShortLivedStore {
 
   async revokeByGrantId(grantId: string, markerTtl: number): Promise<void> {
     const lists = this.#grantLists(grantId);
-    await this.#run(() =>
-      REVOKE_GRANT.run(this.#client, [...lists, ...this.#revokedGrants(grantId)], [seconds(markerTtl), this.#tokenPrefix, this.#blacklistPrefix, lists.length]),
-    );
+    await this.#run(async () => {
+      await REVOKE_GRANT.run(this.#client, [...lists, ...this.#revokedGrants(grantId)], [seconds(markerTtl), this.#tokenPrefix, this.#blacklistPrefix, lists.length]);
+      await this.#confirmed();
+    });
   }
 
   async ping(): Promise<void> {

@@ -1,8 +1,11 @@
 /**
  * Fault: the Redis master failed over through Sentinel (`SENTINEL FAILOVER`) under mixed traffic.
  * Veil finds the master through the sentinels (REDIS_SENTINELS, REDIS_SENTINEL_MASTER) of a real
- * set started by test/helpers/redis-topologies.ts: one master, one replica, three sentinels. The
- * store is "back" once every sentinel reports the promoted replica and it answers as master.
+ * set started by test/helpers/redis-topologies.ts: one master, one replica, three sentinels. Veil
+ * has each write that matters confirmed by a replica (REDIS_WAIT_REPLICAS, 1 with Sentinel) so the
+ * failover loses none; until the old master has rejoined as the new master's replica, such writes
+ * answer 503. The store is "back" once the set is whole again: the promoted replica answers as
+ * master and the old master replicates from it.
  */
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -48,7 +51,7 @@ describe('fault: Redis master failed over through Sentinel', () => {
       name: 'Redis Sentinel failover',
       outageMs: 0,
       async down() {
-        const { from, to } = await sentinel.failover();
+        const { from, to } = await sentinel.failover({ rejoin: true });
         moved = `${from} -> ${to}`;
       },
       up: async () => {},

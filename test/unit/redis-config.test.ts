@@ -36,6 +36,7 @@ describe('Redis topology configuration', () => {
       masterName: 'veil',
       password: 'server-secret',
       sentinelPassword: 'sentinel-secret',
+      waitReplicas: 1,
       keyPrefix: 'veil:',
     });
   });
