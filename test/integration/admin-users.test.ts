@@ -87,4 +87,38 @@ describe('admin API: users by id', () => {
     }
     assert.equal((await veil.admin<{ user: User }>('GET', `/admin/users/${ada.id}`)).body.user.disabled, false);
   });
+
+  test('the new routes refuse every party but the operator, and a refusal changes nothing', async () => {
+    const json = { 'content-type': 'application/json' };
+    const token = { authorization: `Bearer ${veil.adminToken}` };
+    const routes: Array<[method: string, path: string]> = [
+      ['GET', `/admin/users?email=${encodeURIComponent('ada@example.com')}`],
+      ['GET', `/admin/users/${ada.id}`],
+      ['POST', `/admin/users/${ada.id}/disable`],
+      ['POST', `/admin/users/${ada.id}/enable`],
+    ];
+    // (A foreign Host is refused by the same guard: fetch cannot set Host, admin-guard.test.ts does.)
+    const refusals: Array<[who: string, headers: Record<string, string>, status: number]> = [
+      ['no credentials', { ...json }, 401],
+      ['a wrong token', { ...json, authorization: 'Bearer not-the-admin-token-at-all' }, 401],
+      ['a foreign origin', { ...json, ...token, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }, 403],
+    ];
+    for (const [method, path] of routes) {
+      for (const [who, headers, status] of refusals) {
+        const res = await fetch(`${veil.adminUrl}${path}`, { method, headers, body: method === 'POST' ? '{}' : undefined });
+        assert.equal(res.status, status, `${method} ${path} by ${who}`);
+        const body = (await res.json()) as Record<string, unknown>;
+        assert.equal(body.user, undefined, `${method} ${path} by ${who} leaked the account`);
+        assert.equal(body.users, undefined, `${method} ${path} by ${who} leaked accounts`);
+      }
+    }
+    // A form post (what a cross-site page can send without a preflight) is refused too.
+    const form = await fetch(`${veil.adminUrl}/admin/users/${ada.id}/disable`, {
+      method: 'POST',
+      headers: { ...token, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'x=1',
+    });
+    assert.equal(form.status, 415);
+    assert.equal((await veil.database.prisma.account.findUnique({ where: { id: ada.id } }))?.disabled, false, 'a refused request changed the account');
+  });
 });
