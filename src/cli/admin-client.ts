@@ -4,18 +4,6 @@
  * with an error) and AdminUnreachableError (it did not answer at all).
  */
 
-export type {
-  AuditEvent,
-  Client,
-  CreateClientRequest as CreateClientBody,
-  UpdateClientRequest as UpdateClientBody,
-  CreatedClient,
-  CreatedResource,
-  CreateResourceBody,
-  CreateUserBody,
-  Resource,
-  User,
-} from '../admin/contract.js';
 import type {
   AuditEvent,
   Client,
@@ -28,6 +16,7 @@ import type {
   Resource,
   User,
 } from '../admin/contract.js';
+export type { AuditEvent, Client, CreateClientBody, UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User };
 
 import type { PublicKeyInfo } from '../admin/contract.js';
 import { codeForStatus, VeilError } from '../errors/veil-error.js';
