@@ -156,6 +156,23 @@ describe('the token edge (real PostgreSQL and Redis)', () => {
     assert.equal(seen.body.active, false, 'the access token issued with the rotation died with the grant');
   });
 
+  test('an added grant answers only the clients allowed it, authenticated: others are refused and nothing is issued', async () => {
+    // A client of Veil's that was not given the grant type: 400 (oidc-provider's invalid_request).
+    const notAllowed = await tokenRequest(web, { grant_type: WITH_ENTITY });
+    assert.equal(notAllowed.status, 400, JSON.stringify(notAllowed.body));
+    assert.match(String(notAllowed.body.error_description), /grant type is not allowed/);
+    assert.equal(notAllowed.body.access_token, undefined);
+    // Callers with no or wrong credentials: 401 invalid_client.
+    for (const [who, caller] of [
+      ['no credentials', { ...worker, clientSecret: undefined }],
+      ['a wrong secret', { ...worker, clientSecret: 'not-the-secret-at-all-0123456789' }],
+    ] as const) {
+      const res = await tokenRequest(caller, { grant_type: WITH_ENTITY });
+      assert.deepEqual([res.status, res.body.error], [401, 'invalid_client'], `${who}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.access_token, undefined, `${who} got a token`);
+    }
+  });
+
   test('when sealing is impossible the answer is an OAuth error, never the bare id', async () => {
     const res = await tokenRequest(worker, { grant_type: UNSEALABLE });
     assert.equal(res.status, 400, JSON.stringify(res.body));
