@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite talks to is there: Debian's chromium, PostgreSQL and Redis
-# on their local ports, and redis-sentinel (the Sentinel tests start their own). Installs or starts what is missing when running as root (CI and the
+# on their local ports, redis-sentinel (the Sentinel tests start their own) and nginx (the gate's
+# end-to-end test starts its own on a free port; the system service is never started). Installs or starts what is missing when running as root (CI and the
 # project's machines); otherwise says exactly what is missing.
 set -euo pipefail
 
@@ -23,6 +24,16 @@ if ! command -v redis-sentinel >/dev/null; then
   echo "installing Debian's redis-sentinel ..."
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-sentinel >/dev/null
+fi
+
+if [ ! -x /usr/sbin/nginx ]; then
+  need_root "Debian's nginx is not installed at /usr/sbin/nginx"
+  echo "installing Debian's nginx ..."
+  apt-get update -qq
+  # Only the binary is wanted: policy-rc.d keeps the package from starting the system service.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  rm -f /usr/sbin/policy-rc.d
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
