@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { registerAudit } from './commands/audit.js';
 import { registerClients } from './commands/clients.js';
+import { registerGate } from './commands/gate.js';
 import { registerKeys } from './commands/keys.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerResources } from './commands/resources.js';
@@ -64,6 +65,7 @@ export function buildProgram(io: CliIo): Command {
   registerAudit(program, ctx);
   registerKeys(program, ctx);
   registerMigrate(program, ctx);
+  registerGate(program, ctx);
   return program;
 }
 

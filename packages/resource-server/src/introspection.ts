@@ -20,6 +20,11 @@ export interface IntrospectionOptions {
   endpoint?: string;
   /** Per-request timeout for discovery and introspection. Default 5000. */
   timeoutMs?: number;
+  /**
+   * Told the outcome of every call to Veil (not of cache hits): `active`, `inactive`, or `failed`
+   * (unreachable, an error status, an unreadable answer). For metrics; must not throw.
+   */
+  onResult?: (outcome: 'active' | 'inactive' | 'failed') => void;
 }
 
 export interface Introspector {
@@ -124,18 +129,25 @@ export function createIntrospector(issuer: string, options: IntrospectionOptions
       const key = cache ? createHash('sha256').update(token).digest('base64url') : '';
       if (cache?.has(key)) return;
 
-      const answer = await fetchJson(
-        await introspectionEndpoint(),
-        {
-          method: 'POST',
-          headers: { authorization, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
-        },
-        timeoutMs,
-        'introspection endpoint',
-      );
-      if (answer.active === false) throw new VeilTokenError('token_inactive', 'introspection says the token is not active');
-      if (answer.active !== true) throw new VeilTokenError('introspection_failed', 'introspection answer has no boolean "active"');
+      let answer: Record<string, unknown>;
+      try {
+        answer = await fetchJson(
+          await introspectionEndpoint(),
+          {
+            method: 'POST',
+            headers: { authorization, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+          },
+          timeoutMs,
+          'introspection endpoint',
+        );
+        if (answer.active !== true && answer.active !== false) throw new VeilTokenError('introspection_failed', 'introspection answer has no boolean "active"');
+      } catch (err) {
+        options.onResult?.('failed');
+        throw err;
+      }
+      options.onResult?.(answer.active ? 'active' : 'inactive');
+      if (!answer.active) throw new VeilTokenError('token_inactive', 'introspection says the token is not active');
 
       cache?.set(key, Math.min(Date.now() + cacheMs, exp * 1000));
     },
