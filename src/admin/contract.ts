@@ -11,6 +11,7 @@ import type { AuditEventRecord } from '../store/audit-events.js';
 import { isAuditTypeFilter } from '../audit/event-types.js';
 import type { RingKey } from '../crypto/key-ring.js';
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE } from '../clients/token-exchange-policy.js';
 import { MAX_RESOURCE_ACCESS_TOKEN_TTL } from '../config.js';
 
 const absoluteUri = z.string().refine((v) => {
@@ -39,11 +40,17 @@ const scopeToken = z
 /** `{ "<resource identifier>": ["read", "write"] }`: API scopes per resource. */
 const resourceScopes = z.record(absoluteUri, z.array(scopeToken).max(100)).refine((v) => Object.keys(v).length <= 50, 'at most 50 resources');
 
+/** The grant types a client may be given; token exchange by its RFC 8693 URN, as stored and listed. */
+const grantType = z.enum(['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT_TYPE]);
+
+/** Token exchange: the registered audiences whose tokens the client may exchange. */
+const exchangeFrom = z.array(absoluteUri).max(50);
+
 export const createClientBody = z.object({
   client_name: z.string().min(1).max(200),
   redirect_uris: z.array(z.string()).max(50).optional(),
   post_logout_redirect_uris: z.array(z.string()).max(50).optional(),
-  grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).optional(),
+  grant_types: z.array(grantType).optional(),
   public: z.boolean().optional(),
   scope: z.string().max(1000).optional(),
   token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).optional(),
@@ -51,6 +58,7 @@ export const createClientBody = z.object({
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   resources: z.array(absoluteUri).max(50).optional(),
   resource_scopes: resourceScopes.optional(),
+  exchange_from: exchangeFrom.optional(),
 }) satisfies z.ZodType<CreateClientInput>;
 
 /**
@@ -62,13 +70,11 @@ export const updateClientBody = z
     client_name: z.string().min(1).max(200).optional(),
     redirect_uris: z.array(z.string()).max(50).optional(),
     post_logout_redirect_uris: z.array(z.string()).max(50).optional(),
-    grant_types: z
-      .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials']))
-      .min(1)
-      .optional(),
+    grant_types: z.array(grantType).min(1).optional(),
     scope: z.string().max(1000).optional(),
     resources: z.array(absoluteUri).max(50).optional(),
     resource_scopes: resourceScopes.optional(),
+    exchange_from: exchangeFrom.optional(),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'give at least one field to change') satisfies z.ZodType<UpdateClientInput>;

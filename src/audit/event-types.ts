@@ -10,6 +10,7 @@ export const AUDIT_EVENT_TYPES = [
   'consent.withdrawn',
   'token.revoked',
   'token.reused',
+  'token.exchanged',
   'client.created',
   'client.updated',
   'client.deleted',

@@ -14,6 +14,7 @@ import { clientPolicyViolations } from './client-policy.js';
 import { VeilError } from '../errors/veil-error.js';
 import type { EventSink } from '../events/domain-events.js';
 import { DEFAULT_AUTH_METHOD, isSecretAuthMethod, type TokenEndpointAuthMethod } from './auth-methods.js';
+import { EXCHANGE_FROM, exchangeSources, TOKEN_EXCHANGE_GRANT_TYPE } from './token-exchange-policy.js';
 
 export type { TokenEndpointAuthMethod };
 
@@ -32,6 +33,8 @@ export interface CreateClientInput {
   resources?: string[];
   /** API scopes per resource (needed when two resources share a scope name); each named resource is allowed too. */
   resource_scopes?: ResourceScopes;
+  /** Token exchange (RFC 8693): the registered audiences whose tokens the client may exchange. */
+  exchange_from?: string[];
 }
 
 /**
@@ -47,6 +50,8 @@ export interface UpdateClientInput {
   scope?: string;
   resources?: string[];
   resource_scopes?: ResourceScopes;
+  /** Replaces the list; without it, the list stays while the client keeps the token-exchange grant. */
+  exchange_from?: string[];
 }
 
 /** Client metadata naming the resource servers a client may ask tokens for (Veil's extension). */
@@ -58,7 +63,13 @@ export interface CreatedClient {
 }
 
 /** Client metadata as shown to admins: never the secret. */
-export type PublicClient = ClientMetadata & { created_at: string; client_secret?: never; resource_scopes?: ResourceScopes; allowed_resources?: string[] };
+export type PublicClient = ClientMetadata & {
+  created_at: string;
+  client_secret?: never;
+  resource_scopes?: ResourceScopes;
+  allowed_resources?: string[];
+  exchange_from?: string[];
+};
 
 export class InvalidClientInput extends VeilError {
   constructor(message: string, code: 'invalid_input' | 'invalid_client_metadata' = 'invalid_input') {
@@ -89,6 +100,9 @@ interface ClientShape {
   resource_scopes: ResourceScopes | undefined;
   /** The allow-list is the stored one: scopes its API no longer registers are dropped, not refused. */
   carriedOver?: boolean;
+  exchange_from: string[];
+  /** The stored `exchange_from`: audiences no longer registered are dropped, not refused. */
+  exchangeFromCarriedOver?: boolean;
 }
 
 export class ClientService {
@@ -124,6 +138,7 @@ export class ClientService {
       scope: input.scope,
       resources: input.resources ?? [],
       resource_scopes: input.resource_scopes,
+      exchange_from: input.exchange_from ?? [],
     });
     const record = await this.clients.create(metadata);
     const client = toPublicClient(record.metadata, record.createdAt);
@@ -151,6 +166,7 @@ export class ClientService {
     const {
       [ALLOWED_RESOURCES]: _resources,
       [RESOURCE_SCOPES]: _resourceScopes,
+      [EXCHANGE_FROM]: _exchangeFrom,
       scope: _scope,
       redirect_uris: _redirects,
       post_logout_redirect_uris: _postLogout,
@@ -169,6 +185,9 @@ export class ClientService {
         resources,
         resource_scopes: resourceScopes,
         carriedOver: input.resource_scopes === undefined && input.scope === undefined,
+        // Taking the grant type away takes the list with it; otherwise it stays unless replaced.
+        exchange_from: input.exchange_from ?? (grantTypes.includes(TOKEN_EXCHANGE_GRANT_TYPE) ? exchangeSources(existing) : []),
+        exchangeFromCarriedOver: input.exchange_from === undefined,
       },
     );
     const record = await this.clients.update(clientId, metadata);
@@ -205,6 +224,7 @@ export class ClientService {
     const split = splitClientScopes({ scope: shape.scope, resourceScopes: requested, resources, oidcScopes: this.options.oidcScopes });
     // A `scope` naming API scopes only still limits the OIDC scopes: to the narrowest set.
     const oidcScope = split.oidcScope ?? (shape.scope?.trim() ? 'openid' : undefined);
+    const exchangeFrom = await this.#exchangeSources(shape);
 
     const metadata: ClientMetadata = {
       ...base,
@@ -215,6 +235,7 @@ export class ClientService {
       ...(oidcScope ? { scope: oidcScope } : {}),
       ...(resourceIds.length ? { [ALLOWED_RESOURCES]: resourceIds } : {}),
       ...(Object.keys(split.resourceScopes).length ? { [RESOURCE_SCOPES]: split.resourceScopes } : {}),
+      ...(exchangeFrom.length ? { [EXCHANGE_FROM]: exchangeFrom } : {}),
     };
     const violation = clientPolicyViolations(metadata)[0];
     if (violation) throw new InvalidClientInput(violation.message);
@@ -232,13 +253,23 @@ export class ClientService {
     return metadata;
   }
 
+  /** `exchange_from`, each a registered resource server (a carried-over one no longer registered is dropped). */
+  async #exchangeSources(shape: ClientShape): Promise<string[]> {
+    const kept: string[] = [];
+    for (const identifier of new Set(shape.exchange_from)) {
+      if (await this.findResource(identifier)) kept.push(identifier);
+      else if (!shape.exchangeFromCarriedOver) throw new InvalidClientInput(`${EXCHANGE_FROM} names an unknown resource server: ${identifier}`);
+    }
+    return kept;
+  }
+
   async list(): Promise<PublicClient[]> {
     return (await this.clients.list()).map((r) => toPublicClient(r.metadata, r.createdAt));
   }
 
   /**
-   * A deleted resource server leaves every client that named it (`allowed_resources` and
-   * `resource_scopes`), so whoever registers the identifier later starts with no clients, and
+   * A deleted resource server leaves every client that named it (`allowed_resources`,
+   * `resource_scopes` and `exchange_from`), so whoever registers the identifier later starts with no clients, and
    * updates of those clients do not trip over an unknown resource. Resolves to the client ids changed.
    */
   async forgetResource(identifier: string): Promise<string[]> {
@@ -247,14 +278,17 @@ export class ClientService {
       const metadata = record.metadata as ClientMetadata & Record<string, unknown>;
       const allowed = Array.isArray(metadata[ALLOWED_RESOURCES]) ? (metadata[ALLOWED_RESOURCES] as string[]) : [];
       const scopes = resourceScopesOf(metadata);
-      if (!allowed.includes(identifier) && !Object.hasOwn(scopes, identifier)) continue;
-      const { [ALLOWED_RESOURCES]: _allowed, [RESOURCE_SCOPES]: _scopes, ...rest } = metadata;
+      const sources = exchangeSources(metadata);
+      if (!allowed.includes(identifier) && !Object.hasOwn(scopes, identifier) && !sources.includes(identifier)) continue;
+      const { [ALLOWED_RESOURCES]: _allowed, [RESOURCE_SCOPES]: _scopes, [EXCHANGE_FROM]: _sources, ...rest } = metadata;
       const remaining = allowed.filter((r) => r !== identifier);
       const remainingScopes = Object.fromEntries(Object.entries(scopes).filter(([uri]) => uri !== identifier));
+      const remainingSources = sources.filter((r) => r !== identifier);
       await this.clients.update(record.clientId, {
         ...rest,
         ...(remaining.length ? { [ALLOWED_RESOURCES]: remaining } : {}),
         ...(Object.keys(remainingScopes).length ? { [RESOURCE_SCOPES]: remainingScopes } : {}),
+        ...(remainingSources.length ? { [EXCHANGE_FROM]: remainingSources } : {}),
       });
       await this.bus.publish('client', record.clientId);
       changed.push(record.clientId);

@@ -40,6 +40,20 @@ export type DomainEvent =
    * its first redemption (the adapter's lost consume, the token edge), else later (oidc-provider).
    */
   | { type: 'token.reused'; model: string; clientId?: string | undefined; grantId: string; concurrent: boolean }
+  /**
+   * RFC 8693 token exchange at /token, once the new token is sealed: `clientId` (the actor)
+   * exchanged a token of `subjectClientId` for `subjectAudience` for one for `audience`.
+   */
+  | {
+      type: 'token.exchanged';
+      clientId: string;
+      accountId?: string | undefined;
+      subjectClientId: string;
+      grantId?: string | undefined;
+      subjectAudience: string;
+      audience: string;
+      scope: string;
+    }
   // Administration.
   | { type: 'client.created'; clientId: string; grantTypes?: readonly string[] | undefined; authMethod?: string | undefined }
   /** Which fields an update replaced, and the client's scopes after it. */

@@ -9,6 +9,7 @@ import type { SigningJwk } from '../crypto/keys.js';
 import type { Views } from '../interactions/views.js';
 import { ALLOWED_RESOURCES } from '../clients/client-service.js';
 import { isResourceScopes, RESOURCE_SCOPES } from '../clients/api-scopes.js';
+import { EXCHANGE_FROM, TOKEN_EXCHANGE_GRANT_TYPE } from '../clients/token-exchange-policy.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
 import { jwksPolicy } from '../http/remote-jwks.js';
@@ -96,11 +97,12 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     },
     allowOmittingSingleRegisteredRedirectUri: false,
     extraClientMetadata: {
-      properties: [ALLOWED_RESOURCES, RESOURCE_SCOPES],
+      properties: [ALLOWED_RESOURCES, RESOURCE_SCOPES, EXCHANGE_FROM],
       validator: (_ctx, key, value, metadata) => {
         if (value === undefined) return;
-        if (key === ALLOWED_RESOURCES && (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && URL.canParse(v)))) {
-          throw new errors.InvalidClientMetadata(`${ALLOWED_RESOURCES} must be an array of absolute URIs`);
+        // Resource identifiers: which APIs the client may ask for, and (token exchange) whose tokens it may exchange.
+        if ((key === ALLOWED_RESOURCES || key === EXCHANGE_FROM) && (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && URL.canParse(v)))) {
+          throw new errors.InvalidClientMetadata(`${key} must be an array of absolute URIs`);
         }
         if (key === RESOURCE_SCOPES) {
           // { "<resource>": ["scope", ...] }, and only for resources the client may ask for.
@@ -114,6 +116,9 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     // RFC 9068 §2.2.1: the authentication event travels with tokens issued for a user; the
     // resource server's allowed user claims too (sealed-tokens.ts keeps them out of storage).
     extraTokenClaims: async (ctx, token) => {
+      // Token exchange settles its token's claims itself (token-exchange.ts): the subject's
+      // authentication event and `act`, and no user claims.
+      if ((token as { gty?: unknown }).gty === TOKEN_EXCHANGE_GRANT_TYPE) return (token as { extra?: Record<string, unknown> }).extra;
       const aud = (token as { aud?: unknown }).aud;
       const accountId = (token as { accountId?: string }).accountId;
       if (typeof aud !== 'string' || !accountId) return undefined;

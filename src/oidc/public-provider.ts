@@ -1,9 +1,9 @@
 /**
  * The public app for one set of signing keys: oidc-provider configured for Veil, with Veil's
  * middleware around its routes, outermost first:
- *   metrics -> security headers -> 404 page -> demo callback -> stylesheet -> JWKS cache headers
- *   -> client throttle -> interactions, account pages -> token edge, introspection, revocation
- *   -> oidc-provider's routes
+ *   metrics -> error boundary -> security headers -> 404 page -> demo callback -> stylesheet
+ *   -> JWKS cache headers -> client throttle -> interactions, account pages -> token edge,
+ *   introspection, revocation -> oidc-provider's routes
  * oidc-provider reads its keys once, so a key rotation builds a new one (provider-host.ts).
  */
 import type { EventEmitter } from 'node:events';
@@ -11,6 +11,7 @@ import type { Context, Next } from 'koa';
 import Provider, { type Adapter } from 'oidc-provider';
 import { clientRateLimit } from '../abuse/client-throttle.js';
 import type { SigningJwk } from '../crypto/keys.js';
+import { errorBoundary } from '../http/error-boundary.js';
 import { jwksPolicy, safeRemoteJWKSet } from '../http/remote-jwks.js';
 import { jwksCacheHeaders } from '../http/jwks-cache.js';
 import { notFound } from '../http/not-found.js';
@@ -23,6 +24,8 @@ import { errorFields } from '../observability/logger.js';
 import type { Services } from '../services.js';
 import { buildConfiguration } from './configuration.js';
 import type { ResourcePolicy } from './resource-indicators.js';
+import type { Liveness } from './introspection.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_EXCHANGE_PARAMETERS, TOKEN_EXCHANGE_REPEATABLE, tokenExchangeGrant, tokenExchangeOutcome } from './token-exchange.js';
 import { mountTokenEndpoints, type KeyBoundTokenServices } from './token-services.js';
 
 /**
@@ -79,6 +82,16 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
       views,
     }),
   );
+  // RFC 8693 token exchange (token-exchange.ts) is always there; `StartOptions.grants` add more.
+  const accountActive = async (accountId: string) => (await accounts.profile(accountId)) !== undefined;
+  // Whether a subject token still stands: introspection's rules, over the same caches.
+  const liveness: Liveness = { grants: repos.grants, clientExists: async (clientId) => (await provider.Client.find(clientId)) !== undefined, accountActive };
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT_TYPE,
+    tokenExchangeGrant({ registry: tokens.registry, tokens: parts.keyBound.tokenLookup, liveness }),
+    new Set(TOKEN_EXCHANGE_PARAMETERS),
+    new Set(TOKEN_EXCHANGE_REPEATABLE),
+  );
   for (const grant of parts.grants) provider.registerGrantType(grant.type, grant.handler, grant.parameters ? new Set(grant.parameters) : undefined);
   // TRUST_PROXY: Koa takes the scheme (so cookies get Secure) and host from X-Forwarded-Proto
   // and -Host, and the client address from the last X-Forwarded-For entry: the one proxy in front.
@@ -101,6 +114,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   });
   metrics.countIssuedTokens(provider);
   provider.use(metrics.httpMiddleware('public')); // first, so it times everything below
+  // XX provider.use(errorBoundary(views, logger)); // what escapes every handler below, in the protocol's format
   provider.use(securityHeaders(config.issuer));
   provider.use(notFound(views));
   if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));
@@ -110,11 +124,13 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, events };
   for (const mw of interactionRoutes({ ...common, loginThrottle: throttles.login })) provider.use(mw);
   for (const mw of accountRoutes({ ...common, issuer: config.issuer, grantRevocation: tokens.grantRevocation, csrfSecret: services.cookieKeys[0]! })) provider.use(mw);
+  // Outside the token edge, so it sees an exchange once the new token is sealed (token-exchange.ts).
+  provider.use(tokenExchangeOutcome(events));
   mountTokenEndpoints(provider, tokens, parts.keyBound, {
     issuer: config.issuer,
     shortLived: services.shortLived,
     grants: repos.grants,
-    accountActive: async (accountId) => (await accounts.profile(accountId)) !== undefined,
+    accountActive,
     // private_key_jwt clients' jwks_uri at Veil's endpoints: the same SSRF rules as everywhere.
     clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
     // Fields named one by one: whatever else a hook's argument carries never reaches the log.

@@ -49,6 +49,11 @@ export class TokenLookup {
     return this.#opaque(value, hint);
   }
 
+  /** The sealed access token with this `jti`: what an exchanged token names as its subject. */
+  async findByJti(jti: string): Promise<FoundToken | undefined> {
+    return this.#issued(await this.store.findIssuedByJti(jti));
+  }
+
   #issued(record: Awaited<ReturnType<ShortLivedStore['findIssuedByHash']>>): FoundToken | undefined {
     return record && { kind: record.model as TokenKind, id: record.jti, payload: record.payload, revoked: record.revoked };
   }

@@ -122,6 +122,46 @@ const CASES: Case[] = [
     logs: [['warn', 'token.reused', 'consumed code or refresh token presented again; grant revoked', { concurrent: false }]],
   },
   {
+    event: {
+      type: 'token.exchanged',
+      clientId: 'gate',
+      accountId: ACCOUNT,
+      subjectClientId: CLIENT,
+      grantId: 'g5',
+      subjectAudience: 'https://api.example',
+      audience: 'https://orders.internal',
+      scope: 'orders:read',
+    },
+    row: {
+      type: 'token.exchanged',
+      actor: 'client',
+      accountId: ACCOUNT,
+      clientId: 'gate',
+      details: { subject_client_id: CLIENT, grant_id: 'g5', subject_audience: 'https://api.example', audience: 'https://orders.internal', scope: 'orders:read' },
+    },
+    logs: [
+      ['info', 'token.exchanged', 'token exchanged', { clientId: 'gate', subjectClientId: CLIENT, audience: 'https://orders.internal', subjectAudience: 'https://api.example' }],
+    ],
+  },
+  {
+    // A client-credentials subject: no account, no grant.
+    event: {
+      type: 'token.exchanged',
+      clientId: 'gate',
+      subjectClientId: CLIENT,
+      subjectAudience: 'https://api.example',
+      audience: 'https://orders.internal',
+      scope: 'orders:read',
+    },
+    row: {
+      type: 'token.exchanged',
+      actor: 'client',
+      clientId: 'gate',
+      details: { subject_client_id: CLIENT, subject_audience: 'https://api.example', audience: 'https://orders.internal', scope: 'orders:read' },
+    },
+    logs: [['info', 'token.exchanged', 'token exchanged', { clientId: 'gate' }]],
+  },
+  {
     event: { type: 'client.created', clientId: CLIENT, grantTypes: ['client_credentials'], authMethod: 'client_secret_basic' },
     row: { type: 'client.created', actor: 'admin', clientId: CLIENT, details: { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic' } },
     logs: [['info', 'client.created', 'client created', { clientId: CLIENT }]],

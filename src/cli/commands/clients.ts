@@ -5,6 +5,7 @@ import type { Client, CreateClientBody, UpdateClientBody } from '../admin-client
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_EXCHANGE_SHORT_NAME } from '../../clients/token-exchange-policy.js';
 
 interface CreateOptions {
   name: string;
@@ -18,6 +19,7 @@ interface CreateOptions {
   jwksFile?: string;
   resource?: string[];
   resourceScope?: Record<string, string[]>;
+  exchangeFrom?: string[];
 }
 
 interface UpdateOptions {
@@ -28,6 +30,7 @@ interface UpdateOptions {
   scope?: string;
   resource?: string[];
   resourceScope?: Record<string, string[]>;
+  exchangeFrom?: string[];
 }
 
 /** Repeatable option: each occurrence appends (commander passes undefined the first time). */
@@ -51,6 +54,14 @@ export function collectResourceScopes(value: string, previous: Record<string, st
   return { ...previous, [uri]: [...new Set([...(previous?.[uri] ?? []), ...scopes])] };
 }
 
+/** Repeatable `--grant-type`: `token-exchange` is short for the RFC 8693 grant type URN. */
+export function collectGrantTypes(value: string, previous: string[] | undefined): string[] {
+  return collect(value === TOKEN_EXCHANGE_SHORT_NAME ? TOKEN_EXCHANGE_GRANT_TYPE : value, previous);
+}
+
+const GRANT_TYPE_HELP = `authorization_code | refresh_token | client_credentials | ${TOKEN_EXCHANGE_SHORT_NAME} (RFC 8693, ${TOKEN_EXCHANGE_GRANT_TYPE})`;
+const EXCHANGE_FROM_HELP = `token exchange: a registered API (audience) whose access tokens this client may exchange (repeatable; needs --grant-type ${TOKEN_EXCHANGE_SHORT_NAME})`;
+
 const SCOPE_HELP = "space-separated scopes: OIDC scopes (openid profile email offline_access) and scopes registered by one of the client's --resource APIs";
 const RESOURCE_SCOPE_HELP = 'API scopes for one resource, URI=scope,scope (repeatable; needed when two APIs share a scope name; the resource is allowed too)';
 
@@ -62,7 +73,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .description('register a client; prints its client_id and, for confidential clients, its secret (shown once)')
     .requiredOption('--name <name>', 'client_name')
     .option('--redirect-uri <uri>', 'allowed redirect URI (repeatable)', collect)
-    .option('--grant-type <type>', 'authorization_code | refresh_token | client_credentials (repeatable)', collect)
+    .option('--grant-type <type>', `${GRANT_TYPE_HELP} (repeatable)`, collectGrantTypes)
     .option('--public', 'public client (SPA/native): no secret, token_endpoint_auth_method none')
     .option('--scope <scopes>', SCOPE_HELP)
     .option('--post-logout-redirect-uri <uri>', 'allowed post-logout redirect URI (repeatable)', collect)
@@ -71,6 +82,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .addOption(new Option('--jwks-file <file>', 'JSON file with the client JWKS (private_key_jwt)').conflicts('jwksUri'))
     .option('--resource <uri>', 'resource server (identifier) the client may request tokens for (repeatable)', collect)
     .option('--resource-scope <uri=scopes>', RESOURCE_SCOPE_HELP, collectResourceScopes)
+    .option('--exchange-from <audience>', EXCHANGE_FROM_HELP, collect)
     .action(async (opts: CreateOptions) => {
       // Only send what was given, so the server's documented defaults apply to the rest.
       const body: CreateClientBody = { client_name: opts.name };
@@ -83,6 +95,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.jwksUri !== undefined) body.jwks_uri = opts.jwksUri;
       if (opts.resource) body.resources = opts.resource;
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
+      if (opts.exchangeFrom) body.exchange_from = opts.exchangeFrom;
       if (opts.jwksFile !== undefined) body.jwks = await readJsonFile(opts.jwksFile, '--jwks-file');
 
       const { client, client_secret } = await ctx.client().createClient(body);
@@ -116,10 +129,11 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .option('--name <name>', 'client_name')
     .option('--redirect-uri <uri>', 'allowed redirect URI (repeatable; replaces the list)', collect)
     .option('--post-logout-redirect-uri <uri>', 'allowed post-logout redirect URI (repeatable; replaces the list)', collect)
-    .option('--grant-type <type>', 'authorization_code | refresh_token | client_credentials (repeatable; replaces the list)', collect)
+    .option('--grant-type <type>', `${GRANT_TYPE_HELP} (repeatable; replaces the list)`, collectGrantTypes)
     .option('--scope <scopes>', `${SCOPE_HELP}; replaces the OIDC scopes and, without --resource-scope, every API scope`)
     .option('--resource <uri>', 'resource server the client may request tokens for (repeatable; replaces the list)', collect)
     .option('--resource-scope <uri=scopes>', `${RESOURCE_SCOPE_HELP}; replaces every API scope`, collectResourceScopes)
+    .option('--exchange-from <audience>', `${EXCHANGE_FROM_HELP}; replaces the list`, collect)
     .action(async (clientId: string, opts: UpdateOptions) => {
       const body: UpdateClientBody = {};
       if (opts.name !== undefined) body.client_name = opts.name;
@@ -129,6 +143,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.scope !== undefined) body.scope = opts.scope;
       if (opts.resource) body.resources = opts.resource;
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
+      if (opts.exchangeFrom) body.exchange_from = opts.exchangeFrom;
       if (Object.keys(body).length === 0) throw new CliError('invalid_input', 'give at least one setting to change (see veil clients update --help)');
       const client = await ctx.client().updateClient(clientId, body);
       ctx

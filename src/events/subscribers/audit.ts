@@ -29,6 +29,19 @@ export const AUDIT_ROWS: EventTable<AuditEvent> = {
   'consent.withdrawn': (e) => ({ type: 'consent.withdrawn', actor: e.actor, accountId: e.accountId, clientId: e.clientId }),
   // The token itself is never recorded.
   'token.revoked': (e) => ({ type: 'token.revoked', actor: 'client', clientId: e.clientId, details: { kind: e.kind, ...(e.grantId ? { grant_id: e.grantId } : {}) } }),
+  'token.exchanged': (e) => ({
+    type: 'token.exchanged',
+    actor: 'client',
+    accountId: e.accountId ?? null,
+    clientId: e.clientId,
+    details: {
+      subject_client_id: e.subjectClientId,
+      ...(e.grantId ? { grant_id: e.grantId } : {}),
+      subject_audience: e.subjectAudience,
+      audience: e.audience,
+      scope: e.scope,
+    },
+  }),
   'token.reused': (e) => ({ type: 'token.reused', actor: 'system', clientId: e.clientId ?? null, details: { kind: e.model, grant_id: e.grantId, concurrent: e.concurrent } }),
   'client.created': (e) => ({
     type: 'client.created',

@@ -29,6 +29,9 @@ export const LOG_LINES: EventTable<LogLine[]> = {
   'consent.granted': (e) => [info({ event: 'consent.granted', accountId: e.accountId, clientId: e.clientId }, 'consent granted')],
   'consent.withdrawn': (e) => [info({ event: 'consent.withdrawn', accountId: e.accountId, clientId: e.clientId, grants: e.grants, actor: e.actor }, 'consent withdrawn')],
   'token.revoked': (e) => [info({ event: 'token.revoked', kind: e.kind, clientId: e.clientId, grantId: e.grantId }, 'token revoked')],
+  'token.exchanged': (e) => [
+    info({ event: 'token.exchanged', clientId: e.clientId, subjectClientId: e.subjectClientId, audience: e.audience, subjectAudience: e.subjectAudience }, 'token exchanged'),
+  ],
   'token.reused': (e) => [
     warn(
       { event: 'token.reused', model: e.model, clientId: e.clientId, grantId: e.grantId, concurrent: e.concurrent },
