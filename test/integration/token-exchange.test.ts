@@ -27,6 +27,7 @@ const OTHER = 'https://other.exchange.test';
 const EXPIRING = 'https://expiring.exchange.test';
 const INTERNAL = 'https://orders.internal.test';
 const DEEPER = 'https://deeper.internal.test';
+const THIRD = 'https://third.internal.test';
 const REDIRECT = 'https://app.exchange.test/cb';
 
 type Created = { client: { client_id: string; grant_types: string[]; exchange_from?: string[] }; client_secret?: string };
@@ -45,6 +46,8 @@ for (const mode of ['redis', 'memory'] as const) {
     let narrowGate: HttpFlowClient;
     let otherGate: HttpFlowClient;
     let innerGate: HttpFlowClient;
+    let thirdGate: HttpFlowClient;
+    let fourthGate: HttpFlowClient;
     let users = 0;
 
     const creds = (id: string) => ({ id: rs[id]!.clientId, secret: rs[id]!.clientSecret });
@@ -111,12 +114,15 @@ for (const mode of ['redis', 'memory'] as const) {
       rs[EXPIRING] = await registerResourceServer(veil, { identifier: EXPIRING, scopes: ['orders:read'], ttl: 2 });
       rs[INTERNAL] = await registerResourceServer(veil, { identifier: INTERNAL, scopes: ['orders:read', 'orders:write'], claims: ['email'], ttl: 120 });
       rs[DEEPER] = await registerResourceServer(veil, { identifier: DEEPER, scopes: ['orders:read'], ttl: 60 });
+      rs[THIRD] = await registerResourceServer(veil, { identifier: THIRD, scopes: ['orders:read'], ttl: 60 });
       web = await client(webClientBody);
       worker = await client({ client_name: 'exchange worker', grant_types: ['client_credentials'], resource_scopes: { [EDGE]: ['orders:read'] } });
       gate = await client(gateBody('gate', { resource_scopes: { [INTERNAL]: ['orders:read', 'orders:write'] }, exchange_from: [EDGE, SHORT, EXPIRING] }));
       narrowGate = await client(gateBody('narrow gate', { resource_scopes: { [INTERNAL]: ['orders:read'] }, exchange_from: [EDGE] }));
       otherGate = await client(gateBody('other gate', { resource_scopes: { [INTERNAL]: ['orders:read'] }, exchange_from: [OTHER] }));
       innerGate = await client(gateBody('inner gate', { resource_scopes: { [DEEPER]: ['orders:read'] }, exchange_from: [INTERNAL] }));
+      thirdGate = await client(gateBody('third gate', { resource_scopes: { [THIRD]: ['orders:read'] }, exchange_from: [DEEPER] }));
+      fourthGate = await client(gateBody('fourth gate', { resource_scopes: { [DEEPER]: ['orders:read'] }, exchange_from: [THIRD] }));
     });
 
     after(async () => {
@@ -244,9 +250,24 @@ for (const mode of ['redis', 'memory'] as const) {
       assert.equal((await introspect(veil.issuer, creds(DEEPER), second.body.access_token!)).body.active, true);
       assert.deepEqual((await introspect(veil.issuer, creds(DEEPER), second.body.access_token!)).body.act, payload.act);
 
+      // A third exchange is allowed (and followed back to the original at introspection); a fourth is not.
+      const third = await exchangeRequest(thirdGate, second.body.access_token!, { resource: THIRD });
+      assert.equal(third.status, 200, JSON.stringify(third.body));
+      const seenThird = await introspect(veil.issuer, creds(THIRD), third.body.access_token!);
+      assert.equal(seenThird.body.active, true, JSON.stringify(seenThird.body));
+      assert.deepEqual(seenThird.body.act, { sub: thirdGate.clientId, act: { sub: innerGate.clientId, act: { sub: gate.clientId } } });
+      await refused(
+        'a fourth exchange in a row',
+        () => exchangeRequest(fourthGate, third.body.access_token!, { resource: DEEPER }),
+        400,
+        'invalid_request',
+        /already exchanged 3 times/,
+      );
+
       assert.equal((await revoke(veil.issuer, { id: web.clientId, secret: web.clientSecret! }, subject.access_token)).status, 200);
       assert.deepEqual((await introspect(veil.issuer, creds(INTERNAL), first.body.access_token!)).body, { active: false });
       assert.deepEqual((await introspect(veil.issuer, creds(DEEPER), second.body.access_token!)).body, { active: false });
+      assert.deepEqual((await introspect(veil.issuer, creds(THIRD), third.body.access_token!)).body, { active: false });
     });
 
     test('callers that may not exchange are refused and nothing is issued', async () => {
