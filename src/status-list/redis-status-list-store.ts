@@ -49,7 +49,8 @@ const UNKNOWN = -3;
 // Takes the first free index among the candidates: no live token holds it (its last exp plus
 // the grace has passed) and it is VALID (a revoked or suspended entry is never handed out again).
 // Returns the index, or FULL (every candidate held), CLOSED (retired), UNKNOWN (no such list).
-//   KEYS: meta, held, status   ARGV: exp, grace, keep seconds, candidates...
+//   KEYS: meta, held, status   ARGV: exp, grace, keep seconds, candidates (one string, comma-separated:
+//   one argument instead of sixteen is measurably cheaper for the client on the issuing path)
 const ALLOCATE = new LuaScript<number>(`${OFFSET}
 local meta = redis.call('HMGET', KEYS[1], 'size', 'bits', 'keep', 'closed')
 if not meta[1] then return ${UNKNOWN} end
@@ -57,9 +58,9 @@ if meta[4] then return ${CLOSED} end
 local size, bits, keep = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
 local now = tonumber(redis.call('TIME')[1])
 local exp, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 4, #ARGV do
-  local idx = tonumber(ARGV[i])
-  if idx >= 0 and idx < size
+for candidate in string.gmatch(ARGV[4], '%d+') do
+  local idx = tonumber(candidate)
+  if idx < size
     and redis.call('BITFIELD', KEYS[2], 'GET', 'u32', '#' .. idx)[1] + grace <= now
     and redis.call('BITFIELD', KEYS[3], 'GET', 'u' .. bits, offset(idx, bits))[1] == 0 then
     redis.call('BITFIELD', KEYS[2], 'SET', 'u32', '#' .. idx, exp)
@@ -184,7 +185,7 @@ export class RedisStatusListStore implements StatusListStore {
       let list = this.#current ?? (await this.#moveFrom(undefined));
       for (let moves = 0; ; moves++) {
         const k = this.keys(list);
-        const idx = await ALLOCATE.run(this.#client, [k.meta, k.held, k.status], [exp, this.#grace, LIST_KEEP_SECONDS, ...this.#candidates(this.#size, PROBES)]);
+        const idx = await ALLOCATE.run(this.#client, [k.meta, k.held, k.status], [exp, this.#grace, LIST_KEEP_SECONDS, this.#candidates(this.#size, PROBES).join(',')]);
         if (idx >= 0) return { list, idx, exp };
         if (moves === MAX_MOVES) throw new VeilError('internal', `no status list index could be allocated (the list answered ${idx})`);
         list = await this.#moveFrom(list);

@@ -54,7 +54,7 @@ export const PROBES = 16;
 /** How long a list is kept after the last `exp` (plus grace) it has handed out; also a new list's first lease. */
 export const LIST_KEEP_SECONDS = 3600;
 
-/** Where the store draws the indexes it tries: crypto-random by default; tests may force collisions. */
+/** Where the store draws the indexes it tries (whole numbers from 0 to size - 1): crypto-random by default; tests may force collisions. */
 export type CandidateSource = (size: number, count: number) => number[];
 
 export const randomCandidates: CandidateSource = (size, count) => Array.from({ length: count }, () => randomInt(size));
