@@ -182,7 +182,7 @@ export type GateAudienceConfig = Omit<z.infer<typeof audienceSchema>, 'introspec
 export interface GateConfig extends Omit<FileConfig, 'routes' | 'audiences' | 'client'> {
   audiences: GateAudienceConfig[];
   routes: GateRouteConfig[];
-  /** Present when any route exchanges tokens. */
+  /** The gate's client at Veil (for token exchange, and introspection without an API's own credentials); present when its secret is. */
   client?: { id: string; secret: string };
 }
 
@@ -240,12 +240,22 @@ async function readSecret(file: string, where: string): Promise<string> {
 /** Cross-field rules zod's per-field schemas cannot see; each names its path. */
 function checkRoutes(config: FileConfig, hasClientSecret: boolean): Array<{ path: PropertyKey[]; message: string }> {
   const problems: Array<{ path: PropertyKey[]; message: string }> = [];
+  const needsClientSecret = config.introspect.enabled && config.audiences.some((a) => !a.introspection);
+  if (needsClientSecret && config.client && !config.client.secretFile && !hasClientSecret) {
+    problems.push({ path: ['client', 'secretFile'], message: 'required to introspect as the client (or set GATE_CLIENT_SECRET)' });
+  }
   const audiences = new Set<string>();
   config.audiences.forEach((a, i) => {
     if (audiences.has(a.identifier)) problems.push({ path: ['audiences', i, 'identifier'], message: `duplicate audience ${a.identifier}` });
     audiences.add(a.identifier);
-    if (config.introspect.enabled && !a.introspection) {
-      problems.push({ path: ['audiences', i, 'introspection'], message: 'required when introspect.enabled is true (the API introspection clientId and secretFile)' });
+    // Without the API's own credentials the gate introspects as its client (Veil lets a client
+    // introspect the tokens of the APIs in its exchange_from).
+    if (config.introspect.enabled && !a.introspection && !config.client) {
+      problems.push({
+        path: ['audiences', i, 'introspection'],
+        message:
+          "required when introspect.enabled is true (the API introspection clientId and secretFile), unless the gate's client (with this API in its exchange_from) is configured",
+      });
     }
   });
   const names = new Set<string>();
@@ -346,7 +356,7 @@ export async function parseGateConfig(raw: unknown, where: { name: string; dir: 
   let client: GateConfig['client'];
   if (config.client) {
     const secret = envSecret ?? (config.client.secretFile ? await readSecret(resolve(config.client.secretFile), label(['client', 'secretFile'])) : undefined);
-    // Only an exchange route needs the secret (checked above); without one the client is unused.
+    // Only exchange routes and introspection as the client need the secret (checked above).
     if (secret) client = { id: config.client.id, secret };
   }
   const routes = config.routes.map((r, i) => ({ ...r, name: r.name ?? defaultRouteName(r, i) }));

@@ -106,7 +106,10 @@ async function buildVerifier(
 ): Promise<AccessTokenVerifier> {
   const keys: DecryptionKey[] = [];
   for (const [k, file] of audience.decryptionKeys.entries()) keys.push(...(await readDecryptionKeys(file, `audiences[${index}].decryptionKeys[${k}]`)));
-  const introspection = config.introspect.enabled ? audience.introspection : undefined;
+  // The API's own introspection credentials, else the gate's client (which Veil lets introspect
+  // the tokens of the APIs in its exchange_from).
+  const credentials = audience.introspection ?? (config.client && { clientId: config.client.id, clientSecret: config.client.secret });
+  const introspection = config.introspect.enabled ? credentials : undefined;
   try {
     return createVerifier({
       issuer: config.issuer,

@@ -101,7 +101,7 @@ describe('gate configuration', () => {
     await refused({ ...base(), listen: { port: 70000 } }, /^gate\.json: listen\.port: /);
     await refused(
       { ...base(), introspect: { enabled: true } },
-      'gate.json: audiences[0].introspection: required when introspect.enabled is true (the API introspection clientId and secretFile)',
+      "gate.json: audiences[0].introspection: required when introspect.enabled is true (the API introspection clientId and secretFile), unless the gate's client (with this API in its exchange_from) is configured",
     );
     await refused({ ...base(), client: { id: 'gate', secret: 'inline' } }, 'gate.json: client: Unrecognized key: "secret"');
   });
