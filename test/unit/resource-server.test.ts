@@ -425,6 +425,25 @@ describe('introspection', () => {
     }
   });
 
+  test('onResult hears every call to Veil (active, inactive, failed), not cache hits', async () => {
+    const heard: string[] = [];
+    const onResult = (outcome: string) => void heard.push(outcome);
+    const token = await sealedToken();
+    const cached = verifierFor(ecRecipient, { introspect: { ...introspect, cacheSeconds: 60, onResult } });
+    await cached.verify(token);
+    await cached.verify(token);
+    const uncached = verifierFor(ecRecipient, { introspect: { ...introspect, onResult } });
+    try {
+      issuer.introspection = 'inactive';
+      await rejectsWith(uncached.verify(await sealedToken()), 'token_inactive');
+      issuer.introspection = 'error';
+      await rejectsWith(uncached.verify(await sealedToken()), 'introspection_failed');
+    } finally {
+      issuer.introspection = 'active';
+    }
+    assert.deepEqual(heard, ['active', 'inactive', 'failed']);
+  });
+
   test('a token failing local checks is never sent to introspection', async () => {
     issuer.introspectionCalls.length = 0;
     await rejectsWith(verifierFor(ecRecipient, { introspect }).verify(await sealedToken({ aud: 'https://other.example.test' })), 'audience_mismatch');
