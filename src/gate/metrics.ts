@@ -61,9 +61,19 @@ export class GateMetrics {
     });
   }
 
+  /** Label children by label values: a bounded set (the labels are), looked up by one string instead of prom-client hashing label objects on every decision. */
+  readonly #decisionChildren = new Map<string, { inc(): void }>();
+  readonly #latencyChildren = new Map<string, { observe(value: number): void }>();
+
   decision(dialect: Dialect, outcome: DecisionOutcome, reason: string, route: string, seconds: number): void {
-    this.#decisions.inc({ outcome, reason, route });
-    this.#latency.observe({ dialect, outcome }, seconds);
+    const key = `${outcome} ${reason} ${route}`;
+    let counter = this.#decisionChildren.get(key);
+    if (!counter) this.#decisionChildren.set(key, (counter = this.#decisions.labels({ outcome, reason, route })));
+    counter.inc();
+    const latencyKey = `${dialect} ${outcome}`;
+    let histogram = this.#latencyChildren.get(latencyKey);
+    if (!histogram) this.#latencyChildren.set(latencyKey, (histogram = this.#latency.labels({ dialect, outcome })));
+    histogram.observe(seconds);
   }
 
   exchange(outcome: ExchangeOutcome): void {

@@ -106,6 +106,9 @@ export function normalizePath(target: string): string | undefined {
   }
   const cut = raw.search(/[?#]/);
   const encoded = cut === -1 ? raw : raw.slice(0, cut);
+  // Already in normal form (the common case): nothing to decode, merge or resolve.
+  // eslint-disable-next-line no-control-regex -- control characters send a path down the slow path
+  if (!/[%\\\0-\x1f\x7f]|\/\.|\/\//.test(encoded)) return encoded;
   // An escape for a separator, a backslash or NUL means another reading of the same path.
   if (/%(2f|5c|00)/i.test(encoded)) return undefined;
   let decoded: string;

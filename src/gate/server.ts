@@ -32,16 +32,17 @@ function dialectOf(pathname: string): Dialect | undefined {
 }
 
 function send(res: ServerResponse, answer: Answer): void {
-  res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
+  res.writeHead(answer.status, answer.headers);
   res.end(answer.body);
 }
 
-const NOT_FOUND: Answer = { status: 404, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: 'not_found', error_description: 'no such endpoint' }) };
-const INTERNAL: Answer = {
-  status: 500,
-  headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
-  body: JSON.stringify({ error: 'server_error', error_description: 'the gate failed to decide' }),
-};
+function fixedAnswer(status: number, contentType: string, body: string): Answer {
+  return { status, headers: { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(body)) }, body };
+}
+
+const NOT_FOUND = fixedAnswer(404, 'application/json', JSON.stringify({ error: 'not_found', error_description: 'no such endpoint' }));
+const INTERNAL = fixedAnswer(500, 'application/json', JSON.stringify({ error: 'server_error', error_description: 'the gate failed to decide' }));
+const HEALTHY = fixedAnswer(200, 'application/json', '{"status":"ok"}');
 
 const outcomeOf = (decision: Decision): DecisionOutcome => (decision.kind === 'allow' ? 'allow' : decision.kind === 'deny' ? 'deny' : 'error');
 
@@ -99,12 +100,12 @@ export async function startGate(config: GateConfig, options: { logger?: Logger }
       return;
     }
     if (pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-      send(res, { status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: '{"status":"ok"}' });
+      send(res, HEALTHY);
       return;
     }
     if (pathname === '/metrics' && req.method === 'GET') {
       gateMetrics.registry.metrics().then(
-        (text) => send(res, { status: 200, headers: { 'content-type': gateMetrics.registry.contentType }, body: text }),
+        (text) => send(res, fixedAnswer(200, gateMetrics.registry.contentType, text)),
         (err: unknown) => {
           logger.error({ err: errorFields(err) }, 'metrics failed');
           send(res, INTERNAL);
