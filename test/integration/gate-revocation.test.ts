@@ -5,6 +5,8 @@
  * the gate fails closed with 503 and says so in its logs.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gateDir, gatewayCheck, metricValue, startTestGate, writeDecryptionKey, writeSecret, type TestGate } from '../helpers/gate.js';
 import { tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
@@ -146,6 +148,48 @@ describe('veil gate: revocation and Veil outages', () => {
       proxy.restore();
     }
     assert.equal((await check(gate, await token())).status, 200);
+  });
+
+  test('graceful shutdown: close() stops accepting, lets the check in flight finish (Veil answering late), then resolves', async () => {
+    // In front of Veil's real introspection endpoint: holds each call until the test lets it through.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let arrived!: () => void;
+    const held = new Promise<void>((resolve) => (arrived = resolve));
+    const hold = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        arrived();
+        void released.then(async () => {
+          const upstream = await fetch(`${veil.issuer}/token/introspection`, {
+            method: 'POST',
+            headers: { authorization: req.headers.authorization!, 'content-type': req.headers['content-type']! },
+            body: Buffer.concat(chunks),
+          });
+          res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
+        });
+      });
+    });
+    await new Promise<void>((resolve) => hold.listen(0, '127.0.0.1', resolve));
+    try {
+      const gate = await startGate({ introspect: { enabled: true, cacheSeconds: 0 }, introspectionEndpoint: `http://127.0.0.1:${(hold.address() as AddressInfo).port}/` });
+      const inFlight = check(gate, await token());
+      await held;
+      let closed = false;
+      const closing = gate.close().then(() => (closed = true));
+      await sleep(200);
+      assert.equal(closed, false, 'close() waits for the check in flight');
+      await assert.rejects(fetch(`${gate.url}/healthz`), 'no new connections while draining');
+      release();
+      assert.equal((await inFlight).status, 200);
+      await closing;
+      assert.match(gate.logs.join(''), /"msg":"veil gate stopped"/);
+    } finally {
+      release();
+      hold.closeAllConnections();
+      await new Promise<void>((resolve) => hold.close(() => resolve()));
+    }
   });
 
   test('Veil unreachable during token exchange: 503, logged, nothing passed upstream', async () => {
