@@ -15,11 +15,26 @@ import { NGINX_GATEWAY_TEMPLATE, renderNginxTemplate } from '../helpers/nginx.js
 import { REPO_ROOT } from '../helpers/process.js';
 
 /** js-yaml comes with ESLint (a dev dependency); typed here by what the test uses. */
-async function parseYaml(file: string): Promise<unknown> {
+async function loadYaml(text: string): Promise<unknown> {
   const specifier: string = 'js-yaml';
   const yaml = (await import(specifier)) as { load: (this: void, text: string) => unknown };
-  return yaml.load(await fs.readFile(path.join(REPO_ROOT, file), 'utf8'));
+  return yaml.load(text);
 }
+
+const parseYaml = async (file: string): Promise<unknown> => loadYaml(await fs.readFile(path.join(REPO_ROOT, file), 'utf8'));
+
+/** The fenced code blocks of docs/GATEWAY.md in one language. */
+async function gatewayDocBlocks(language: string): Promise<string[]> {
+  const doc = await fs.readFile(path.join(REPO_ROOT, 'docs/GATEWAY.md'), 'utf8');
+  return [...doc.matchAll(new RegExp(`^\`\`\`${language}\n([\\s\\S]*?)^\`\`\`$`, 'gm'))].map((m) => m[1]!);
+}
+
+/** Configuration lines without comments and blank lines, trimmed. */
+const directives = (text: string) =>
+  text
+    .split('\n')
+    .map((l) => l.replace(/#.*$/, '').trim())
+    .filter(Boolean);
 
 interface ComposeService {
   image?: string;
@@ -207,5 +222,34 @@ describe('docs/gateway: the Traefik and Envoy snippets match the gate and the ng
     // The caller's copies of every header the gate sets are dropped before ext_authz runs.
     const removed = (filters[0]!.typed_config as { mutations: { request_mutations: Array<{ remove: string }> } }).mutations.request_mutations.map((m) => m.remove).sort();
     assert.deepEqual(removed, [...nginx, 'x-veil-authorization'].sort());
+  });
+});
+
+describe('docs/GATEWAY.md shows the configurations as they are in docs/gateway/', () => {
+  test('nginx: the snippet is docs/gateway/nginx.conf without its comments', async () => {
+    const [snippet] = await gatewayDocBlocks('nginx');
+    assert.ok(snippet, 'an nginx block in docs/GATEWAY.md');
+    assert.deepEqual(directives(snippet), directives(await fs.readFile(NGINX_GATEWAY_TEMPLATE, 'utf8')));
+  });
+
+  test('Traefik: the snippet is docs/gateway/traefik.yml', async () => {
+    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map(loadYaml));
+    const traefik = await parseYaml('docs/gateway/traefik.yml');
+    assert.ok(
+      blocks.some((b) => JSON.stringify(b) === JSON.stringify(traefik)),
+      'no yaml block of docs/GATEWAY.md is docs/gateway/traefik.yml',
+    );
+  });
+
+  test("Envoy: the snippet is docs/gateway/envoy.yaml's http_filters", async () => {
+    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map(loadYaml));
+    const envoy = (await parseYaml('docs/gateway/envoy.yaml')) as {
+      static_resources: { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { http_filters: unknown } }> }> }> };
+    };
+    const filters = envoy.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config.http_filters;
+    assert.ok(
+      blocks.some((b) => JSON.stringify((b as { http_filters?: unknown }).http_filters) === JSON.stringify(filters)),
+      "no yaml block of docs/GATEWAY.md is docs/gateway/envoy.yaml's http_filters",
+    );
   });
 });
