@@ -65,6 +65,8 @@ export interface NginxOptions {
   port?: number;
   /** nginx worker processes. Default 1. */
   workers?: number;
+  /** Pin nginx (master and workers) to this core with taskset (benchmarks). */
+  cpu?: number;
   startTimeoutMs?: number;
 }
 
@@ -145,7 +147,9 @@ async function startOnce(options: NginxOptions, port: number): Promise<RunningNg
 
   // -e: the log used before the configuration is read (the built-in one is under /var/log).
   const args = ['-p', `${dir}/`, '-c', conf, '-e', path.join(dir, 'error.log'), '-g', `daemon off; master_process on; pid ${path.join(dir, 'nginx.pid')};`];
-  const child = spawn(NGINX_BINARY, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  // taskset execs nginx: the child's pid is still the master's, and its process group nginx's.
+  const [command, argv] = options.cpu === undefined ? [NGINX_BINARY, args] : ['taskset', ['-c', String(options.cpu), NGINX_BINARY, ...args]];
+  const child = spawn(command, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const spawnFailure = new Promise<Error>((resolve) => child.once('error', resolve));
   if (child.pid === undefined) {
     const err = await spawnFailure;
@@ -207,9 +211,10 @@ async function startOnce(options: NginxOptions, port: number): Promise<RunningNg
 }
 
 /** nginx with docs/gateway/nginx.conf: `gatePort`'s gate deciding, `upstreamPort`'s API behind it. */
-export function startGatewayNginx(options: { gatePort: number; upstreamPort: number; workers?: number }): Promise<RunningNginx> {
+export function startGatewayNginx(options: { gatePort: number; upstreamPort: number; workers?: number; cpu?: number }): Promise<RunningNginx> {
   return startNginx({
     ...(options.workers !== undefined && { workers: options.workers }),
+    ...(options.cpu !== undefined && { cpu: options.cpu }),
     http: (port) => renderNginxTemplate({ VEIL_LISTEN: `127.0.0.1:${port}`, VEIL_GATE: `127.0.0.1:${options.gatePort}`, VEIL_UPSTREAM: `127.0.0.1:${options.upstreamPort}` }),
   });
 }
