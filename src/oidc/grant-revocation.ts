@@ -20,8 +20,11 @@ export class GrantRevocation {
 
   async revoke(grantId: string): Promise<void> {
     await this.grants.destroy(grantId);
-    await this.bus.publish('grant', grantId);
-    await this.store.revokeByGrantId(grantId, this.markerTtl);
+    // The store step is tried even when the announcement fails (Redis away): a failed one is
+    // re-applied until it lands (RedisStore), so the grant's tokens do not outlive its row.
+    const [announced, revoked] = await Promise.allSettled([this.bus.publish('grant', grantId), this.store.revokeByGrantId(grantId, this.markerTtl)]);
+    if (revoked.status === 'rejected') throw revoked.reason;
+    if (announced.status === 'rejected') throw announced.reason;
   }
 
   /** Withdraws an account's consent to a client: every grant between them ends. */

@@ -138,6 +138,21 @@ end
 return 1
 `);
 
+// Takes back a rotation that could not be confirmed (its request answered 503, so nobody
+// received the successor): if the successor is still stored and unredeemed, it is deleted and the
+// presented token's consumed marker removed, so the client's retry of the presented token rotates
+// it again instead of counting as reuse (which would revoke the grant). The successor exists only
+// if this rotation consumed the presented token (they are written in one step, and its id is
+// new), so taking back never reopens a token another rotation consumed. Returns 1 if it took back.
+//   KEYS: successor record, its consumed marker, the presented token's consumed marker(s)
+const TAKE_BACK_ROTATION = new LuaScript<number>(`
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+for i = 1, #KEYS do
+  if i ~= 2 then redis.call('DEL', KEYS[i]) end
+end
+return 1
+`);
+
 // Reads one stored form of an id in one step (single Redis only: it reads a key it is not given,
 // the record in the grant's slot that the grant reference names). Returns the grant id (or
 // false), then record and consumed marker of: the grant's slot, the id's own slot, the old layout.
@@ -217,6 +232,10 @@ export interface RedisStoreOptions {
 const REPLICA_WAIT_MS = 250;
 /** After a WAIT that found too few replicas, how long writes fail at once rather than block the shared connection with more WAITs. */
 const REPLICAS_MISSING_MS = 1000;
+/** How often corrections not yet confirmed are tried again (see #untilConfirmed). */
+const REAPPLY_MS = 500;
+/** At most this many corrections wait to be re-applied (a long outage); beyond it the oldest is given up. */
+const REAPPLY_MAX = 10_000;
 
 /** A record key, with the record and its consumed marker as read (undefined: not read yet). */
 interface Slot {
@@ -249,6 +268,16 @@ export class RedisStore implements ShortLivedStore {
   /** The WAIT not sent yet, which callers in this tick share (see #confirmed). */
   #pendingWait: Promise<number> | undefined;
   #replicasMissingUntil = 0;
+  /**
+   * Corrections (revocations of a grant or an access token, take-backs of rotations) whose write
+   * no replica confirmed, by what they correct: each is applied again every REAPPLY_MS (and when
+   * the connection is ready again) until a replica confirms it, or until it no longer matters
+   * (what it ended would have expired). See #untilConfirmed.
+   */
+  readonly #unconfirmed = new Map<string, { apply: () => Promise<void>; until: number }>();
+  #reapplyTimer: NodeJS.Timeout | undefined;
+  #reapplying = false;
+  #closed = false;
 
   /** `client` is the process's one Redis connection (redis-connection.ts), shared with the bus and the throttles. */
   constructor(client: RedisClient, options: RedisStoreOptions) {
@@ -257,6 +286,10 @@ export class RedisStore implements ShortLivedStore {
     this.#atRest = options.atRest ?? plainAtRest;
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#legacy = !client.isCluster;
+    // Reconnected (after a failover: to the new master): corrections at once, before clients retry.
+    client.on('ready', () => {
+      if (this.#unconfirmed.size > 0) void this.#reapply();
+    });
   }
 
   // --- key names (see the layout above) ---
@@ -331,6 +364,91 @@ export class RedisStore implements ShortLivedStore {
       this.#replicasMissingUntil = Date.now() + REPLICAS_MISSING_MS;
       throw unconfirmed(acknowledged);
     }
+  }
+
+  /**
+   * Runs a correction (a revocation, or the take-back of an unconfirmed rotation) and has it
+   * confirmed; if either fails, keeps re-applying it until a replica confirms it, and rethrows
+   * (a revocation's request answers 503: its outcome is not known).
+   *
+   * Why: behind Sentinel, a write can land on the old master in the moment between the promotion
+   * of its replica and this connection's move to the new master (the old one still takes writes,
+   * and drops them when it rejoins as a replica), or reach a master whose reply is lost. A grant
+   * ended that way is gone from PostgreSQL but not from Redis: its refresh tokens would stay
+   * stored, among them a successor that a rotation answered 503 never delivered. A rotation
+   * answered 503 that did happen would make the client's retry count as reuse and revoke the
+   * grant. Applied again once the connection reaches the new master, the revocation takes the
+   * tokens with it, and the take-back lets the retry rotate. A correction only ends what its
+   * caller asked to end, or what nobody received, and running it twice changes nothing; so
+   * re-applying one is safe whatever its caller was told. Writes that create (a rotation, a new
+   * token) are never re-applied. The list lives in this process: a process that dies first
+   * leaves those records until they expire, unusable all the same (every refresh and
+   * introspection checks the grant row; nobody holds an undelivered successor).
+   */
+  async #untilConfirmed(key: string, lifetimeSeconds: number, apply: () => Promise<void>): Promise<void> {
+    try {
+      await this.#run(async () => {
+        await apply();
+        await this.#confirmed();
+      });
+      this.#unconfirmed.delete(key);
+    } catch (err) {
+      if (!(err instanceof GrantRevokedError)) this.#remember(key, lifetimeSeconds, apply);
+      throw err;
+    }
+  }
+
+  #remember(key: string, lifetimeSeconds: number, apply: () => Promise<void>): void {
+    if (this.#closed) return;
+    this.#unconfirmed.delete(key); // re-inserted last: the map stays in age order
+    this.#unconfirmed.set(key, { apply, until: Date.now() + lifetimeSeconds * 1000 });
+    while (this.#unconfirmed.size > REAPPLY_MAX) this.#unconfirmed.delete(this.#unconfirmed.keys().next().value!);
+    this.#scheduleReapply();
+  }
+
+  #scheduleReapply(): void {
+    if (this.#reapplyTimer || this.#closed || this.#unconfirmed.size === 0) return;
+    this.#reapplyTimer = setTimeout(() => {
+      this.#reapplyTimer = undefined;
+      void this.#reapply();
+    }, REAPPLY_MS);
+    this.#reapplyTimer.unref();
+  }
+
+  /** One pass over the unconfirmed corrections: all applied again, then one confirmation for all. */
+  async #reapply(): Promise<void> {
+    if (this.#reapplying) return;
+    this.#reapplying = true;
+    try {
+      const now = Date.now();
+      for (const [key, { until }] of this.#unconfirmed) if (until <= now) this.#unconfirmed.delete(key);
+      const batch = [...this.#unconfirmed];
+      if (batch.length === 0) return;
+      const applied = await Promise.all(
+        batch.map(([, { apply }]) =>
+          apply().then(
+            () => true,
+            () => false,
+          ),
+        ),
+      );
+      await this.#confirmed();
+      // Confirmed: everything this connection wrote before the WAIT is on a replica. Entries
+      // remembered again meanwhile (a newer failure) are a different object and stay.
+      batch.forEach(([key, entry], i) => {
+        if (applied[i] && this.#unconfirmed.get(key) === entry) this.#unconfirmed.delete(key);
+      });
+    } catch {
+      // Still no master, or no replica: the next pass tries again.
+    } finally {
+      this.#reapplying = false;
+      this.#scheduleReapply();
+    }
+  }
+
+  /** Corrections still waiting for a replica's confirmation (tests, diagnostics). */
+  get unconfirmedCorrections(): number {
+    return this.#unconfirmed.size;
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {
@@ -460,21 +578,46 @@ export class RedisStore implements ShortLivedStore {
       inScript.length,
       ...inScript.flatMap(([, value, ttl]) => [value, ttl]),
     ];
-    let outcome = 3;
     // The presented token may be stored under an older key form (see AtRest), or the old layout.
     const presentedKeys = this.#hashes(consumed).flatMap((h) => [this.#inGrant('RefreshToken', grantId, h), ...(this.#legacy ? [this.#legacyKey('RefreshToken', h)] : [])]);
-    for (const presented of presentedKeys) {
-      outcome = await this.#run(() =>
-        ROTATE_REFRESH.run(
+    const rotate = async () => {
+      let outcome = 3;
+      for (const presented of presentedKeys) {
+        outcome = await ROTATE_REFRESH.run(
           this.#client,
           [presented, `${presented}:consumed`, next, this.#grantList(grantId), ...inScript.map(([key]) => key), ...this.#revokedGrants(grantId)],
           args,
-        ),
-      );
-      if (outcome !== 3) break;
+        );
+        if (outcome !== 3) break;
+      }
+      return outcome;
+    };
+    const takeBack = async () => {
+      const keys = [next, `${next}:consumed`, ...presentedKeys.map((k) => `${k}:consumed`)];
+      if ((await TAKE_BACK_ROTATION.run(this.#client, keys)) === 1) await Promise.all(extras.map(([key]) => this.#client.del(key)));
+    };
+    // One take-back per rotation (per successor): a later attempt must not replace an earlier one's.
+    const owed = `rotation:${this.#hashes(consumed)[0]!}:`;
+    const correction = `${owed}${nextHash}`;
+    let outcome: number;
+    try {
+      outcome = await this.#run(rotate);
+      // Presented again while this process still owes take-backs of its own unconfirmed
+      // rotations of it (the client's retry after the 503): take them back now, then rotate.
+      const takeBacks = outcome === 0 ? [...this.#unconfirmed].filter(([key]) => key.startsWith(owed)) : [];
+      if (takeBacks.length > 0) {
+        await this.#run(() => Promise.all(takeBacks.map(([, { apply }]) => apply())));
+        outcome = await this.#run(rotate);
+      }
+      if (outcome === 1) await this.#run(() => this.#confirmed());
+    } catch (err) {
+      // The rotation may have happened (its reply lost, or no replica confirmed it) and the
+      // request answers 503: its successor reached nobody, so it is taken back, now and until
+      // confirmed (see #untilConfirmed).
+      await this.#untilConfirmed(correction, ttl, takeBack).catch(() => {});
+      throw err;
     }
     if (outcome !== 1 && !this.#legacy) await this.#run(() => Promise.all(extras.map(([key]) => this.#client.del(key))));
-    if (outcome === 1) await this.#run(() => this.#confirmed());
     return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : outcome === 3 ? 'gone' : 'reused';
   }
 
@@ -588,15 +731,17 @@ export class RedisStore implements ShortLivedStore {
   async blacklist(jti: string, expiresIn: number): Promise<void> {
     const ttl = Math.ceil(expiresIn);
     if (ttl <= 0) return;
-    await this.#run(async () => {
+    const until = Date.now() + ttl * 1000;
+    await this.#untilConfirmed(`jti:${jti}`, ttl, async () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) return;
       const writes: Array<Promise<unknown>> = [];
       for (const form of await this.#locate(SEALED_MODELS[0], jti)) {
-        writes.push(this.#client.set(`${this.#blacklistPrefix}{${form.h}}`, '1', 'EX', ttl));
-        if (form.inGrant) writes.push(this.#client.set(this.#blacklistOf(form.inGrant.key), '1', 'EX', ttl));
-        if (form.legacy) writes.push(this.#client.set(`${this.#blacklistPrefix}${form.h}`, '1', 'EX', ttl));
+        writes.push(this.#client.set(`${this.#blacklistPrefix}{${form.h}}`, '1', 'EX', left));
+        if (form.inGrant) writes.push(this.#client.set(this.#blacklistOf(form.inGrant.key), '1', 'EX', left));
+        if (form.legacy) writes.push(this.#client.set(`${this.#blacklistPrefix}${form.h}`, '1', 'EX', left));
       }
       await Promise.all(writes);
-      await this.#confirmed();
     });
   }
 
@@ -629,9 +774,8 @@ export class RedisStore implements ShortLivedStore {
 
   async revokeByGrantId(grantId: string, markerTtl: number): Promise<void> {
     const lists = this.#grantLists(grantId);
-    await this.#run(async () => {
+    await this.#untilConfirmed(`grant:${grantId}`, seconds(markerTtl), async () => {
       await REVOKE_GRANT.run(this.#client, [...lists, ...this.#revokedGrants(grantId)], [seconds(markerTtl), this.#tokenPrefix, this.#blacklistPrefix, lists.length]);
-      await this.#confirmed();
     });
   }
 
@@ -639,8 +783,13 @@ export class RedisStore implements ShortLivedStore {
     await this.#run(() => this.#client.ping());
   }
 
-  /** The connection belongs to whoever made it (the service registry closes it once, last). */
-  async close(): Promise<void> {}
+  /** The connection belongs to whoever made it (the service registry closes it once, last); corrections still unconfirmed are given up. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#reapplyTimer);
+    this.#reapplyTimer = undefined;
+    this.#unconfirmed.clear();
+  }
 
   /** The key of a grant's list (tests, diagnostics). */
   grantListKey(grantId: string): string {

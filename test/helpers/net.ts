@@ -34,14 +34,24 @@ export async function startCallbackServer(): Promise<{ url: string; hits: URL[];
 
 /**
  * A TCP proxy in front of a real service (PostgreSQL, Redis). `cut()` drops every connection and
- * refuses new ones, as if the service went down; `restore()` brings it back.
+ * refuses new ones, as if the service went down; `restore()` brings it back. `cutWhen(match)`
+ * cuts at the first chunk a client sends that `match` accepts (that chunk is not forwarded): an
+ * outage at an exact point of a request. `retarget(port)` sends new connections to another
+ * server (a failover, as the client sees it once it reconnects).
  */
 export async function startTcpProxy(targetHost: string, targetPort: number) {
   const sockets = new Set<net.Socket>();
   let up = true;
+  let target = { host: targetHost, port: targetPort };
+  let trigger: ((chunk: Buffer) => boolean) | undefined;
+  const cut = () => {
+    up = false;
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
   const server = net.createServer((client) => {
     if (!up) return client.destroy();
-    const upstream = net.connect(targetPort, targetHost);
+    const upstream = net.connect(target.port, target.host);
     sockets.add(client).add(upstream);
     const drop = () => {
       client.destroy();
@@ -51,23 +61,37 @@ export async function startTcpProxy(targetHost: string, targetPort: number) {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      if (trigger?.(chunk)) {
+        trigger = undefined;
+        cut();
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     port,
-    cut() {
-      up = false;
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+    cut,
+    /** Cuts (as `cut()`) when a client next sends a chunk `match` accepts; resolves once it has. */
+    cutWhen(match: (chunk: Buffer) => boolean): Promise<void> {
+      return new Promise<void>((resolve) => {
+        trigger = (chunk) => match(chunk) && (resolve(), true);
+      });
     },
     restore() {
       up = true;
     },
+    retarget(newPort: number, host = targetHost) {
+      target = { host, port: newPort };
+    },
     close: () =>
       new Promise<void>((resolve) => {
         up = false;
+        trigger = undefined;
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),

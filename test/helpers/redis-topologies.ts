@@ -1,8 +1,9 @@
 /**
  * Real Redis topologies for tests, each on free local ports in a temporary directory of its own:
- * a three-master Redis Cluster, and a Sentinel set (one master, one replica, three sentinels with
- * quorum 2) that can be failed over. Debian's `redis-server` (and `redis-sentinel`, else
- * `redis-server --sentinel`), which scripts/test-prereqs.sh installs. Nothing is persisted;
+ * a three-master Redis Cluster, a Sentinel set (one master, one replica, three sentinels with
+ * quorum 2) that can be failed over, and a bare master and replica to fail over step by step.
+ * Debian's `redis-server` (and `redis-sentinel`, else `redis-server --sentinel`), which
+ * scripts/test-prereqs.sh installs. Nothing is persisted;
  * `stop()` kills every server and removes the directory.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -174,6 +175,61 @@ export async function startUnjoinedClusterNodes(count = 2): Promise<RedisCluster
   }
 }
 
+export interface ReplicatedPair {
+  masterPort: number;
+  replicaPort: number;
+  /** `REPLICAOF NO ONE` on the replica: what a failover does first. The old master keeps taking writes (and has no replica). */
+  promote(): Promise<void>;
+  /** The old master becomes the promoted one's replica (what Sentinel does once it sees it again); resolves once it is in sync. */
+  rejoin(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A master and its replica, no sentinels: a failover taken step by step, for tests that need a
+ * write to land on the old master after the promotion (the moment a Sentinel failover leaves
+ * open before clients move).
+ */
+export async function startReplicatedPair(): Promise<ReplicatedPair> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'veil-redis-pair-'));
+  const servers: Server[] = [];
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await fsp.rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const master = await startRedisServer(dir, 'master');
+    servers.push(master);
+    const replica = await startRedisServer(dir, 'replica', ['--replicaof', HOST, String(master.port)]);
+    servers.push(replica);
+    const inSync = (port: number) => async () => infoField(await withClient(port, (c) => c.info('replication')), 'master_link_status') === 'up';
+    // The replica says it is linked, and a write to its master is confirmed by it (WAIT).
+    const confirms = (port: number) => async () =>
+      withClient(port, async (c) => {
+        await c.set('pair:probe', '1', 'PX', 1000);
+        return Number(await c.call('WAIT', 1, 200)) >= 1;
+      });
+    await waitUntil('the replica in sync', inSync(replica.port));
+    await waitUntil('the master to count its replica', confirms(master.port));
+    return {
+      masterPort: master.port,
+      replicaPort: replica.port,
+      async promote() {
+        await withClient(replica.port, (c) => c.call('REPLICAOF', 'NO', 'ONE'));
+      },
+      async rejoin() {
+        await withClient(master.port, (c) => c.call('REPLICAOF', HOST, String(replica.port)));
+        await waitUntil('the old master in sync with the new one', inSync(master.port));
+        await waitUntil('the new master to count its replica', confirms(replica.port));
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 export interface SentinelSet {
   /** The master's name the sentinels monitor: REDIS_SENTINEL_MASTER. */
   masterName: string;
@@ -188,11 +244,11 @@ export interface SentinelSet {
   master(): Promise<string>;
   /**
    * `SENTINEL FAILOVER`: promotes the replica; resolves once every sentinel reports the new master
-   * and it answers as a master. With `rejoin`, also waits until the sentinels have turned the old
+   * and it answers as a master (then calls `onPromoted`). With `rejoin`, also waits until the sentinels have turned the old
    * master into the new one's replica (about 20 s: Sentinel waits before converting it), so that
    * another failover can follow.
    */
-  failover(options?: { rejoin?: boolean }): Promise<{ from: string; to: string }>;
+  failover(options?: { rejoin?: boolean; onPromoted?: () => void }): Promise<{ from: string; to: string }>;
   stop(): Promise<void>;
 }
 
@@ -269,7 +325,7 @@ export async function startSentinelSet(options: { masterName?: string; password?
       password,
       dir,
       master: () => masterAddress(),
-      async failover({ rejoin = false } = {}) {
+      async failover({ rejoin = false, onPromoted }: { rejoin?: boolean; onPromoted?: () => void } = {}) {
         const from = await masterAddress();
         await sentinel((c) => c.call('SENTINEL', 'failover', masterName));
         let to = from;
@@ -283,6 +339,7 @@ export async function startSentinelSet(options: { masterName?: string; password?
           'the new master to answer as master',
           async () => infoField(await withClient(server(to).port, (c) => c.info('replication'), password), 'role') === 'master',
         );
+        onPromoted?.();
         if (!rejoin) return { from, to };
         await waitUntil(
           'the old master to rejoin as a replica',
