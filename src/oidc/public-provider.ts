@@ -1,9 +1,9 @@
 /**
  * The public app for one set of signing keys: oidc-provider configured for Veil, with Veil's
  * middleware around its routes, outermost first:
- *   metrics -> security headers -> 404 page -> demo callback -> stylesheet -> JWKS cache headers
- *   -> client throttle -> interactions, account pages -> token edge, introspection, revocation
- *   -> oidc-provider's routes
+ *   metrics -> error boundary -> security headers -> 404 page -> demo callback -> stylesheet
+ *   -> JWKS cache headers -> client throttle -> interactions, account pages -> token edge,
+ *   introspection, revocation -> oidc-provider's routes
  * oidc-provider reads its keys once, so a key rotation builds a new one (provider-host.ts).
  */
 import type { EventEmitter } from 'node:events';
@@ -11,6 +11,7 @@ import type { Context, Next } from 'koa';
 import Provider, { type Adapter } from 'oidc-provider';
 import { clientRateLimit } from '../abuse/client-throttle.js';
 import type { SigningJwk } from '../crypto/keys.js';
+import { errorBoundary } from '../http/error-boundary.js';
 import { jwksPolicy, safeRemoteJWKSet } from '../http/remote-jwks.js';
 import { jwksCacheHeaders } from '../http/jwks-cache.js';
 import { notFound } from '../http/not-found.js';
@@ -113,6 +114,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   });
   metrics.countIssuedTokens(provider);
   provider.use(metrics.httpMiddleware('public')); // first, so it times everything below
+  provider.use(errorBoundary(views, logger)); // what escapes every handler below, in the protocol's format
   provider.use(securityHeaders(config.issuer));
   provider.use(notFound(views));
   if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));

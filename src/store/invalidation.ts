@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
+import { StoreUnavailableError } from './errors.js';
 import type { RedisClient } from './redis-connection.js';
 
 /** `all`: this process may have missed announcements (its subscription dropped); drop everything. */
@@ -75,8 +76,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     return new RedisInvalidationBus(client, subscriber, channel);
   }
 
+  /** Fails with StoreUnavailableError (503 at every edge) when Redis is away, like every other Redis call. */
   async publish(topic: InvalidationTopic, key: string): Promise<void> {
-    await this.publisher.publish(this.channel, `${topic}:${key}`);
+    try {
+      await this.publisher.publish(this.channel, `${topic}:${key}`);
+    } catch (err) {
+      throw new StoreUnavailableError('Redis', err);
+    }
   }
 
   subscribe(handler: InvalidationHandler): void {
