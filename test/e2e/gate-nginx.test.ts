@@ -18,6 +18,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { compactDecrypt, decodeJwt, exportJWK } from 'jose';
+import { startDemoApi } from '../../src/demo-api/app.js';
 import { loadGateConfig } from '../../src/gate/config.js';
 import { startGate, type RunningGate } from '../../src/gate/server.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -25,6 +26,7 @@ import { startEchoUpstream, type EchoUpstream, type EchoedRequest } from '../hel
 import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
 import { freePort } from '../helpers/net.js';
 import { startGatewayNginx, type RunningNginx } from '../helpers/nginx.js';
+import { REPO_ROOT } from '../helpers/process.js';
 import { introspect, openSealed, registerResourceServer, revoke, type TestResourceServer } from '../helpers/resource-servers.js';
 import { assertNoSecretsLogged, rememberSecret } from '../helpers/secrets.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
@@ -409,6 +411,52 @@ describe('Veil Gate behind a real nginx (docs/gateway/nginx.conf)', () => {
     assert.equal((await call(local.url, '/orders', bearer(token))).status, 503);
     assert.equal(upstream.requests.length, before);
     assert.match(await local.errorLog(), /connect\(\) failed/, "nginx's log says the gate could not be reached");
+  });
+
+  test('deploy/compose/gate.json in front of the demo API, as docker-compose.yml runs them (addresses local)', async () => {
+    // The demo API makes its key file; the gate reads it, as the two containers share a volume.
+    const keyFile = path.join(dir, 'demo-api-key.json');
+    const compose = JSON.parse(await fs.readFile(path.join(REPO_ROOT, 'deploy/compose/gate.json'), 'utf8')) as {
+      audiences: Array<{ identifier: string; decryptionKeys: string[] }>;
+    };
+    const identifier = compose.audiences[0]!.identifier;
+    const demo = await startDemoApi({ port: 0, host: '127.0.0.1', issuer: veil.issuer, identifier, keyFile, scope: 'read', log: () => {} });
+    try {
+      const registered = await veil.admin('POST', '/admin/resources', { identifier, name: 'Demo API', scopes: ['read'], jwks_uri: demo.jwksUri });
+      assert.equal(registered.status, 201, JSON.stringify(registered.body));
+      const c = await veil.admin<CreatedClient>('POST', '/admin/clients', {
+        client_name: 'demo worker',
+        grant_types: ['client_credentials'],
+        resources: [identifier],
+        scope: 'read',
+      });
+      const client: HttpFlowClient = { issuer: veil.issuer, clientId: c.body.client.client_id, clientSecret: c.body.client_secret!, redirectUri: 'http://127.0.0.1/unused' };
+      const issued = await tokenRequest(client, { grant_type: 'client_credentials', resource: identifier, scope: 'read' });
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+
+      // Only what compose sets differently from a local run: where Veil, the key and the gate are.
+      const local = {
+        ...compose,
+        issuer: veil.issuer,
+        jwksUri: `${veil.issuer}/jwks`,
+        listen: { host: '127.0.0.1', port: 0 },
+        audiences: [{ ...compose.audiences[0]!, decryptionKeys: [keyFile] }],
+      };
+      await fs.writeFile(path.join(dir, 'compose-gate.json'), JSON.stringify(local));
+      const gate = await startGate(await loadGateConfig(path.join(dir, 'compose-gate.json'), {}), { logger: createLogger('warn', new Writable({ write: (_c, _e, cb) => cb() })) });
+      gates.push(gate);
+      const nginx = await startGatewayNginx({ gatePort: gate.port, upstreamPort: Number(new URL(demo.url).port) });
+      proxies.push(nginx);
+
+      // The route keeps Authorization, so the demo API checks the token again with the SDK.
+      const hello = await call(nginx.url, '/api/hello', bearer(issued.body.access_token!));
+      assert.equal(hello.status, 200, hello.body);
+      assert.equal((JSON.parse(hello.body) as { sub: string }).sub, client.clientId);
+      assert.equal((await call(nginx.url, '/api/hello')).status, 401);
+      assert.equal((await call(nginx.url, '/api/hello', bearer(await clientCredentials('orders:read')))).status, 401, "the public API's token is not the demo API's");
+    } finally {
+      await demo.close();
+    }
   });
 
   test("the gate's logs hold no token, secret, key or claim value", () => {
