@@ -597,18 +597,13 @@ export class RedisStore implements ShortLivedStore {
       if ((await TAKE_BACK_ROTATION.run(this.#client, keys)) === 1) await Promise.all(extras.map(([key]) => this.#client.del(key)));
     };
     // One take-back per rotation (per successor): a later attempt must not replace an earlier one's.
-    const owed = `rotation:${this.#hashes(consumed)[0]!}:`;
-    const correction = `${owed}${nextHash}`;
+    const correction = `${this.#takeBackPrefix(consumed)}${nextHash}`;
     let outcome: number;
     try {
       outcome = await this.#run(rotate);
-      // Presented again while this process still owes take-backs of its own unconfirmed
-      // rotations of it (the client's retry after the 503): take them back now, then rotate.
-      const takeBacks = outcome === 0 ? [...this.#unconfirmed].filter(([key]) => key.startsWith(owed)) : [];
-      if (takeBacks.length > 0) {
-        await this.#run(() => Promise.all(takeBacks.map(([, { apply }]) => apply())));
-        outcome = await this.#run(rotate);
-      }
+      // Consumed between oidc-provider's read and now, by a rotation of this process that it
+      // still has to take back (see find): take it back, then rotate.
+      if (outcome === 0 && (await this.#settleTakeBacks(consumed))) outcome = await this.#run(rotate);
       if (outcome === 1) await this.#run(() => this.#confirmed());
     } catch (err) {
       // The rotation may have happened (its reply lost, or no replica confirmed it) and the
@@ -621,7 +616,32 @@ export class RedisStore implements ShortLivedStore {
     return outcome === 1 ? 'rotated' : outcome === 2 ? 'grant-revoked' : outcome === 3 ? 'gone' : 'reused';
   }
 
+  /**
+   * A refresh token read consumed while this process still owes the take-back of its own
+   * unconfirmed rotation of it (the client's retry after the 503, before the take-back could be
+   * written): the take-back is applied first and the token read again, so the retry rotates it
+   * rather than count as reuse (oidc-provider revokes the grant of a consumed token it reads).
+   */
   async find(model: string, id: string): Promise<AdapterPayload | undefined> {
+    const found = await this.#find(model, id);
+    if (model === 'RefreshToken' && found?.consumed && (await this.#settleTakeBacks(id))) return this.#find(model, id);
+    return found;
+  }
+
+  #takeBackPrefix(refreshTokenId: string): string {
+    return `rotation:${this.#hashes(refreshTokenId)[0]!}:`;
+  }
+
+  /** Applies the take-backs this process owes for rotations of a refresh token; false when it owes none. */
+  async #settleTakeBacks(refreshTokenId: string): Promise<boolean> {
+    const prefix = this.#takeBackPrefix(refreshTokenId);
+    const owed = [...this.#unconfirmed].filter(([key]) => key.startsWith(prefix));
+    if (owed.length === 0) return false;
+    await this.#run(() => Promise.all(owed.map(([, { apply }]) => apply())));
+    return true;
+  }
+
+  async #find(model: string, id: string): Promise<AdapterPayload | undefined> {
     return this.#run(async () => {
       // Form by form: nearly every look-up is answered by the current one.
       for (const h of this.#hashes(id)) {

@@ -123,6 +123,19 @@ describe('corrections after a failover: revocations re-applied, unconfirmed rota
     assert.ok(store.unconfirmedCorrections >= 1, 'the take-back is owed');
     proxy.restore();
 
+    // What oidc-provider reads first on the retry: the presented token, not consumed (had it read
+    // it consumed, it would revoke the grant as reuse).
+    let read: Awaited<ReturnType<RedisStore['find']>> | 'unavailable' = 'unavailable';
+    for (let attempt = 0; attempt < 50 && read === 'unavailable'; attempt++) {
+      read = await store.find('RefreshToken', presented).catch(async (err: unknown) => {
+        assert.ok(err instanceof StoreUnavailableError, String(err));
+        await sleep(100);
+        return 'unavailable' as const;
+      });
+    }
+    assert.ok(read !== 'unavailable' && read !== undefined, 'the presented token is stored');
+    assert.equal(read.consumed, undefined, 'and not consumed');
+
     // The client retries the token it holds (503s while the connection is re-made): rotated (the
     // first successor, which nobody received, taken back).
     let second = '';
