@@ -8,20 +8,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import yaml from 'js-yaml';
 import { describe, test } from 'node:test';
 import { loadGateConfig } from '../../src/gate/config.js';
 import { CHECK_PATHS } from '../../src/gate/dialects.js';
 import { NGINX_GATEWAY_TEMPLATE, renderNginxTemplate } from '../helpers/nginx.js';
 import { REPO_ROOT } from '../helpers/process.js';
 
-/** js-yaml comes with ESLint (a dev dependency); typed here by what the test uses. */
-async function loadYaml(text: string): Promise<unknown> {
-  const specifier: string = 'js-yaml';
-  const yaml = (await import(specifier)) as { load: (this: void, text: string) => unknown };
-  return yaml.load(text);
-}
-
-const parseYaml = async (file: string): Promise<unknown> => loadYaml(await fs.readFile(path.join(REPO_ROOT, file), 'utf8'));
+const parseYaml = async (file: string): Promise<unknown> => yaml.load(await fs.readFile(path.join(REPO_ROOT, file), 'utf8'));
 
 /** The fenced code blocks of docs/GATEWAY.md in one language. */
 async function gatewayDocBlocks(language: string): Promise<string[]> {
@@ -233,7 +227,7 @@ describe('docs/GATEWAY.md shows the configurations as they are in docs/gateway/'
   });
 
   test('Traefik: the snippet is docs/gateway/traefik.yml', async () => {
-    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map(loadYaml));
+    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map((text) => yaml.load(text)));
     const traefik = await parseYaml('docs/gateway/traefik.yml');
     assert.ok(
       blocks.some((b) => JSON.stringify(b) === JSON.stringify(traefik)),
@@ -242,7 +236,7 @@ describe('docs/GATEWAY.md shows the configurations as they are in docs/gateway/'
   });
 
   test("Envoy: the snippet is docs/gateway/envoy.yaml's http_filters", async () => {
-    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map(loadYaml));
+    const blocks = await Promise.all((await gatewayDocBlocks('yaml')).map((text) => yaml.load(text)));
     const envoy = (await parseYaml('docs/gateway/envoy.yaml')) as {
       static_resources: { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { http_filters: unknown } }> }> }> };
     };
