@@ -170,7 +170,8 @@ export interface FaultReport {
   total: Map<Outcome, number>;
   /** The last request that failed for want of the store started this long after the store returned. */
   lastFailureAfterBackMs: number;
-  chains: { open: number; told: number; revoked: number; lost: number };
+  /** `toldAfterRevocation`: of the chains told, those whose uncertain attempt was a revocation (answered 503, and it did happen). */
+  chains: { open: number; told: number; toldAfterRevocation: number; revoked: number; lost: number };
   revokedChecked: number;
   before: RowCounts;
   after: RowCounts;
@@ -262,7 +263,13 @@ export async function runFault(veil: VeilProcess, traffic: Traffic, fault: Fault
     during: traffic.between(faultAt, recoveredAt),
     total: traffic.between(-Infinity, Infinity),
     lastFailureAfterBackMs: Math.round(lastFailure - backAt),
-    chains: { open: traffic.openChains, told: ended('told'), revoked: ended('revoked'), lost: ended('lost') },
+    chains: {
+      open: traffic.openChains,
+      told: ended('told'),
+      toldAfterRevocation: traffic.chains.filter((c) => c.toldAfter === 'revocation').length,
+      revoked: ended('revoked'),
+      lost: ended('lost'),
+    },
     revokedChecked: traffic.revoked.size,
     before,
     after,
@@ -311,7 +318,7 @@ export function printReport(report: FaultReport): void {
     `  outage ${report.outageMs} ms; recovered ${report.recoveryMs} ms after the store returned; last failed request started ${Math.max(0, report.lastFailureAfterBackMs)} ms after`,
     `  requests during the fault: ${fmt(report.during)}`,
     `  requests in all:           ${fmt(report.total)}`,
-    `  chains: open ${report.chains.open}, ended told ${report.chains.told}, revoked ${report.chains.revoked}, lost ${report.chains.lost}; live refresh tokens in Redis ${report.liveRefreshTokens}; revoked tokens re-checked ${report.revokedChecked}`,
+    `  chains: open ${report.chains.open}, ended told ${report.chains.told} (${report.chains.toldAfterRevocation} after a revocation answered 503), revoked ${report.chains.revoked}, lost ${report.chains.lost}; live refresh tokens in Redis ${report.liveRefreshTokens}; revoked tokens re-checked ${report.revokedChecked}`,
     `  rows before → after: accounts ${report.before.accounts} → ${report.after.accounts}, clients ${report.before.clients} → ${report.after.clients}, grants ${report.before.grants} → ${report.after.grants}, API consents ${report.before.consents} → ${report.after.consents}`,
   ];
   console.log(lines.join('\n'));

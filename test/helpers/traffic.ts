@@ -72,8 +72,10 @@ export interface Chain {
   tokens: string[];
   /** Successful (200) redemptions per token. */
   redeemed: Map<string, number>;
-  /** Tokens with an attempt whose outcome the client could not learn. */
-  uncertain: Set<string>;
+  /** Tokens with an attempt whose outcome the client could not learn, and what that attempt was. */
+  uncertain: Map<string, 'refresh' | 'revocation'>;
+  /** For a chain ended 'told': what the uncertain attempt before the refusal was (a revocation answered 503 that did happen, or a refresh). */
+  toldAfter?: 'refresh' | 'revocation';
   ended?: 'told' | 'revoked' | 'lost';
   /** The user whose grant this is. */
   user: { email: string; password: string };
@@ -311,7 +313,7 @@ export class Traffic {
       if (sample.outcome === 'ok') {
         const refreshToken = (JSON.parse(text!) as { refresh_token?: string }).refresh_token;
         if (!refreshToken) throw new Error('the code exchange returned no refresh token');
-        const chain: Chain = { id: this.#nextChain++, current: refreshToken, tokens: [refreshToken], redeemed: new Map(), uncertain: new Set(), user };
+        const chain: Chain = { id: this.#nextChain++, current: refreshToken, tokens: [refreshToken], redeemed: new Map(), uncertain: new Map(), user };
         this.chains.push(chain);
         const open = this.chains.filter((c) => !c.ended && !c.retiring);
         if (open.length > this.#options.maxChains) open[0]!.retiring = true;
@@ -414,7 +416,7 @@ export class Traffic {
         // The grant ended with it: the user may sign in again for a fresh one.
         this.fixture.users.push(chain.user);
         if (this.#options.maxChains !== Infinity) this.#forget(chain);
-      } else if (sample.outcome !== 'refused') chain.uncertain.add(token);
+      } else if (sample.outcome !== 'refused') chain.uncertain.set(token, 'revocation');
       return sample.outcome;
     }
     const { sample, text } = await this.#token('refresh', { grant_type: 'refresh_token', refresh_token: token, resource: this.fixture.resource });
@@ -427,15 +429,17 @@ export class Traffic {
       chain.tokens.push(body.refresh_token);
       this.#keepAccessToken(body.access_token);
     } else if (sample.outcome === 'refused' && sample.detail === 'invalid_grant') {
-      if (chain.uncertain.has(token)) chain.ended = 'told';
-      else {
+      if (chain.uncertain.has(token)) {
+        chain.ended = 'told';
+        chain.toldAfter = chain.uncertain.get(token);
+      } else {
         chain.ended = 'lost';
         this.violations.push({ kind: 'lost_refresh_token', detail: `chain ${chain.id}: token #${chain.tokens.indexOf(token)} refused (invalid_grant) on its first use` });
       }
     } else if (sample.outcome === 'refused' || sample.outcome === 'server_error') {
       this.#unexpected(sample);
     } else {
-      chain.uncertain.add(token);
+      if (!chain.uncertain.has(token)) chain.uncertain.set(token, 'refresh');
     }
     return sample.outcome;
   }
