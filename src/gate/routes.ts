@@ -75,21 +75,13 @@ export function matchRoute(routes: readonly CompiledRoute[], method: string, hos
   return { ok: false, reason: sawMethodMismatch ? 'method_not_allowed' : 'no_route' };
 }
 
-/** `/a/./b/../c` → `/a/c`; undefined when a `..` would climb above the root. */
-function resolveDots(path: string): string | undefined {
-  const out: string[] = [];
-  const segments = path.split('/').slice(1);
-  for (const [i, segment] of segments.entries()) {
-    const last = i === segments.length - 1;
-    if (segment === '.') {
-      if (last) out.push('');
-    } else if (segment === '..') {
-      if (out.length === 0) return undefined;
-      out.pop();
-      if (last) out.push('');
-    } else out.push(segment);
-  }
-  return `/${out.join('/')}`;
+/**
+ * A path with a `.` or `..` segment is refused, not resolved: the upstream behind the gateway may
+ * resolve it differently (RFC 3986 keeps empty segments, so `/a//../b` is `/a/b` there but `/b`
+ * after merging slashes), and then the gate would judge another route than the one served.
+ */
+function withoutDotSegments(path: string): string | undefined {
+  return path.split('/').some((segment) => segment === '.' || segment === '..') ? undefined : path;
 }
 
 /**
@@ -120,5 +112,5 @@ export function normalizePath(target: string): string | undefined {
   // A second level of encoding (%252e) or characters no gateway should pass on.
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   if (/%[0-9a-f]{2}/i.test(decoded) || /[\\\0-\x1f\x7f]/.test(decoded)) return undefined;
-  return resolveDots(decoded.replace(/\/{2,}/g, '/'));
+  return withoutDotSegments(decoded)?.replace(/\/{2,}/g, '/');
 }
