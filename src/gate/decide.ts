@@ -174,7 +174,7 @@ export async function decide(deps: DecideDeps, request: OriginalRequest): Promis
   let upstreamAuthorization = config.keepAuthorization ? authorization : undefined;
   if (config.exchange) {
     if (!deps.exchanger) throw new Error('an exchange route without a token exchanger');
-    const result = await deps.exchanger.exchange(token, { routeKey: route.name, resource: config.exchange.resource, scope: config.exchange.scope });
+    const result = await deps.exchanger.exchange(token, { resource: config.exchange.resource, scope: config.exchange.scope });
     if (!result.ok) return exchangeDecision(route, result);
     upstreamAuthorization = `Bearer ${result.accessToken}`;
   }

@@ -47,8 +47,6 @@ export interface TokenExchangerOptions {
 }
 
 export interface ExchangeTarget {
-  /** Cache key part: one route, one resource and scope. */
-  routeKey: string;
   resource: string;
   scope?: string | undefined;
 }
@@ -98,7 +96,8 @@ export class TokenExchanger {
 
   /** The subject token exchanged for `target`, from the cache while it is good for long enough. */
   async exchange(subjectToken: string, target: ExchangeTarget): Promise<ExchangeResult> {
-    const key = `${createHash('sha256').update(subjectToken).digest('base64url')} ${target.routeKey}`;
+    // Keyed by what is asked for, not by route: two routes asking the same share it, two asking differently never do.
+    const key = `${createHash('sha256').update(subjectToken).digest('base64url')} ${target.resource} ${target.scope ?? ''}`;
     const hit = this.#cache.get(key);
     if (hit && hit.usableUntil > Date.now()) {
       this.options.onOutcome?.('cached');
