@@ -119,10 +119,11 @@ async function subjectOfRequest(value: string, client: Client, deps: TokenExchan
   }
   const subject = await deps.tokens.find(value);
   if (!subject || subject.kind === 'RefreshToken' || typeof subject.payload.aud !== 'string') throw invalidGrant(SUBJECT_NOT_LIVE);
-  if (!(await isActive(subject, deps.liveness, (jti) => deps.tokens.findByJti(jti)))) throw invalidGrant(SUBJECT_NOT_LIVE);
+  // The audience first: whether a token for an API this client does not front is still live is none of its business.
   if (!exchangeSources(client.metadata()).includes(subject.payload.aud)) {
     throw invalidGrant('subject_token was issued for an audience this client may not exchange from (its exchange_from)');
   }
+  if (!(await isActive(subject, deps.liveness, (jti) => deps.tokens.findByJti(jti)))) throw invalidGrant(SUBJECT_NOT_LIVE);
   // A bound token is good only with its key's proof; exchanging it would make a bearer token of it.
   if (subject.payload.jkt || subject.payload['x5t#S256']) throw new errors.InvalidRequest('sender-constrained (DPoP or mTLS) subject tokens cannot be exchanged');
   if (actorDepth(actorOf(subject.payload)) >= MAX_EXCHANGE_DEPTH) {

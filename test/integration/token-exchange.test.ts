@@ -405,6 +405,14 @@ for (const mode of ['redis', 'memory'] as const) {
       const disabled = await userToken(EDGE);
       assert.equal((await veil.admin('POST', `/admin/users/${disabled.accountId}/disable`, {})).status, 200);
       await refused('a disabled user', () => exchangeRequest(gate, disabled.access_token), 400, 'invalid_grant');
+      // A client that does not front the token's API learns nothing of whether it is live (its record is still there): the audience is judged first.
+      await refused(
+        'the subject of a disabled user, for an API the client does not front',
+        () => exchangeRequest(otherGate, disabled.access_token),
+        400,
+        'invalid_grant',
+        /exchange_from/,
+      );
 
       const ownClient = await client({ ...webClientBody, client_name: 'short-lived app' });
       const orphan = await userToken(EDGE, 'orders:read', ownClient);
