@@ -4,10 +4,9 @@
  * matched host and path but not the method, the refusal says `method_not_allowed`.
  *
  * Paths are compared in one normal form, so a gateway and the gate cannot disagree about which
- * route a request is for: the query is cut, percent-escapes decoded once, repeated slashes merged
- * and dot segments resolved. An encoded slash, backslash or NUL, a second level of encoding, or a
- * dot segment that climbs above the root cannot be put in that form and is refused
- * (`ambiguous_path`): an upstream may read it differently from the gate.
+ * route a request is for: the query is cut, percent-escapes decoded once and repeated slashes
+ * merged. An encoded slash, backslash or NUL, a second level of encoding, or any `.` or `..`
+ * segment is refused (`ambiguous_path`): an upstream may read it differently from the gate.
  */
 import type { GateRouteConfig } from './config.js';
 
