@@ -9,6 +9,7 @@ import type { InvalidationBus } from '../store/invalidation.js';
 import type { PasswordHasher } from './passwords.js';
 import { VeilError } from '../errors/veil-error.js';
 import { NO_EVENTS, type EventSink } from '../events/domain-events.js';
+import { derivedValues, parseAttributes, parseAttributeValue, selectValues } from './attributes.js';
 
 export const MAX_PASSWORD_LENGTH = 1024; // bounds argon2 input; far above any real passphrase
 export const MIN_PASSWORD_LENGTH = 8;
@@ -26,6 +27,12 @@ export interface PublicAccount {
   email_verified: boolean;
   disabled: boolean;
   created_at: string;
+}
+
+/** An account's attributes as the operator sees them: the stored ones and what they derive. */
+export interface AccountAttributes {
+  stored: Map<string, bigint>;
+  derived: Map<string, bigint>;
 }
 
 export function toPublicAccount(a: AccountRecord): PublicAccount {
@@ -73,7 +80,9 @@ export class AccountService {
     return record;
   }
 
-  async create(input: { email: string; password: string; name?: string | null; emailVerified?: boolean }): Promise<AccountRecord> {
+  /** `attributes`: name → integer (or decimal string), all checked before anything is stored. */
+  async create(input: { email: string; password: string; name?: string | null; emailVerified?: boolean; attributes?: Record<string, unknown> }): Promise<AccountRecord> {
+    const attributes = parseAttributes(input.attributes ?? {});
     const email = normaliseEmail(input.email ?? '');
     if (!EMAIL_PATTERN.test(email) || email.length > 320) throw new InvalidAccountInput('email is not a valid address');
     if (typeof input.password !== 'string' || input.password.length < MIN_PASSWORD_LENGTH) {
@@ -81,7 +90,7 @@ export class AccountService {
     }
     if (input.password.length > MAX_PASSWORD_LENGTH) throw new InvalidAccountInput('password is too long');
     const passwordHash = await this.hasher.hash(input.password);
-    const account = await this.accounts.create({ email, passwordHash, name: input.name ?? null, emailVerified: input.emailVerified });
+    const account = await this.accounts.create({ email, passwordHash, name: input.name ?? null, emailVerified: input.emailVerified, attributes });
     await this.events.emit({ type: 'user.created', accountId: account.id });
     return account;
   }
@@ -136,6 +145,35 @@ export class AccountService {
       await this.events.emit({ type: disabled ? 'user.disabled' : 'user.enabled', accountId: account.id });
     }
     return account;
+  }
+
+  /** Null when there is no account with this id. */
+  async attributes(id: string): Promise<AccountAttributes | null> {
+    if (!(await this.accounts.findById(id))) return null;
+    const stored = await this.accounts.attributes.get(id);
+    return { stored, derived: derivedValues(stored) };
+  }
+
+  /** Checks the value (a refusal stores nothing), then sets it; null when there is no account. */
+  async setAttribute(id: string, name: string, raw: unknown): Promise<AccountAttributes | null> {
+    const value = parseAttributeValue(name, raw);
+    if (!(await this.accounts.findById(id))) return null;
+    await this.accounts.attributes.set(id, name, value);
+    return this.attributes(id);
+  }
+
+  /** Null when there is no account; false when it had no such attribute. */
+  async deleteAttribute(id: string, name: string): Promise<boolean | null> {
+    if (!(await this.accounts.findById(id))) return null;
+    return this.accounts.attributes.delete(id, name);
+  }
+
+  /**
+   * The values of `names` (stored or derived) for a token being issued; names the account lacks
+   * are left out. Read from the database every time: spend_this_month changes between tokens.
+   */
+  async valuesForToken(accountId: string, names: readonly string[]): Promise<Map<string, bigint>> {
+    return selectValues(await this.accounts.attributes.get(accountId), names);
   }
 
   /** oidc-provider's findAccount: disabled accounts no longer resolve, ending their sessions and tokens. */

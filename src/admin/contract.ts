@@ -24,7 +24,23 @@ export const createUserBody = z.object({
   password: z.string(),
   name: z.string().max(200).optional(),
   email_verified: z.boolean().optional(),
+  /** Account attributes (src/accounts/attribute-catalogue.ts): name → integer or decimal string. */
+  attributes: z.record(z.string().max(64), attributeValue()).optional(),
 });
+
+/** An attribute's value on the wire: a JSON integer or a decimal string (checked by the account service). */
+function attributeValue() {
+  return z.union([z.number(), z.string().max(64)], { error: 'must be an integer' });
+}
+
+/** `PUT /admin/users/:id/attributes/:name`. */
+export const setAttributeBody = z.object({ value: attributeValue() }).strict();
+
+/** `GET|PUT /admin/users/:id/attributes[/:name]`: the stored attributes and what they derive (only the operator sees values). */
+export interface UserAttributes {
+  attributes: Record<string, number>;
+  derived: Record<string, number>;
+}
 
 /** Query of `GET /admin/users`: `?email=` finds the one account with that address (or none). */
 export const usersQuery = z.object({ email: z.string().max(320).optional() });

@@ -18,8 +18,10 @@ import type {
 } from '../admin/contract.js';
 export type { AuditEvent, Client, CreateClientBody, UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User };
 
-import type { PublicKeyInfo } from '../admin/contract.js';
+import type { PublicKeyInfo, UserAttributes } from '../admin/contract.js';
 import { codeForStatus, VeilError } from '../errors/veil-error.js';
+import type { CreatePolicyRequest, Policy } from '../admin/routes/policies.js';
+export type { CreatePolicyRequest, Policy };
 
 /** The server answered with an error (already in the API's shape: the CLI reports it verbatim). */
 export class AdminApiError extends VeilError {
@@ -115,6 +117,20 @@ export class AdminClient {
     return field<User>(await this.request('POST', path, {}), 'user');
   }
 
+  /** `GET /admin/users/:id/attributes`. */
+  async getUserAttributes(id: string): Promise<UserAttributes> {
+    return (await this.request('GET', `/admin/users/${encodeURIComponent(id)}/attributes`)) as UserAttributes;
+  }
+
+  /** `PUT /admin/users/:id/attributes/:name`: the value as typed (the server checks it). */
+  async setUserAttribute(id: string, name: string, value: string): Promise<UserAttributes> {
+    return (await this.request('PUT', `/admin/users/${encodeURIComponent(id)}/attributes/${encodeURIComponent(name)}`, { value })) as UserAttributes;
+  }
+
+  async deleteUserAttribute(id: string, name: string): Promise<void> {
+    await this.request('DELETE', `/admin/users/${encodeURIComponent(id)}/attributes/${encodeURIComponent(name)}`);
+  }
+
   async listClients(): Promise<Client[]> {
     return field<Client[]>(await this.request('GET', '/admin/clients'), 'clients');
   }
@@ -167,7 +183,20 @@ export class AdminClient {
     await this.request('DELETE', `/admin/resources/${encodeURIComponent(identifier)}`);
   }
 
-  /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */
+  /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */  /** `GET /admin/policies` (optionally one node's). */
+  async listPolicies(node?: string): Promise<Policy[]> {
+    return field<Policy[]>(await this.request('GET', '/admin/policies', undefined, node === undefined ? undefined : { node }), 'policies');
+  }
+
+  async createPolicy(body: CreatePolicyRequest): Promise<Policy> {
+    return field<Policy>(await this.request('POST', '/admin/policies', body), 'policy');
+  }
+
+  async deletePolicy(id: string): Promise<void> {
+    await this.request('DELETE', `/admin/policies/${encodeURIComponent(id)}`);
+  }
+
+
   async listAuditEvents(query: AuditQuery): Promise<AuditEvent[]> {
     const params: Record<string, string> = { since: query.since };
     if (query.until !== undefined) params.until = query.until;

@@ -8,6 +8,7 @@ import type { PrismaClient } from './database.js';
 import type { Account } from '../generated/prisma/client.js';
 import { VeilError } from '../errors/veil-error.js';
 import { UniqueViolation } from './errors.js';
+import { AccountAttributeRepository } from './account-attributes.js';
 
 export interface AccountRecord {
   id: string;
@@ -32,10 +33,15 @@ export function normaliseEmail(email: string): string {
 }
 
 export class AccountRepository {
+  /** The accounts' attributes (values sealed like names). */
+  readonly attributes: AccountAttributeRepository;
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly envelope: Envelope,
-  ) {}
+  ) {
+    this.attributes = new AccountAttributeRepository(prisma, envelope);
+  }
 
   #record(row: Account): AccountRecord;
   #record(row: Account | null): AccountRecord | null;
@@ -45,8 +51,10 @@ export class AccountRepository {
     return { id: row.id, email: row.email, passwordHash: row.passwordHash, name, emailVerified: row.emailVerified, disabled: row.disabled, createdAt: row.createdAt };
   }
 
-  async create(input: { email: string; passwordHash: string; name?: string | null; emailVerified?: boolean }): Promise<AccountRecord> {
+  /** With its attributes, if given, in the same statement: all or nothing. */
+  async create(input: { email: string; passwordHash: string; name?: string | null; emailVerified?: boolean; attributes?: ReadonlyMap<string, bigint> }): Promise<AccountRecord> {
     const id = randomUUID();
+    const attributes = [...(input.attributes ?? [])].map(([name, value]) => ({ name, value: this.attributes.sealValue(id, name, value) }));
     try {
       return this.#record(
         await this.prisma.account.create({
@@ -56,6 +64,7 @@ export class AccountRepository {
             passwordHash: input.passwordHash,
             name: input.name ? this.envelope.seal(input.name, 'personal-data', id) : null,
             emailVerified: input.emailVerified ?? false,
+            ...(attributes.length ? { attributes: { create: attributes } } : {}),
           },
         }),
       );
@@ -79,8 +88,12 @@ export class AccountRepository {
     return (await this.prisma.account.findMany({ orderBy: { createdAt: 'asc' } })).map((row) => this.#record(row));
   }
 
-  /** Re-seals every name under the current master key; returns how many rows changed. */
+  /** Re-seals every name and attribute value under the current master key; returns how many rows changed. */
   async reseal(): Promise<number> {
+    return (await this.#resealNames()) + (await this.attributes.reseal());
+  }
+
+  async #resealNames(): Promise<number> {
     let changed = 0;
     for (const row of await this.prisma.account.findMany({ where: { name: { not: null } } })) {
       if (this.envelope.isSealed(row.name) && !this.envelope.isStale(row.name)) continue;
