@@ -20,8 +20,6 @@ export type { AuditEvent, Client, CreateClientBody, UpdateClientBody, CreatedCli
 
 import type { PublicKeyInfo, UserAttributes } from '../admin/contract.js';
 import { codeForStatus, VeilError } from '../errors/veil-error.js';
-import type { CreatePolicyRequest, Policy } from '../admin/routes/policies.js';
-export type { CreatePolicyRequest, Policy };
 
 /** The server answered with an error (already in the API's shape: the CLI reports it verbatim). */
 export class AdminApiError extends VeilError {
@@ -183,20 +181,7 @@ export class AdminClient {
     await this.request('DELETE', `/admin/resources/${encodeURIComponent(identifier)}`);
   }
 
-  /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */  /** `GET /admin/policies` (optionally one node's). */
-  async listPolicies(node?: string): Promise<Policy[]> {
-    return field<Policy[]>(await this.request('GET', '/admin/policies', undefined, node === undefined ? undefined : { node }), 'policies');
-  }
-
-  async createPolicy(body: CreatePolicyRequest): Promise<Policy> {
-    return field<Policy>(await this.request('POST', '/admin/policies', body), 'policy');
-  }
-
-  async deletePolicy(id: string): Promise<void> {
-    await this.request('DELETE', `/admin/policies/${encodeURIComponent(id)}`);
-  }
-
-
+  /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */
   async listAuditEvents(query: AuditQuery): Promise<AuditEvent[]> {
     const params: Record<string, string> = { since: query.since };
     if (query.until !== undefined) params.until = query.until;
