@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { VeilError } from '../errors/veil-error.js';
+import { requireRuleProblems, requireRuleSchema } from './policy-rules.js';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
@@ -134,6 +135,8 @@ const routeSchema = z.strictObject({
   /** Pass the incoming Authorization upstream (default: the gateway removes it). */
   keepAuthorization: z.boolean({ error: 'expected true or false' }).default(false),
   exchange: exchangeSchema.optional(),
+  /** Policy decisions on confidential claims, decided by Veil through the gate's client (policy-rules.ts). */
+  require: z.array(requireRuleSchema, { error: 'expected an array of policy rules' }).min(1, { error: 'expected at least one policy rule' }).optional(),
 });
 
 const fileSchema = z.strictObject({
@@ -266,6 +269,7 @@ function checkRoutes(config: FileConfig, hasClientSecret: boolean): Array<{ path
       if (names.has(r.name)) problems.push({ path: at('name'), message: `duplicate route name ${r.name}` });
       names.add(r.name);
     }
+    problems.push(...requireRuleProblems(r, at, config.client, hasClientSecret));
     if (r.public) {
       for (const key of ['audience', 'scopes', 'exchange'] as const) {
         if (r[key] !== undefined) problems.push({ path: at(key), message: 'a public route takes no token, so it cannot have one' });

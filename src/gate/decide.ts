@@ -7,6 +7,7 @@
  */
 import type { VerifiedAccessToken } from '@veil/resource-server';
 import type { ExchangeResult, TokenExchanger } from './exchange.js';
+import type { PolicyRules } from './policy-rules.js';
 import { matchRoute, normalizePath, type CompiledRoute } from './routes.js';
 import { isUnavailable, reasonOf, VeilTokenError, type AudienceVerifiers, type TokenReason, type UnavailableReason } from './verifiers.js';
 
@@ -21,9 +22,12 @@ export interface OriginalRequest {
   uri: string;
   /** The incoming Authorization header, if any. */
   authorization: string | undefined;
+  /** Another header of the original request (lower-case name), for a route's amountFrom rule. */
+  header?: (name: string) => string | string[] | undefined;
 }
 
-export type DenyReason = 'missing' | TokenReason | 'insufficient_scope' | 'no_route' | 'method_not_allowed' | 'ambiguous_path' | 'exchange_refused';
+export type DenyReason =
+  'missing' | TokenReason | 'insufficient_scope' | 'no_route' | 'method_not_allowed' | 'ambiguous_path' | 'exchange_refused' | 'policy_refused' | 'invalid_amount';
 
 export type Decision =
   | {
@@ -39,7 +43,7 @@ export type Decision =
     }
   | {
       kind: 'deny';
-      status: 401 | 403;
+      status: 400 | 401 | 403;
       reason: DenyReason;
       route: CompiledRoute | undefined;
       /** RFC 6750 §3 challenge parameters (401 and insufficient_scope); undefined: no WWW-Authenticate. */
@@ -50,7 +54,7 @@ export type Decision =
   | {
       kind: 'unavailable';
       status: 503;
-      reason: UnavailableReason | 'exchange_unavailable';
+      reason: UnavailableReason | 'exchange_unavailable' | 'policy_unavailable';
       route: CompiledRoute;
       /** For the log line: what failed, never a token. */
       detail: string;
@@ -64,6 +68,8 @@ export interface DecideDeps {
   routes: readonly CompiledRoute[];
   verifiers: AudienceVerifiers;
   exchanger: TokenExchanger | undefined;
+  /** Decides routes' `require` rules (present when some route has them). */
+  policies?: PolicyRules | undefined;
 }
 
 function tokenDenial(route: CompiledRoute, reason: DenyReason, description: string): Decision {
@@ -169,6 +175,16 @@ export async function decide(deps: DecideDeps, request: OriginalRequest): Promis
 
   const scopeProblem = missingScopes(route, verified);
   if (scopeProblem) return scopeProblem;
+
+  if (config.require) {
+    if (!deps.policies) throw new Error('a route with require rules without a policy node');
+    const outcome = await deps.policies.check(config.require, token, verified, { uri: request.uri, header: request.header ?? (() => undefined) });
+    if (outcome.kind === 'unavailable') return { kind: 'unavailable', status: 503, reason: outcome.reason, route, detail: outcome.detail };
+    if (outcome.kind === 'deny') {
+      if (outcome.reason === 'revoked') return tokenDenial(route, 'revoked', outcome.description);
+      return { kind: 'deny', status: outcome.status, reason: outcome.reason, route, challenge: undefined, error: outcome.error, description: outcome.description };
+    }
+  }
 
   const { headers, absent } = claimHeaders(route, verified);
   let upstreamAuthorization = config.keepAuthorization ? authorization : undefined;

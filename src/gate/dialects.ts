@@ -59,7 +59,7 @@ function original(req: IncomingMessage, names: { method: string; uri: string; ho
   if (!host) return { missing: names.host, description: `the gateway sent no ${names.host} header` };
   if (!METHOD.test(method)) return { missing: names.method, description: `${names.method} is not an HTTP method` };
   if (!HOST.test(host)) return { missing: names.host, description: `${names.host} must name one host` };
-  return { method, host, uri, authorization: req.headers.authorization };
+  return { method, host, uri, authorization: req.headers.authorization, header: (name) => req.headers[name] };
 }
 
 /** Where the original request went, from the check request of `dialect`. */
@@ -75,7 +75,7 @@ export function originalRequest(dialect: Dialect, req: IncomingMessage, target: 
       const host = one(req, 'Host');
       if (!host) return { missing: 'Host', description: 'the gateway sent no Host header' };
       if (!HOST.test(host)) return { missing: 'Host', description: 'Host must name one host' };
-      return { method: req.method ?? 'GET', host, uri: uri.startsWith('/') ? uri : `/${uri}`, authorization: req.headers.authorization };
+      return { method: req.method ?? 'GET', host, uri: uri.startsWith('/') ? uri : `/${uri}`, authorization: req.headers.authorization, header: (name) => req.headers[name] };
     }
   }
 }

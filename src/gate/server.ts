@@ -15,6 +15,7 @@ import { decide, type Decision } from './decide.js';
 import { answerFor, badRequestAnswer, CHECK_PATHS, isBadCheckRequest, originalRequest, type Answer } from './dialects.js';
 import { TokenExchanger } from './exchange.js';
 import { GateMetrics, type DecisionOutcome, type Dialect } from './metrics.js';
+import { PolicyRules } from './policy-rules.js';
 import { compileRoutes } from './routes.js';
 import { buildVerifiers } from './verifiers.js';
 
@@ -62,7 +63,11 @@ export async function startGate(config: GateConfig, options: { logger?: Logger }
           onOutcome: (outcome) => gateMetrics.exchange(outcome),
         })
       : undefined;
-  const deps = { routes: compileRoutes(config.routes), verifiers, exchanger };
+  const policies =
+    config.client && config.routes.some((r) => r.require)
+      ? new PolicyRules({ issuer: config.issuer, clientId: config.client.id, clientSecret: config.client.secret, cacheMaxEntries: config.cache.maxEntries })
+      : undefined;
+  const deps = { routes: compileRoutes(config.routes), verifiers, exchanger, policies };
 
   async function check(dialect: Dialect, target: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
