@@ -75,6 +75,8 @@ export const createClientBody = z.object({
   resources: z.array(absoluteUri).max(50).optional(),
   resource_scopes: resourceScopes.optional(),
   exchange_from: exchangeFrom.optional(),
+  /** RFC 9449 §5.2: the client must send a DPoP proof with every token request. */
+  dpop_bound_access_tokens: z.boolean().optional(),
 }) satisfies z.ZodType<CreateClientInput>;
 
 /**
@@ -91,6 +93,7 @@ export const updateClientBody = z
     resources: z.array(absoluteUri).max(50).optional(),
     resource_scopes: resourceScopes.optional(),
     exchange_from: exchangeFrom.optional(),
+    dpop_bound_access_tokens: z.boolean().optional(),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'give at least one field to change') satisfies z.ZodType<UpdateClientInput>;

@@ -35,6 +35,8 @@ export interface CreateClientInput {
   resource_scopes?: ResourceScopes;
   /** Token exchange (RFC 8693): the registered audiences whose tokens the client may exchange. */
   exchange_from?: string[];
+  /** RFC 9449 §5.2: every token request must carry a DPoP proof (tokens are always bound). */
+  dpop_bound_access_tokens?: boolean;
 }
 
 /**
@@ -52,6 +54,8 @@ export interface UpdateClientInput {
   resource_scopes?: ResourceScopes;
   /** Replaces the list; without it, the list stays while the client keeps the token-exchange grant. */
   exchange_from?: string[];
+  /** Require (true) or stop requiring (false) a DPoP proof with every token request. */
+  dpop_bound_access_tokens?: boolean;
 }
 
 /** Client metadata naming the resource servers a client may ask tokens for (Veil's extension). */
@@ -130,6 +134,7 @@ export class ClientService {
       ...(clientSecret ? { client_secret: clientSecret } : {}),
       ...(input.jwks_uri ? { jwks_uri: input.jwks_uri } : {}),
       ...(input.jwks ? { jwks: input.jwks as ClientMetadata['jwks'] } : {}),
+      ...(input.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
     };
     const metadata = await this.#settle(base, {
       redirect_uris: redirectUris,
@@ -172,10 +177,13 @@ export class ClientService {
       post_logout_redirect_uris: _postLogout,
       grant_types: _grants,
       response_types: _responses,
+      dpop_bound_access_tokens: requireDpop,
       ...kept
     } = existing;
+    // Kept unless the update says otherwise; stored only when on (false is oidc-provider's default).
+    const dpop = input.dpop_bound_access_tokens ?? requireDpop === true;
     const metadata = await this.#settle(
-      { ...kept, client_id: clientId, ...(input.client_name !== undefined ? { client_name: input.client_name } : {}) },
+      { ...kept, client_id: clientId, ...(input.client_name !== undefined ? { client_name: input.client_name } : {}), ...(dpop ? { dpop_bound_access_tokens: true } : {}) },
       {
         redirect_uris: input.redirect_uris ?? [...(existing.redirect_uris ?? [])],
         post_logout_redirect_uris: input.post_logout_redirect_uris ?? [...(existing.post_logout_redirect_uris ?? [])],

@@ -21,6 +21,7 @@ import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
 import type { ResourcePolicy } from './resource-indicators.js';
 import { DEFAULT_AUTH_METHOD, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
+import { DPOP_SIGNING_ALGS } from './dpop-policy.js';
 
 export interface ConfigurationDeps {
   config: VeilConfig;
@@ -65,7 +66,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     clientAuthMethods: [...TOKEN_ENDPOINT_AUTH_METHODS],
     // private_key_jwt: the same rules as Veil's own endpoints (client-assertion-rules.ts).
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_SIGNING_ALGS] },
+    enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_SIGNING_ALGS], dPoPSigningAlgValues: [...DPOP_SIGNING_ALGS] },
     assertJwtClientAuthClaimsAndHeader: async (ctx, claims) => {
       const problem = assertionAudienceProblem(ctx.oidc.issuer, claims.aud);
       if (problem) throw new errors.InvalidClientAuth(problem);
@@ -151,6 +152,11 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 9449: a token request with a DPoP proof gets tokens bound to its key (cnf.jkt, sealed by
+      // token-claims.ts), public clients' refresh tokens too; `dpop_bound_access_tokens` clients
+      // must send one. No server nonce (§8): proofs are fresh by their iat window and single use
+      // at the token endpoint through ReplayDetection (adapter.ts).
+      dPoP: { enabled: true },
       introspection: { enabled: false },
       revocation: { enabled: false },
       userinfo: { enabled: true },

@@ -20,6 +20,7 @@ interface CreateOptions {
   resource?: string[];
   resourceScope?: Record<string, string[]>;
   exchangeFrom?: string[];
+  requireDpop?: boolean;
 }
 
 interface UpdateOptions {
@@ -31,6 +32,7 @@ interface UpdateOptions {
   resource?: string[];
   resourceScope?: Record<string, string[]>;
   exchangeFrom?: string[];
+  requireDpop?: boolean;
 }
 
 /** Repeatable option: each occurrence appends (commander passes undefined the first time). */
@@ -62,6 +64,8 @@ export function collectGrantTypes(value: string, previous: string[] | undefined)
 const GRANT_TYPE_HELP = `authorization_code | refresh_token | client_credentials | ${TOKEN_EXCHANGE_SHORT_NAME} (RFC 8693, ${TOKEN_EXCHANGE_GRANT_TYPE})`;
 const EXCHANGE_FROM_HELP = `token exchange: a registered API (audience) whose access tokens this client may exchange (repeatable; needs --grant-type ${TOKEN_EXCHANGE_SHORT_NAME})`;
 
+const REQUIRE_DPOP_HELP = 'every token request must carry a DPoP proof (RFC 9449): its tokens are always bound to the client key';
+
 const SCOPE_HELP = "space-separated scopes: OIDC scopes (openid profile email offline_access) and scopes registered by one of the client's --resource APIs";
 const RESOURCE_SCOPE_HELP = 'API scopes for one resource, URI=scope,scope (repeatable; needed when two APIs share a scope name; the resource is allowed too)';
 
@@ -83,6 +87,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .option('--resource <uri>', 'resource server (identifier) the client may request tokens for (repeatable)', collect)
     .option('--resource-scope <uri=scopes>', RESOURCE_SCOPE_HELP, collectResourceScopes)
     .option('--exchange-from <audience>', EXCHANGE_FROM_HELP, collect)
+    .option('--require-dpop', REQUIRE_DPOP_HELP)
     .action(async (opts: CreateOptions) => {
       // Only send what was given, so the server's documented defaults apply to the rest.
       const body: CreateClientBody = { client_name: opts.name };
@@ -96,6 +101,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.resource) body.resources = opts.resource;
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
       if (opts.exchangeFrom) body.exchange_from = opts.exchangeFrom;
+      if (opts.requireDpop) body.dpop_bound_access_tokens = true;
       if (opts.jwksFile !== undefined) body.jwks = await readJsonFile(opts.jwksFile, '--jwks-file');
 
       const { client, client_secret } = await ctx.client().createClient(body);
@@ -134,6 +140,8 @@ export function registerClients(program: Command, ctx: CliContext): void {
     .option('--resource <uri>', 'resource server the client may request tokens for (repeatable; replaces the list)', collect)
     .option('--resource-scope <uri=scopes>', `${RESOURCE_SCOPE_HELP}; replaces every API scope`, collectResourceScopes)
     .option('--exchange-from <audience>', `${EXCHANGE_FROM_HELP}; replaces the list`, collect)
+    .option('--require-dpop', REQUIRE_DPOP_HELP)
+    .option('--no-require-dpop', 'stop requiring DPoP proofs (tokens are then bound only when the client sends one)')
     .action(async (clientId: string, opts: UpdateOptions) => {
       const body: UpdateClientBody = {};
       if (opts.name !== undefined) body.client_name = opts.name;
@@ -144,6 +152,7 @@ export function registerClients(program: Command, ctx: CliContext): void {
       if (opts.resource) body.resources = opts.resource;
       if (opts.resourceScope) body.resource_scopes = opts.resourceScope;
       if (opts.exchangeFrom) body.exchange_from = opts.exchangeFrom;
+      if (opts.requireDpop !== undefined) body.dpop_bound_access_tokens = opts.requireDpop;
       if (Object.keys(body).length === 0) throw new CliError('invalid_input', 'give at least one setting to change (see veil clients update --help)');
       const client = await ctx.client().updateClient(clientId, body);
       ctx
