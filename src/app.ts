@@ -11,6 +11,8 @@ import type Provider from 'oidc-provider';
 import { hostMatcher } from './admin/guard.js';
 import { createAdminApp } from './admin/server.js';
 import { ClientService } from './clients/client-service.js';
+import { HePolicyService } from './he/decisions/policies.js';
+import { HePolicyRepository } from './store/he-policies.js';
 import { derivedLifetimes, isLoopback, type VeilConfig } from './config.js';
 import { assertClientJwksUri, jwksPolicy } from './http/remote-jwks.js';
 import { createListener, drainServer, listen, type Listener } from './http/listeners.js';
@@ -107,6 +109,7 @@ export async function startVeil(config: VeilConfig, { logger, print = (t) => pro
       },
       metrics: services.metrics,
       audit: services.audit,
+      policies: new HePolicyService(new HePolicyRepository(database.prisma), repos.clients, services.events),
       events: services.events,
       readiness: () =>
         readiness({

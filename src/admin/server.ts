@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { GrantRevocation } from '../oidc/grant-revocation.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
+import type { HePolicyService } from '../he/decisions/policies.js';
 import { adminErrors } from './errors.js';
 import { adminGuard } from './guard.js';
 import { registerAuditRoutes } from './routes/audit.js';
@@ -24,6 +25,7 @@ import { registerConsentRoutes } from './routes/consents.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerKeyRoutes, type KeysRoutesDeps } from './routes/keys.js';
 import { registerResourceRoutes } from './routes/resources.js';
+import { registerPolicyRoutes } from './routes/policies.js';
 import { registerUserRoutes } from './routes/users.js';
 
 export interface AdminDeps {
@@ -50,6 +52,8 @@ export interface AdminDeps {
   events: EventSink;
   /** Serves the signing-key lifecycle under /admin/keys when given. */
   keys?: KeysRoutesDeps | undefined;
+  /** Serves confidential-claim policies under /admin/policies when given. */
+  policies?: HePolicyService | undefined;
 }
 
 export function createAdminApp(deps: AdminDeps): Koa {
@@ -68,6 +72,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
   registerResourceRoutes(router, deps);
   if (deps.keys) registerKeyRoutes(router, deps.keys, deps);
   registerAuditRoutes(router, deps);
+  if (deps.policies) registerPolicyRoutes(router, { policies: deps.policies });
 
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

@@ -21,6 +21,10 @@ export const AUDIT_EVENT_TYPES = [
   'user.enabled',
   'key.rotated',
   'key.retired',
+  'policy.created',
+  'policy.deleted',
+  'he.decided',
+  'he.aggregated',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

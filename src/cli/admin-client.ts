@@ -20,6 +20,8 @@ export type { AuditEvent, Client, CreateClientBody, UpdateClientBody, CreatedCli
 
 import type { PublicKeyInfo, UserAttributes } from '../admin/contract.js';
 import { codeForStatus, VeilError } from '../errors/veil-error.js';
+import type { CreatePolicyRequest, Policy } from '../admin/routes/policies.js';
+export type { CreatePolicyRequest, Policy };
 
 /** The server answered with an error (already in the API's shape: the CLI reports it verbatim). */
 export class AdminApiError extends VeilError {
@@ -179,6 +181,19 @@ export class AdminClient {
   async deleteResource(identifier: string): Promise<void> {
     // Identifiers are URIs: encodeURIComponent keeps their "/" and ":" inside one path segment.
     await this.request('DELETE', `/admin/resources/${encodeURIComponent(identifier)}`);
+  }
+
+  /** `GET /admin/policies` (optionally one node's). */
+  async listPolicies(node?: string): Promise<Policy[]> {
+    return field<Policy[]>(await this.request('GET', '/admin/policies', undefined, node === undefined ? undefined : { node }), 'policies');
+  }
+
+  async createPolicy(body: CreatePolicyRequest): Promise<Policy> {
+    return field<Policy>(await this.request('POST', '/admin/policies', body), 'policy');
+  }
+
+  async deletePolicy(id: string): Promise<void> {
+    await this.request('DELETE', `/admin/policies/${encodeURIComponent(id)}`);
   }
 
   /** `GET /admin/audit`: `since`/`until` are ISO 8601 times or durations (1h, 7d), newest first. */

@@ -10,6 +10,7 @@ import { registerClients } from './commands/clients.js';
 import { registerGate } from './commands/gate.js';
 import { registerKeys } from './commands/keys.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerPolicies } from './commands/policies.js';
 import { registerResources } from './commands/resources.js';
 import { registerUsers } from './commands/users.js';
 import { adminClientFrom, type CliContext, type GlobalOptions } from './context.js';
@@ -62,6 +63,7 @@ export function buildProgram(io: CliIo): Command {
   registerUsers(program, ctx);
   registerClients(program, ctx);
   registerResources(program, ctx);
+  registerPolicies(program, ctx);
   registerAudit(program, ctx);
   registerKeys(program, ctx);
   registerMigrate(program, ctx);

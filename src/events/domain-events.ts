@@ -74,7 +74,15 @@ export type DomainEvent =
   | { type: 'user.enabled'; accountId: string }
   // Signing keys.
   | { type: 'key.rotated'; kid: string; alg: string; actor: KeyActor }
-  | { type: 'key.retired'; kid: string; actor: KeyActor };
+  | { type: 'key.retired'; kid: string; actor: KeyActor }
+  // Confidential claims (src/he/decisions/): identifiers only, never a ciphertext, a decrypted
+  // value or the decision itself.
+  | { type: 'policy.created'; clientId: string; policy: string; claim: string; kind: string; op: string }
+  | { type: 'policy.deleted'; clientId: string; policy: string }
+  /** A blinded decision answered; `cached`: the earlier answer for this (token, node, policy) again. */
+  | { type: 'he.decided'; clientId: string; accountId?: string | undefined; policy: string; claim: string; cached: boolean }
+  /** An aggregate answered over `count` distinct subjects. */
+  | { type: 'he.aggregated'; clientId: string; policy: string; claim: string; count: number };
 
 export type DomainEventType = DomainEvent['type'];
 export type EventOf<T extends DomainEventType> = Extract<DomainEvent, { type: T }>;

@@ -223,6 +223,26 @@ const CASES: Case[] = [
     row: { type: 'key.retired', actor: 'system', details: { kid: 'k1' } },
     logs: [['info', 'key.retired', 'signing key retired', { kid: 'k1' }]],
   },
+  {
+    event: { type: 'policy.created', clientId: CLIENT, policy: 'age-gate', claim: 'age', kind: 'decision', op: 'gte' },
+    row: { type: 'policy.created', actor: 'admin', clientId: CLIENT, details: { policy: 'age-gate', claim: 'age', kind: 'decision', op: 'gte' } },
+    logs: [['info', 'policy.created', 'confidential-claim policy created', { clientId: CLIENT, policy: 'age-gate' }]],
+  },
+  {
+    event: { type: 'policy.deleted', clientId: CLIENT, policy: 'age-gate' },
+    row: { type: 'policy.deleted', actor: 'admin', clientId: CLIENT, details: { policy: 'age-gate' } },
+    logs: [['info', 'policy.deleted', 'confidential-claim policy deleted', { clientId: CLIENT, policy: 'age-gate' }]],
+  },
+  {
+    event: { type: 'he.decided', clientId: CLIENT, accountId: ACCOUNT, policy: 'age-gate', claim: 'age', cached: false },
+    row: { type: 'he.decided', actor: 'client', accountId: ACCOUNT, clientId: CLIENT, details: { policy: 'age-gate', claim: 'age', cached: false } },
+    logs: [['info', 'he.decided', 'confidential-claim decision answered', { clientId: CLIENT, policy: 'age-gate', cached: false }]],
+  },
+  {
+    event: { type: 'he.aggregated', clientId: CLIENT, policy: 'spend-sum', claim: 'spend_headroom', count: 10 },
+    row: { type: 'he.aggregated', actor: 'client', clientId: CLIENT, details: { policy: 'spend-sum', claim: 'spend_headroom', count: 10 } },
+    logs: [['info', 'he.aggregated', 'confidential-claim aggregate answered', { clientId: CLIENT, count: 10 }]],
+  },
 ];
 
 describe('domain event subscribers', () => {

@@ -48,6 +48,10 @@ export const LOG_LINES: EventTable<LogLine[]> = {
   'user.enabled': (e) => [info({ event: 'user.enabled', accountId: e.accountId }, 'user enabled')],
   'key.rotated': (e) => [info({ event: 'key.rotated', kid: e.kid, alg: e.alg, actor: e.actor }, 'signing key rotated')],
   'key.retired': (e) => [info({ event: 'key.retired', kid: e.kid, actor: e.actor }, 'signing key retired')],
+  'policy.created': (e) => [info({ event: 'policy.created', clientId: e.clientId, policy: e.policy, claim: e.claim, kind: e.kind, op: e.op }, 'confidential-claim policy created')],
+  'policy.deleted': (e) => [info({ event: 'policy.deleted', clientId: e.clientId, policy: e.policy }, 'confidential-claim policy deleted')],
+  'he.decided': (e) => [info({ event: 'he.decided', clientId: e.clientId, policy: e.policy, claim: e.claim, cached: e.cached }, 'confidential-claim decision answered')],
+  'he.aggregated': (e) => [info({ event: 'he.aggregated', clientId: e.clientId, policy: e.policy, claim: e.claim, count: e.count }, 'confidential-claim aggregate answered')],
 };
 
 export function logLines(event: DomainEvent): LogLine[] {
