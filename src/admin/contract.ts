@@ -101,6 +101,8 @@ export const updateClientBody = z
 /** The longest access-token lifetime a resource server may have (signing keys stay published that long after rotation). */
 export { MAX_RESOURCE_ACCESS_TOKEN_TTL };
 
+const heClaims = z.array(z.string().max(64)).max(10);
+
 export const createResourceBody = z
   .object({
     identifier: absoluteUri,
@@ -114,8 +116,17 @@ export const createResourceBody = z
     alg: z.string().max(40).optional(),
     enc: z.string().max(40).optional(),
     claims: z.array(z.string().max(100)).max(20).optional(),
+    /** Account attributes its tokens carry Paillier-encrypted in `hec` (src/accounts/attribute-catalogue.ts). */
+    he_claims: heClaims.optional(),
   })
   .refine((b) => Boolean(b.jwk) !== Boolean(b.jwks_uri), { message: 'give exactly one of jwk or jwks_uri' });
+
+/** `PATCH /admin/resources/:identifier`: the fields given replace the resource server's. */
+export const updateResourceBody = z
+  .object({ he_claims: heClaims.optional() })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export type UpdateResourceBody = z.infer<typeof updateResourceBody>;
 
 export type CreateUserBody = z.infer<typeof createUserBody>;
 export type CreateClientBody = z.infer<typeof createClientBody>;
@@ -145,6 +156,7 @@ export interface Resource {
   alg: string;
   enc: string;
   claims: string[];
+  he_claims: string[];
   introspection_client_id?: string;
 }
 
@@ -166,6 +178,7 @@ export function toPublicResource(r: ResourceServerRecord): Resource {
     alg: r.encryptionAlg,
     enc: r.encryptionEnc,
     claims: r.claims,
+    he_claims: r.heClaims,
     ...(r.introspectionClientId ? { introspection_client_id: r.introspectionClientId } : {}),
   };
 }

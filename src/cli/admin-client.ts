@@ -18,7 +18,8 @@ import type {
 } from '../admin/contract.js';
 export type { AuditEvent, Client, CreateClientBody, UpdateClientBody, CreatedClient, CreatedResource, CreateResourceBody, CreateUserBody, Resource, User };
 
-import type { PublicKeyInfo, UserAttributes } from '../admin/contract.js';
+import type { PublicKeyInfo, UpdateResourceBody, UserAttributes } from '../admin/contract.js';
+export type { UpdateResourceBody };
 import { codeForStatus, VeilError } from '../errors/veil-error.js';
 import type { CreatePolicyRequest, Policy } from '../admin/routes/policies.js';
 export type { CreatePolicyRequest, Policy };
@@ -176,6 +177,11 @@ export class AdminClient {
       introspection_client_id: field<string>(res, 'introspection_client_id'),
       introspection_client_secret: field<string>(res, 'introspection_client_secret'),
     };
+  }
+
+  /** `PATCH /admin/resources/:identifier`: the fields given replace the resource server's. */
+  async updateResource(identifier: string, body: UpdateResourceBody): Promise<Resource> {
+    return field<Resource>(await this.request('PATCH', `/admin/resources/${encodeURIComponent(identifier)}`, body), 'resource');
   }
 
   async deleteResource(identifier: string): Promise<void> {

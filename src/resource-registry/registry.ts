@@ -13,6 +13,7 @@ import type { InvalidationBus } from '../store/invalidation.js';
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
 import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
 import { VeilError } from '../errors/veil-error.js';
+import { checkClaimNames } from '../accounts/attributes.js';
 import type { EventSink } from '../events/domain-events.js';
 
 export interface RegisterResourceServer {
@@ -26,6 +27,8 @@ export interface RegisterResourceServer {
   alg?: string;
   enc?: string;
   claims?: string[];
+  /** Account attributes its tokens carry Paillier-encrypted (accounts/attribute-catalogue.ts names). */
+  heClaims?: string[];
 }
 
 export interface IntrospectionCredentials {
@@ -100,6 +103,7 @@ export class ResourceServerRegistry {
     if (Boolean(input.jwk) === Boolean(input.jwksUri)) throw new InvalidResourceServer('give exactly one of an inline JWK or a jwks_uri');
     const unknownClaims = (input.claims ?? []).filter((c) => !(RELEASABLE_CLAIMS as readonly string[]).includes(c));
     if (unknownClaims.length) throw new InvalidResourceServer(`claims must be among ${RELEASABLE_CLAIMS.join(', ')}; unknown: ${unknownClaims.join(', ')}`);
+    const heClaims = checkClaimNames(input.heClaims ?? []);
     const oidcNamed = input.scopes.filter((scope) => OIDC_SCOPES.includes(scope));
     if (oidcNamed.length)
       throw new InvalidResourceServer(`scopes must not be named like OpenID Connect scopes (${oidcNamed.join(', ')}): no client could be granted them for this API`);
@@ -118,12 +122,25 @@ export class ResourceServerRegistry {
       encryptionAlg: alg,
       encryptionEnc: enc,
       claims: [...new Set(input.claims ?? [])],
+      heClaims,
       introspectionClientId: credentials.introspection_client_id,
       introspectionSecretHash: hashSecret(secret).toString('hex'),
     });
     await this.#announce(record.identifier);
     await this.events.emit({ type: 'resource.created', identifier: record.identifier, introspectionClientId: credentials.introspection_client_id });
     return { record, credentials };
+  }
+
+  /**
+   * Replaces the attributes its tokens carry encrypted (tokens already issued keep theirs).
+   * Undefined when there is no such resource server.
+   */
+  async setHeClaims(identifier: string, names: string[]): Promise<ResourceServerRecord | undefined> {
+    const heClaims = checkClaimNames(names);
+    const record = await this.repository.setHeClaims(identifier, heClaims);
+    if (!record) return undefined;
+    await this.#announce(identifier);
+    return record;
   }
 
   /**

@@ -15,6 +15,8 @@ export interface ResourceServerRecord {
   encryptionEnc: string;
   /** User claims its access tokens may carry. */
   claims: string[];
+  /** Account attributes its tokens carry Paillier-encrypted in `hec` (oidc/he-claims.ts). */
+  heClaims: string[];
   introspectionClientId: string | null;
   introspectionSecretHash: string | null;
 }
@@ -33,6 +35,7 @@ const SELECT = {
   encryptionAlg: true,
   encryptionEnc: true,
   claims: true,
+  heClaims: true,
   introspectionClientId: true,
   introspectionSecretHash: true,
 } as const;
@@ -53,6 +56,13 @@ export class ResourceServerRepository {
   async create(record: ResourceServerRecord): Promise<ResourceServerRecord> {
     const data = { ...record, encryptionJwk: (record.encryptionJwk ?? undefined) as Prisma.InputJsonObject | undefined };
     return toRecord(await this.prisma.resourceServer.create({ data, select: SELECT }))!;
+  }
+
+  /** Replaces its `he_claims`; null when there is no such resource server. */
+  async setHeClaims(identifier: string, heClaims: string[]): Promise<ResourceServerRecord | null> {
+    if (!storableKey(identifier)) return null;
+    const { count } = await this.prisma.resourceServer.updateMany({ where: { identifier }, data: { heClaims } });
+    return count ? this.find(identifier) : null;
   }
 
   async list(): Promise<ResourceServerRecord[]> {

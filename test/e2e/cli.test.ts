@@ -144,6 +144,7 @@ describe('veil CLI against a running server', () => {
       alg: 'ECDH-ES+A256KW',
       enc: 'A256GCM',
       claims: ['email'],
+      he_claims: [],
       introspection_client_id: created.introspection_client_id,
     });
     assert.match(created.introspection_client_secret, /^[A-Za-z0-9_-]{43}$/);

@@ -2,7 +2,7 @@
 import type { Router } from '@koa/router';
 import { VeilError } from '../../errors/veil-error.js';
 import { jsonBody } from '../../http/body.js';
-import { createResourceBody, toPublicResource, type CreatedResource } from '../contract.js';
+import { createResourceBody, toPublicResource, updateResourceBody, type CreatedResource } from '../contract.js';
 import { parse } from '../parse.js';
 import type { AdminDeps } from '../server.js';
 
@@ -25,9 +25,18 @@ export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 're
       alg: body.alg,
       enc: body.enc,
       claims: body.claims,
+      heClaims: body.he_claims,
     });
     ctx.status = 201;
     ctx.body = { resource: toPublicResource(record), ...credentials } satisfies CreatedResource;
+  });
+
+  router.patch('/admin/resources/:identifier', json, async (ctx) => {
+    const body = parse(updateResourceBody, ctx.request.body);
+    let record = await deps.registry.find(ctx.params.identifier!);
+    if (record && body.he_claims) record = (await deps.registry.setHeClaims(record.identifier, body.he_claims)) ?? null;
+    if (!record) throw new VeilError('not_found', 'no such resource server');
+    ctx.body = { resource: toPublicResource(record) };
   });
 
   router.delete('/admin/resources/:identifier', async (ctx) => {

@@ -15,7 +15,11 @@ interface CreateOptions {
   alg?: string;
   enc?: string;
   claims?: string;
+  heClaims?: string;
 }
+
+/** `--he-claims age,spend_headroom` (commas or spaces). */
+const claimList = (value: string) => value.split(/[\s,]+/).filter(Boolean);
 
 function positiveSeconds(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) <= 0) throw new InvalidArgumentError('must be a positive whole number of seconds');
@@ -37,6 +41,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
     .option('--alg <alg>', 'key management: ECDH-ES+A256KW (EC/OKP default), RSA-OAEP-256 (RSA default), ...')
     .option('--enc <enc>', 'content encryption: A256GCM (default), A192GCM, A128GCM')
     .option('--claims <claims>', 'space-separated user claims its tokens may carry, e.g. "email name"')
+    .option('--he-claims <names>', 'account attributes its tokens carry Paillier-encrypted, e.g. age,spend_headroom')
     .action(async (opts: CreateOptions) => {
       if (!opts.jwkFile && !opts.jwksUri) throw new CliError('invalid_input', 'give the encryption key: --jwk-file FILE or --jwks-uri URL');
       const body: CreateResourceBody = {
@@ -49,6 +54,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
         ...(opts.alg !== undefined && { alg: opts.alg }),
         ...(opts.enc !== undefined && { enc: opts.enc }),
         ...(opts.claims !== undefined && { claims: opts.claims.split(/\s+/).filter(Boolean) }),
+        ...(opts.heClaims !== undefined && { he_claims: claimList(opts.heClaims) }),
       };
       const created = await ctx.client().createResource(body);
       ctx
@@ -74,6 +80,17 @@ export function registerResources(program: Command, ctx: CliContext): void {
         { header: 'key', value: (r) => r.jwks_uri ?? `jwk ${typeof r.jwk?.kid === 'string' ? r.jwk.kid : ''}` },
         { header: 'alg/enc', value: (r) => `${r.alg}/${r.enc}` },
       ]);
+    });
+
+  resources
+    .command('update')
+    .description('change a resource server')
+    .argument('<identifier>', 'identifier URI of the resource server')
+    .option('--he-claims <names>', 'account attributes its tokens carry Paillier-encrypted, e.g. age,spend_headroom ("" for none)')
+    .action(async (identifier: string, opts: { heClaims?: string }) => {
+      if (opts.heClaims === undefined) throw new CliError('invalid_input', 'give something to change, e.g. --he-claims age');
+      const resource = await ctx.client().updateResource(identifier, { he_claims: claimList(opts.heClaims) });
+      ctx.output().result(resource, () => `updated resource ${resource.identifier} (he_claims: ${resource.he_claims.join(', ') || 'none'})`);
     });
 
   resources
