@@ -308,6 +308,22 @@ const logVars = {
   }),
 };
 
+const statusListVars = {
+  STATUS_LIST_ENABLED: doc(bool.default(true), {
+    description:
+      'give every sealed access token a Token Status List entry (`status` claim, draft-ietf-oauth-status-list) and serve the lists at `/status-lists/<id>`, so APIs verifying locally see revocations; `false` issues tokens without one',
+  }),
+  STATUS_LIST_TTL_SECONDS: doc(seconds.default(60), {
+    description: "the lists' `ttl`: how long verifiers cache a list and Veil keeps a rendered one, so how quickly a revocation reaches APIs verifying locally, seconds",
+  }),
+  STATUS_LIST_EXP_SECONDS: doc(seconds.default(600), {
+    description: "a rendered list's lifetime (`exp` - `iat`): the longest a verifier that cannot fetch a fresh list may use one, seconds; at least twice `STATUS_LIST_TTL_SECONDS`",
+  }),
+  STATUS_LIST_SIZE: doc(z.coerce.number().int().min(1024).max(16777216).default(1048576), {
+    description: 'entries per status list, a multiple of 8 from 1024 to 16777216; a list is replaced by a new one when random probes find it about two-thirds held',
+  }),
+};
+
 /** The variables by topic, in the order the README and `.env.example` list them. */
 export const envGroups = {
   Mode: modeVars,
@@ -325,6 +341,7 @@ export const envGroups = {
   'Abuse protection': abuseVars,
   'Branding of the login, consent and logout pages': brandVars,
   Logging: logVars,
+  'Token status lists': statusListVars,
 };
 
 export const envSchema = z.object({
@@ -343,6 +360,7 @@ export const envSchema = z.object({
   ...abuseVars,
   ...brandVars,
   ...logVars,
+  ...statusListVars,
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -415,6 +433,8 @@ export interface VeilConfig {
   trustProxy: boolean;
   /** How long a shutdown waits for in-flight requests before cutting their connections. */
   shutdownTimeoutSeconds: number;
+  /** Token Status Lists (src/status-list/); undefined when STATUS_LIST_ENABLED is false. */
+  statusLists: { ttlSeconds: number; expSeconds: number; size: number } | undefined;
 }
 
 /** The longest `access_token_ttl` a resource server may be registered with, seconds (one day). */
@@ -584,6 +604,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     if (e.VEIL_SEED === 'on' && source.VEIL_SEED !== undefined) problems.push('VEIL_SEED: dev seeding is refused when NODE_ENV=production');
   }
   if (e.VEIL_MASTER_KEY && e.VEIL_MASTER_KEY_FILE) problems.push('VEIL_MASTER_KEY and VEIL_MASTER_KEY_FILE: set one, not both');
+  if (e.STATUS_LIST_EXP_SECONDS < 2 * e.STATUS_LIST_TTL_SECONDS) problems.push('STATUS_LIST_EXP_SECONDS: must be at least twice STATUS_LIST_TTL_SECONDS');
+  if (e.STATUS_LIST_SIZE % 8 !== 0) problems.push('STATUS_LIST_SIZE: must be a multiple of 8');
   const adminToken = readAdminToken(e, problems);
   let adminTls: VeilConfig['admin']['tls'];
   const adminTlsNames = { cert: 'ADMIN_TLS_CERT', key: 'ADMIN_TLS_KEY' };
@@ -648,5 +670,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     tls: tlsFiles,
     trustProxy: e.TRUST_PROXY,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    statusLists: e.STATUS_LIST_ENABLED ? { ttlSeconds: e.STATUS_LIST_TTL_SECONDS, expSeconds: e.STATUS_LIST_EXP_SECONDS, size: e.STATUS_LIST_SIZE } : undefined,
   };
 }

@@ -45,6 +45,7 @@ export class ProviderHost {
       shortLived,
       bus,
       revokedGrantTtl: tokens.revokedGrantTtl,
+      statuses: tokens.statusLists?.statuses,
       onReuse: ({ model, clientId, grantId }) => void events.emit({ type: 'token.reused', model, clientId, grantId, concurrent: true }),
       beforeConsume: { AuthorizationCode: (code) => resources.beforeCodeConsumed(code) },
     });

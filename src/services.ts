@@ -21,6 +21,7 @@ import { applyMigrations, loadKeyMaterial } from './key-material.js';
 import { Views } from './interactions/views.js';
 import type { CleanupStack } from './lifecycle/cleanup-stack.js';
 import { createTokenServices, type TokenServices } from './oidc/token-services.js';
+import { statusListSubscriber } from './status-list/subscriber.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { seedDemo, type DemoLogin } from './seed.js';
@@ -126,6 +127,8 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   events.subscribe('log', logSubscriber(logger));
   events.subscribe('metrics', metricsSubscriber(metrics));
   const accounts = new AccountService(repos.accounts, new PasswordHasher(config.argon2), bus, events);
+  // Status lists share the short-lived store's Redis and its replica confirmation.
+  const tokenRedis = redis && { client: redis, keyPrefix, waitReplicas: config.redis?.kind === 'sentinel' ? config.redis.waitReplicas : 0 };
   const failed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
   const services: Services = {
     config,
@@ -145,7 +148,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     events,
     views: new Views(config.brand),
     accounts,
-    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, events }),
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, events }),
     throttles: {
       login: new LoginThrottle({
         ...config.throttle.login,
@@ -158,5 +161,11 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     },
     demo: config.seed ? await seedDemo({ issuer: config.issuer, accounts, accountRepo: repos.accounts, clients: repos.clients }) : undefined,
   };
+  // Client deletions and user (dis/en)ablings reach the status lists (grants: GrantRevocation).
+  const statusLists = services.tokens.statusLists;
+  if (statusLists) {
+    const accountDisabled = async (id: string) => (await accounts.profile(id)) === undefined;
+    events.subscribe('status-lists', statusListSubscriber({ statuses: statusLists.statuses, accountDisabled, logger }));
+  }
   return services;
 }

@@ -14,7 +14,7 @@ export type TokenReason =
   'malformed' | 'oversized' | 'expired' | 'not_yet_valid' | 'revoked' | 'wrong_audience' | 'wrong_issuer' | 'bad_signature' | 'undecryptable' | 'unsupported_token';
 
 /** Veil itself could not be asked (its JWKS or introspection endpoint): not the token's fault. */
-export type UnavailableReason = 'jwks_unavailable' | 'introspection_unavailable';
+export type UnavailableReason = 'jwks_unavailable' | 'introspection_unavailable' | 'status_list_unavailable';
 
 const REASONS: Record<VeilTokenErrorCode, TokenReason | UnavailableReason> = {
   token_malformed: 'malformed',
@@ -35,6 +35,14 @@ const REASONS: Record<VeilTokenErrorCode, TokenReason | UnavailableReason> = {
   // A DPoP/mTLS-bound token, or a JWE inside a JWE: not a bearer access token the gate can pass.
   wrong_token_type: 'unsupported_token',
   token_inactive: 'revoked',
+  // Token Status List: the token's entry is not VALID; a list that cannot be had or trusted is Veil's side (503).
+  token_revoked: 'revoked',
+  token_suspended: 'revoked',
+  status_list_uri_untrusted: 'malformed',
+  status_list_invalid: 'status_list_unavailable',
+  status_list_expired: 'status_list_unavailable',
+  status_list_key_unknown: 'status_list_unavailable',
+  status_list_unavailable: 'status_list_unavailable',
   introspection_failed: 'introspection_unavailable',
   jwks_unavailable: 'jwks_unavailable',
 };
@@ -43,7 +51,8 @@ export function reasonOf(err: VeilTokenError): TokenReason | UnavailableReason {
   return REASONS[err.code];
 }
 
-export const isUnavailable = (reason: TokenReason | UnavailableReason): reason is UnavailableReason => reason === 'jwks_unavailable' || reason === 'introspection_unavailable';
+export const isUnavailable = (reason: TokenReason | UnavailableReason): reason is UnavailableReason =>
+  reason === 'jwks_unavailable' || reason === 'introspection_unavailable' || reason === 'status_list_unavailable';
 
 export { VeilTokenError };
 

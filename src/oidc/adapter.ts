@@ -22,6 +22,7 @@ import { type GrantTokenStore, type ModelStore, type ReplayGuard, type Revocatio
 import { toProtocolError } from './errors.js';
 import { GrantRevocation } from './grant-revocation.js';
 import { withoutUserClaims } from './token-claims.js';
+import type { TokenStatuses } from '../status-list/token-statuses.js';
 
 export interface AdapterStores {
   clients: ClientRepository;
@@ -38,6 +39,8 @@ export interface AdapterStores {
    * issues, and offers no hook in between (refresh tokens have `rotateRefreshToken`).
    */
   beforeConsume?: BeforeConsume | undefined;
+  /** Status lists: a revoked grant's access tokens are set INVALID there too. */
+  statuses?: Pick<TokenStatuses, 'revokeGrant'> | undefined;
 }
 
 /** The slices of the short-lived store the adapter uses. */
@@ -260,6 +263,19 @@ class ReplayDetectionAdapter extends ShortLivedAdapter {
  * bearer token here.
  */
 class AccessTokenAdapter extends ShortLivedAdapter {
+  constructor(model: string, store: ShortLivedSlice, revokedGrantTtl: number, private readonly statuses?: Pick<TokenStatuses, 'revokeGrant'>) {
+    super(model, store, revokedGrantTtl);
+  }
+
+  // oidc-provider revokes a grant through each model's adapter (a consumed code or refresh token
+  // presented again, logout): the grant's access tokens leave the status lists with it.
+  override revokeByGrantId(grantId: string) {
+    return guard(async () => {
+      await super.revokeByGrantId(grantId);
+      await this.statuses?.revokeGrant(grantId);
+    });
+  }
+
   override upsert(id: string, payload: AdapterPayload, expiresIn: number) {
     return guard(() => this.store.upsert(this.model, id, withoutUserClaims(payload), expiresIn));
   }
@@ -282,7 +298,7 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
   const clientAdapter = new ClientAdapter(stores.clients, stores.bus);
   const grantAdapter = new GrantAdapter(stores.grants, stores.shortLived, stores.revokedGrantTtl, stores.bus);
   const reuse: ReuseHandling = {
-    grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl, stores.bus),
+    grantRevocation: new GrantRevocation(stores.grants, stores.shortLived, stores.revokedGrantTtl, stores.bus, stores.statuses),
     onReuse: stores.onReuse,
     beforeConsume: stores.beforeConsume,
   };
@@ -294,7 +310,7 @@ export function createAdapterFactory(stores: AdapterStores): (model: string) => 
         return grantAdapter;
       case 'AccessToken':
       case 'ClientCredentials':
-        return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl);
+        return new AccessTokenAdapter(model, stores.shortLived, stores.revokedGrantTtl, stores.statuses);
       case 'ReplayDetection':
         return new ReplayDetectionAdapter(model, stores.shortLived, stores.revokedGrantTtl);
       default:

@@ -21,6 +21,8 @@ import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
 import type { ResourcePolicy } from './resource-indicators.js';
 import { DEFAULT_AUTH_METHOD, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
+import type { TokenStatuses } from '../status-list/token-statuses.js';
+import { withTokenStatus } from './token-status.js';
 import { DPOP_SIGNING_ALGS } from './dpop-policy.js';
 
 export interface ConfigurationDeps {
@@ -34,6 +36,8 @@ export interface ConfigurationDeps {
   /** Resource indicators, and the checks run before a code or refresh token is consumed. */
   resources: ResourcePolicy;
   views: Views;
+  /** Token status lists: each access token for an API gets a slot (token-status.ts). */
+  statuses?: Pick<TokenStatuses, 'assign'> | undefined;
 }
 
 export function buildConfiguration(deps: ConfigurationDeps): Configuration {
@@ -116,7 +120,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
     },
     // RFC 9068 §2.2.1: the authentication event travels with tokens issued for a user; the
     // resource server's allowed user claims too (sealed-tokens.ts keeps them out of storage).
-    extraTokenClaims: async (ctx, token) => {
+    extraTokenClaims: withTokenStatus(deps.statuses, async (ctx, token) => {
       // Token exchange settles its token's claims itself (token-exchange.ts): the subject's
       // authentication event and `act`, and no user claims.
       if ((token as { gty?: unknown }).gty === TOKEN_EXCHANGE_GRANT_TYPE) return (token as { extra?: Record<string, unknown> }).extra;
@@ -140,7 +144,7 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
         throw toProtocolError(err);
       }
       return claims;
-    },
+    }),
     // Introspection and revocation are Veil's own endpoints (src/oidc/introspection.ts,
     // revocation.ts): oidc-provider cannot introspect or revoke structured tokens.
     discovery: {

@@ -7,6 +7,7 @@
 import type { GrantRepository } from '../store/grants.js';
 import type { InvalidationBus } from '../store/invalidation.js';
 import type { GrantTokenStore } from '../store/short-lived-store.js';
+import type { TokenStatuses } from '../status-list/token-statuses.js';
 
 export class GrantRevocation {
   constructor(
@@ -16,14 +17,21 @@ export class GrantRevocation {
     private readonly markerTtl: number,
     /** Every process's cached copy of the grant is dropped (oidc/adapter.ts GrantAdapter). */
     private readonly bus: Pick<InvalidationBus, 'publish'>,
+    /** Status lists: the grant's live access tokens are set INVALID for verifiers that check offline. */
+    private readonly statuses?: Pick<TokenStatuses, 'revokeGrant'>,
   ) {}
 
   async revoke(grantId: string): Promise<void> {
     await this.grants.destroy(grantId);
     // The store step is tried even when the announcement fails (Redis away): a failed one is
     // re-applied until it lands (RedisStore), so the grant's tokens do not outlive its row.
-    const [announced, revoked] = await Promise.allSettled([this.bus.publish('grant', grantId), this.store.revokeByGrantId(grantId, this.markerTtl)]);
+    const [announced, revoked, listed] = await Promise.allSettled([
+      this.bus.publish('grant', grantId),
+      this.store.revokeByGrantId(grantId, this.markerTtl),
+      this.statuses?.revokeGrant(grantId),
+    ]);
     if (revoked.status === 'rejected') throw revoked.reason;
+    if (listed.status === 'rejected') throw listed.reason;
     if (announced.status === 'rejected') throw announced.reason;
   }
 

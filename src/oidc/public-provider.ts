@@ -16,6 +16,7 @@ import { jwksPolicy, safeRemoteJWKSet } from '../http/remote-jwks.js';
 import { jwksCacheHeaders } from '../http/jwks-cache.js';
 import { notFound } from '../http/not-found.js';
 import { securityHeaders } from '../http/security-headers.js';
+import { statusListRoute } from '../status-list/route.js';
 import { accountRoutes } from '../interactions/account-routes.js';
 import { demoCallbackRoute } from '../interactions/demo.js';
 import { interactionRoutes } from '../interactions/routes.js';
@@ -80,6 +81,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
       registry: tokens.registry,
       resources: parts.resources,
       views,
+      statuses: tokens.statusLists?.statuses,
     }),
   );
   // RFC 8693 token exchange (token-exchange.ts) is always there; `StartOptions.grants` add more.
@@ -120,6 +122,8 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   if (demo) provider.use(demoCallbackRoute(config.issuer, demo, views));
   provider.use(stylesheet(views));
   provider.use(jwksCacheHeaders(config.keysReloadSeconds));
+  // GET /status-lists/<id>: public, cacheable, answered before any client throttle.
+  if (parts.keyBound.statusListRenderer) provider.use(statusListRoute(parts.keyBound.statusListRenderer));
   provider.use(clientRateLimit(throttles.tokens, (err) => throttles.failed(err)));
   const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, events };
   for (const mw of interactionRoutes({ ...common, loginThrottle: throttles.login })) provider.use(mw);

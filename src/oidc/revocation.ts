@@ -7,6 +7,7 @@
  */
 import type { Middleware } from 'koa';
 import type { ShortLivedStore } from '../store/short-lived-store.js';
+import type { TokenStatuses } from '../status-list/token-statuses.js';
 import type { GrantRevocation } from './grant-revocation.js';
 import { EndpointError, REVOCATION_PATH, tokenEndpoint, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
@@ -17,11 +18,13 @@ export interface RevocationDeps {
   tokens: TokenLookup;
   store: ShortLivedStore;
   grants: GrantRevocation;
+  /** Status lists: a revoked access token's bit (and those of tokens exchanged from it) set INVALID. */
+  statuses?: Pick<TokenStatuses, 'revokeToken'> | undefined;
   /** Told about each revocation (audit, logs): never the token itself. */
   onRevoked?: (event: { kind: FoundToken['kind']; clientId: string; grantId?: string }) => void;
 }
 
-export async function revokeToken(deps: Pick<RevocationDeps, 'store' | 'grants'>, token: FoundToken): Promise<void> {
+export async function revokeToken(deps: Pick<RevocationDeps, 'store' | 'grants' | 'statuses'>, token: FoundToken): Promise<void> {
   if (token.kind === 'RefreshToken') {
     if (token.payload.grantId) await deps.grants.revoke(token.payload.grantId);
     else await deps.store.destroy(token.kind, token.id);
@@ -30,6 +33,7 @@ export async function revokeToken(deps: Pick<RevocationDeps, 'store' | 'grants'>
   await deps.store.destroy(token.kind, token.id);
   const remaining = (token.payload.exp ?? 0) - Math.floor(Date.now() / 1000);
   await deps.store.blacklist(token.id, remaining);
+  await deps.statuses?.revokeToken(token.id, token.payload);
 }
 
 export function revocationEndpoint(deps: RevocationDeps): Middleware {

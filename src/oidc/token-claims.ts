@@ -6,6 +6,7 @@
  */
 import type { AdapterPayload } from 'oidc-provider';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
+import { STATUS_RECORD, statusClaim } from '../status-list/token-statuses.js';
 
 /** Claims about the authentication event, kept with the token record (no personal data). */
 export const AUTHENTICATION_CLAIMS = ['auth_time', 'acr', 'amr'] as const;
@@ -79,13 +80,16 @@ export function accessTokenClaims(issuer: string, jti: string, payload: AdapterP
   const act = actorOf(payload);
   if (act) claims[ACTOR_CLAIM] = act;
   for (const name of rs.claims) if (extra[name] !== undefined) claims[name] = extra[name];
+  // draft-ietf-oauth-status-list: where an API checking offline finds whether it was revoked.
+  const status = statusClaim(issuer, payload);
+  if (status) claims.status = status;
   if (payload.jkt) claims.cnf = { jkt: payload.jkt };
   else if (payload['x5t#S256']) claims.cnf = { 'x5t#S256': payload['x5t#S256'] };
   return claims;
 }
 
 /** Kept with the stored record: the authentication event, and what makes an exchanged token one. */
-const STORED_EXTRA: readonly string[] = [...AUTHENTICATION_CLAIMS, ACTOR_CLAIM, EXCHANGED_FROM];
+const STORED_EXTRA: readonly string[] = [...AUTHENTICATION_CLAIMS, ACTOR_CLAIM, EXCHANGED_FROM, STATUS_RECORD];
 
 /** An access token's payload as it is stored: the user claims left out. */
 export function withoutUserClaims(payload: AdapterPayload): AdapterPayload {

@@ -35,6 +35,7 @@ import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { toProtocolError } from './errors.js';
 import { isActive, MAX_EXCHANGE_DEPTH, type Liveness } from './introspection.js';
 import { allowedResources } from './resource-indicators.js';
+import { inheritedOwners, STATUS_RECORD } from '../status-list/token-statuses.js';
 import { ACTOR_CLAIM, actorDepth, actorOf, AUTHENTICATION_CLAIMS, EXCHANGED_FROM, subjectOf, type ActorClaim, type ExchangedFrom } from './token-claims.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
 
@@ -177,6 +178,8 @@ export function tokenExchangeGrant(deps: TokenExchangeDeps): (ctx: KoaContextWit
       const subjectExtra = (subject.payload.extra ?? {}) as Record<string, unknown>;
       const extra: Record<string, unknown> = { [ACTOR_CLAIM]: act, [EXCHANGED_FROM]: source };
       for (const name of AUTHENTICATION_CLAIMS) if (subjectExtra[name] !== undefined) extra[name] = subjectExtra[name];
+      // Its status-list entry follows the subject's grant, client and user, and the subject itself (token-status.ts).
+      extra[STATUS_RECORD] = { owners: inheritedOwners(subject) };
 
       const { AccessToken, ResourceServer } = ctx.oidc.provider;
       const token = new AccessToken({

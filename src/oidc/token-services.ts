@@ -26,6 +26,13 @@ import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import type { EventSink } from '../events/domain-events.js';
 import { TokenLookup } from './token-lookup.js';
+import type { RedisClient } from '../store/redis-connection.js';
+import { MemoryStatusListStore } from '../status-list/memory-status-list-store.js';
+import { statusListSettings } from '../status-list/options.js';
+import { MemoryStatusOwnerIndex, RedisStatusOwnerIndex } from '../status-list/owner-index.js';
+import { RedisStatusListStore } from '../status-list/redis-status-list-store.js';
+import { StatusListRenderer } from '../status-list/renderer.js';
+import { TokenStatuses } from '../status-list/token-statuses.js';
 
 /** Token machinery that does not depend on Veil's signing keys: built once per process. */
 export interface TokenServices {
@@ -35,12 +42,16 @@ export interface TokenServices {
   grantRevocation: GrantRevocation;
   /** How long a revoked grant stays marked: longer than any token of it lives. */
   revokedGrantTtl: number;
+  /** Token status lists (STATUS_LIST_ENABLED); undefined: tokens carry no `status`. */
+  statusLists?: { statuses: TokenStatuses; ttlSeconds: number; expSeconds: number } | undefined;
 }
 
 /** What signs and verifies with Veil's current keys: rebuilt when the keys rotate. */
 export interface KeyBoundTokenServices {
   sealer: Sealer;
   tokenLookup: TokenLookup;
+  /** Renders status lists with the active key (when status lists are on). */
+  statusListRenderer?: StatusListRenderer | undefined;
 }
 
 export function publicJwks(keys: SigningJwk[]): JSONWebKeySet {
@@ -57,6 +68,8 @@ export function createTokenServices(deps: {
   resources: ResourceServerRepository;
   /** The registry emits resource.created / deleted. */
   events: EventSink;
+  /** Status lists live here when set (shared by every process), else in this process's memory. */
+  redis?: { client: RedisClient; keyPrefix: string; waitReplicas: number } | undefined;
 }): TokenServices {
   const { config } = deps;
   const encryptionKeys = new EncryptionKeys({
@@ -65,13 +78,27 @@ export function createTokenServices(deps: {
     policy: jwksPolicy(config),
   });
   const revokedGrantTtl = derivedLifetimes(config.ttl).revokedGrant;
+  const statusLists = config.statusLists && buildTokenStatuses(config.statusLists, deps.redis);
   return {
     bus: deps.bus,
     registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus, deps.events),
     encryptionKeys,
-    grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus),
+    grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus, statusLists?.statuses),
     revokedGrantTtl,
+    statusLists,
   };
+}
+
+function buildTokenStatuses(given: NonNullable<VeilConfig['statusLists']>, redis: { client: RedisClient; keyPrefix: string; waitReplicas: number } | undefined) {
+  const settings = statusListSettings({ size: given.size, ttlSeconds: given.ttlSeconds, expSeconds: given.expSeconds });
+  const common = { size: settings.size, bits: settings.bits, reuseGraceSeconds: settings.reuseGraceSeconds };
+  const statuses = redis
+    ? new TokenStatuses(
+        new RedisStatusListStore(redis.client, { keyPrefix: redis.keyPrefix, waitReplicas: redis.waitReplicas, ...common }),
+        new RedisStatusOwnerIndex(redis.client, redis.keyPrefix, settings.reuseGraceSeconds),
+      )
+    : new TokenStatuses(new MemoryStatusListStore(common), new MemoryStatusOwnerIndex(settings.reuseGraceSeconds));
+  return { statuses, ttlSeconds: settings.ttlSeconds, expSeconds: settings.expSeconds };
 }
 
 export function bindSigningKeys(services: TokenServices, deps: { issuer: string; shortLived: ShortLivedStore; signingKeys: SigningJwk[] }): KeyBoundTokenServices {
@@ -79,9 +106,12 @@ export function bindSigningKeys(services: TokenServices, deps: { issuer: string;
   const jwk = deps.signingKeys.find((k) => k.alg === ACCESS_TOKEN_SIGNING_ALG && !k.key_ops);
   if (!jwk) throw new Error(`no active ${ACCESS_TOKEN_SIGNING_ALG} signing key`);
   const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as JsonWebKey, format: 'jwk' }) };
+  const lists = services.statusLists;
   return {
     sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys }),
     tokenLookup: new TokenLookup(deps.shortLived, deps.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
+    // Signed with the access-token key, so verifiers check lists with the keys they already have.
+    statusListRenderer: lists && new StatusListRenderer({ store: lists.statuses.store, signer, issuer: deps.issuer, ttlSeconds: lists.ttlSeconds, expSeconds: lists.expSeconds }),
   };
 }
 
@@ -127,6 +157,7 @@ export function mountTokenEndpoints(
       tokens: bound.tokenLookup,
       store: deps.shortLived,
       grants: services.grantRevocation,
+      statuses: services.statusLists?.statuses,
       onRevoked: deps.onRevoked,
     }),
   );

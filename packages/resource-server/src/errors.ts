@@ -6,6 +6,14 @@
 import { errors } from 'jose';
 
 export type VeilTokenErrorCode =
+  // Token Status List (status-list.ts): the token's entry, then each way its list can fail.
+  | 'token_revoked'
+  | 'token_suspended'
+  | 'status_list_uri_untrusted'
+  | 'status_list_invalid'
+  | 'status_list_expired'
+  | 'status_list_key_unknown'
+  | 'status_list_unavailable'
   | 'token_malformed'
   | 'token_too_large'
   | 'token_not_encrypted'
@@ -30,7 +38,15 @@ export type VeilTokenErrorCode =
  * not be reached. The verifier still rejects the token (fails closed); middleware answers 503
  * instead of telling the client to throw a possibly good token away.
  */
-const UNAVAILABLE: ReadonlySet<VeilTokenErrorCode> = new Set(['introspection_failed', 'jwks_unavailable']);
+const UNAVAILABLE: ReadonlySet<VeilTokenErrorCode> = new Set([
+  'introspection_failed',
+  'jwks_unavailable',
+  // No trustworthy status list (unreachable, or one that fails verification): nothing is known about the token.
+  'status_list_unavailable',
+  'status_list_invalid',
+  'status_list_expired',
+  'status_list_key_unknown',
+]);
 
 export class VeilTokenError extends Error {
   override name = 'VeilTokenError';

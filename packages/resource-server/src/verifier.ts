@@ -19,6 +19,7 @@ import { toVeilTokenError, VeilTokenError } from './errors.js';
 import { createIntrospector, type IntrospectionOptions, type Introspector } from './introspection.js';
 import { createIssuerJwks } from './issuer-jwks.js';
 import { positiveOption } from './options.js';
+import { createStatusListChecker, type StatusClaim, type StatusListOptions } from './status-list.js';
 import { RevokedJtis, tokenKey, VerifiedTokenCache } from './token-cache.js';
 
 const ECDH_ALGORITHMS = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW'] as const;
@@ -81,6 +82,12 @@ interface VerifierOptionsBase {
    * still runs by its own cache rules). On by default; `false` turns it off.
    */
   cache?: false | VerifiedTokenCacheOptions;
+  /**
+   * Token Status List checks (status-list.ts) for tokens with a `status` claim: refused unless
+   * their entry is VALID. On by default; `false` turns them off (revocations then reach this API
+   * only through introspection or the token's exp).
+   */
+  statusList?: false | StatusListOptions;
 }
 
 export interface VerifiedTokenCacheOptions {
@@ -116,6 +123,8 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   acr?: string;
   amr?: string[];
+  /** draft-ietf-oauth-status-list: where the token's revocation status is published. */
+  status?: StatusClaim;
 }
 
 export interface VerifiedAccessToken {
@@ -319,6 +328,9 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
     }
   };
 
+  const statusLists =
+    options.statusList === false ? undefined : createStatusListChecker({ issuer, signingKey, algorithms: signingAlgorithms, clockTolerance, settings: options.statusList });
+
   const decryptionKey = (header: CompactJWEHeaderParameters): KeyObject | CryptoKey => {
     if (typeof header.kid !== 'string') fail('decryption_key_unknown', 'JWE header has no kid');
     const entry = decryptionKeys.get(header.kid);
@@ -429,6 +441,8 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
         }
         refuseIfRevoked(jti, key); // revoked while Veil was being asked
       }
+      // Offline revocation: on every use, against the list as cached for its ttl.
+      if (statusLists && verified.claims.status !== undefined) await statusLists.check(verified.claims.status);
       // Only successes are stored: failures are not worth remembering (see README, "Cache").
       if (key && !hit) cache.set(key, verified, jti, exp * 1000, Date.now());
       return verified;
