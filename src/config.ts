@@ -324,6 +324,30 @@ const statusListVars = {
   }),
 };
 
+const heDecisionVars = {
+  HE_DECISIONS_PER_SUBJECT_PER_DAY: doc(z.coerce.number().int().min(1).max(1000).default(3), {
+    description:
+      'blinded decisions one node may get about one user\'s confidential claim per UTC day (`POST /he/decide`), across all its tokens: each answer is at most one bit about the value, so this bounds what a node probing one user learns',
+  }),
+  HE_DECISIONS_PER_NODE_PER_MINUTE: doc(z.coerce.number().int().min(1).max(1000000).default(600), {
+    description: 'decisions one node may ask for per minute, whatever the users (counted in Redis, or in process in embedded mode)',
+  }),
+  HE_AGGREGATE_MIN_SUBJECTS: doc(z.coerce.number().int().min(2).max(100000).default(10), {
+    description: 'distinct users an aggregate (`POST /he/aggregate`) must cover before Veil answers its total',
+  }),
+  HE_AGGREGATE_MAX_TOKENS: doc(z.coerce.number().int().min(2).max(5000).default(500), {
+    description: 'companion tokens one aggregate request may carry',
+  }),
+  HE_AGGREGATE_WINDOW_SECONDS: doc(seconds.default(86400), {
+    description:
+      'a user counts in at most one aggregate per node and claim within this many seconds, so two totals over overlapping sets cannot be subtracted to single one user out',
+  }),
+  HE_AGGREGATE_NOISE_SCALE: doc(z.coerce.number().min(0).max(1e15).default(0), {
+    description:
+      'scale b of the discrete Laplace (two-sided geometric) noise added to every aggregate total, in the claim\'s units: ε = sensitivity / b; 0 answers exact totals',
+  }),
+};
+
 /** The variables by topic, in the order the README and `.env.example` list them. */
 export const envGroups = {
   Mode: modeVars,
@@ -341,6 +365,7 @@ export const envGroups = {
   'Abuse protection': abuseVars,
   'Branding of the login, consent and logout pages': brandVars,
   Logging: logVars,
+  'Confidential claim decisions': heDecisionVars,
   'Token status lists': statusListVars,
 };
 
@@ -360,6 +385,7 @@ export const envSchema = z.object({
   ...abuseVars,
   ...brandVars,
   ...logVars,
+  ...heDecisionVars,
   ...statusListVars,
 });
 
@@ -433,6 +459,16 @@ export interface VeilConfig {
   trustProxy: boolean;
   /** How long a shutdown waits for in-flight requests before cutting their connections. */
   shutdownTimeoutSeconds: number;
+  /** Budgets and rules of confidential-claim decisions and aggregates (src/he/decisions/). */
+  heDecisions: {
+    perSubjectPerDay: number;
+    perNodePerMinute: number;
+    aggregateMinSubjects: number;
+    aggregateMaxTokens: number;
+    aggregateWindowSeconds: number;
+    /** 0: exact totals. */
+    aggregateNoiseScale: number;
+  };
   /** Token Status Lists (src/status-list/); undefined when STATUS_LIST_ENABLED is false. */
   statusLists: { ttlSeconds: number; expSeconds: number; size: number } | undefined;
 }
@@ -670,6 +706,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     tls: tlsFiles,
     trustProxy: e.TRUST_PROXY,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    heDecisions: {
+      perSubjectPerDay: e.HE_DECISIONS_PER_SUBJECT_PER_DAY,
+      perNodePerMinute: e.HE_DECISIONS_PER_NODE_PER_MINUTE,
+      aggregateMinSubjects: e.HE_AGGREGATE_MIN_SUBJECTS,
+      aggregateMaxTokens: e.HE_AGGREGATE_MAX_TOKENS,
+      aggregateWindowSeconds: e.HE_AGGREGATE_WINDOW_SECONDS,
+      aggregateNoiseScale: e.HE_AGGREGATE_NOISE_SCALE,
+    },
     statusLists: e.STATUS_LIST_ENABLED ? { ttlSeconds: e.STATUS_LIST_TTL_SECONDS, expSeconds: e.STATUS_LIST_EXP_SECONDS, size: e.STATUS_LIST_SIZE } : undefined,
   };
 }
