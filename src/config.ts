@@ -327,7 +327,7 @@ const statusListVars = {
 const heDecisionVars = {
   HE_DECISIONS_PER_SUBJECT_PER_DAY: doc(z.coerce.number().int().min(1).max(1000).default(3), {
     description:
-      'blinded decisions one node may get about one user\'s confidential claim per UTC day (`POST /he/decide`), across all its tokens: each answer is at most one bit about the value, so this bounds what a node probing one user learns',
+      "blinded decisions one node may get about one user's confidential claim per UTC day (`POST /he/decide`), across all its tokens: each answer is at most one bit about the value, so this bounds what a node probing one user learns",
   }),
   HE_DECISIONS_PER_NODE_PER_MINUTE: doc(z.coerce.number().int().min(1).max(1000000).default(600), {
     description: 'decisions one node may ask for per minute, whatever the users (counted in Redis, or in process in embedded mode)',
@@ -343,8 +343,7 @@ const heDecisionVars = {
       'a user counts in at most one aggregate per node and claim within this many seconds, so two totals over overlapping sets cannot be subtracted to single one user out',
   }),
   HE_AGGREGATE_NOISE_SCALE: doc(z.coerce.number().min(0).max(1e15).default(0), {
-    description:
-      'scale b of the discrete Laplace (two-sided geometric) noise added to every aggregate total, in the claim\'s units: ε = sensitivity / b; 0 answers exact totals',
+    description: "scale b of the discrete Laplace (two-sided geometric) noise added to every aggregate total, in the claim's units: ε = sensitivity / b; 0 answers exact totals",
   }),
 };
 
