@@ -37,6 +37,11 @@ export interface DemoApiOptions {
   keyFile: string;
   /** Scope /api/hello requires. Default `read`. */
   scope?: string;
+  /**
+   * The origin clients call the API at, for the URL DPoP proofs must name (behind a proxy).
+   * Default: the URL the API listens on, as the request's Host header says.
+   */
+  publicOrigin?: string;
   /** Turns on RFC 7662 introspection with the credentials `veil resources create` printed. */
   introspection?: { clientId: string; clientSecret: string };
   log?: (line: string) => void;
@@ -137,7 +142,8 @@ export async function startDemoApi(options: DemoApiOptions): Promise<DemoApi> {
     ctx.type = 'application/jwk-set+json';
     ctx.body = JSON.stringify(jwks);
   });
-  router.get('/api/hello', koaRequireAccessToken(verifier, { scopes: [scope] }), (ctx) => {
+  // Bearer tokens, and DPoP-bound tokens with their proof (`Authorization: DPoP` and a `DPoP` header).
+  router.get('/api/hello', koaRequireAccessToken(verifier, { scopes: [scope], ...(options.publicOrigin && { publicOrigin: options.publicOrigin }) }), (ctx) => {
     const { claims } = ctx.state.accessToken;
     ctx.body = { message: `Hello, ${claims.sub}`, sub: claims.sub, client_id: claims.client_id, scope: claims.scope ?? '' };
   });
@@ -156,6 +162,7 @@ export async function startDemoApi(options: DemoApiOptions): Promise<DemoApi> {
   log('register it with Veil:');
   log(`  npx veil resources create --identifier ${shellArg(options.identifier)} --name "Demo API" --scope "${scope}" --jwks-uri ${shellArg(jwksUri)}`);
   log(`then: curl -H "Authorization: Bearer $ACCESS_TOKEN" ${url}/api/hello   (token for resource ${options.identifier}, scope ${scope})`);
+  log(`DPoP-bound tokens: Authorization: DPoP $ACCESS_TOKEN with a DPoP proof for GET ${options.publicOrigin ?? url}/api/hello`);
   log(options.introspection ? 'introspection: on' : 'introspection: off (set DEMO_API_INTROSPECTION_CLIENT_ID and _SECRET to turn it on)');
 
   return {

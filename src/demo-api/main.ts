@@ -16,6 +16,7 @@ function fromEnv(env: NodeJS.ProcessEnv): DemoApiOptions {
     identifier: env.DEMO_API_IDENTIFIER || 'http://localhost:4000',
     keyFile: env.DEMO_API_KEY_FILE || '.veil-data/demo-api-key.json',
     scope: env.DEMO_API_SCOPE || 'read',
+    ...(env.DEMO_API_PUBLIC_ORIGIN && { publicOrigin: env.DEMO_API_PUBLIC_ORIGIN }),
     ...(clientId && clientSecret && { introspection: { clientId, clientSecret } }),
   };
 }

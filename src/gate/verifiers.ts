@@ -45,6 +45,16 @@ const REASONS: Record<VeilTokenErrorCode, TokenReason | UnavailableReason> = {
   status_list_unavailable: 'status_list_unavailable',
   introspection_failed: 'introspection_unavailable',
   jwks_unavailable: 'jwks_unavailable',
+  // DPoP-bound tokens: the gate passes Bearer tokens only (the proof would have to be checked against the original request).
+  dpop_required: 'unsupported_token',
+  dpop_not_bound: 'unsupported_token',
+  invalid_dpop_proof: 'unsupported_token',
+  dpop_htm_mismatch: 'unsupported_token',
+  dpop_htu_mismatch: 'unsupported_token',
+  dpop_proof_stale: 'unsupported_token',
+  dpop_ath_mismatch: 'unsupported_token',
+  dpop_key_mismatch: 'unsupported_token',
+  dpop_replay: 'unsupported_token',
 };
 
 export function reasonOf(err: VeilTokenError): TokenReason | UnavailableReason {

@@ -281,8 +281,10 @@ describe('inner JWT failures', () => {
     await rejectsWith(verifierFor().verify(await seal(inner, ecRecipient)), 'wrong_token_type');
   });
 
-  test('a sender-constrained (cnf) token is wrong_token_type: no proof-of-possession check here', async () => {
-    await rejectsWith(verifierFor().verify(await sealedToken({ cnf: { jkt: 'abc' } })), 'wrong_token_type');
+  test('a DPoP-bound (cnf.jkt) token used as a bearer token is dpop_required; other cnf (mTLS) is wrong_token_type', async () => {
+    await rejectsWith(verifierFor().verify(await sealedToken({ cnf: { jkt: 'abc' } })), 'dpop_required');
+    await rejectsWith(verifierFor().verify(await sealedToken({ cnf: { 'x5t#S256': 'abc' } })), 'wrong_token_type');
+    await rejectsWith(verifierFor().verify(await sealedToken({ cnf: { jkt: 'abc', 'x5t#S256': 'abc' } })), 'wrong_token_type');
   });
 
   test('a missing client_id is claims_invalid', async () => {
@@ -653,7 +655,8 @@ describe('middleware', () => {
       test('401 without a token, challenge without an error attribute', async () => {
         const res = await get();
         assert.equal(res.status, 401);
-        assert.equal(res.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`);
+        // RFC 9449 §7.1: both schemes offered, the DPoP one with the proof algorithms accepted.
+        assert.equal(res.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}", DPoP realm="${AUDIENCE}", algs="ES256 ES384 PS256 RS256 Ed25519 EdDSA"`);
         assert.equal(((await res.json()) as { error: string }).error, 'unauthorized');
         // Another scheme is no bearer token at all.
         assert.equal((await get('Basic dXNlcjpwYXNz')).status, 401);

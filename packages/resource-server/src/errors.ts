@@ -31,7 +31,17 @@ export type VeilTokenErrorCode =
   | 'claims_invalid'
   | 'token_inactive'
   | 'introspection_failed'
-  | 'jwks_unavailable';
+  | 'jwks_unavailable'
+  // DPoP (dpop.ts): a bound token used as a Bearer token, a DPoP token that is not bound, and each way a proof fails.
+  | 'dpop_required'
+  | 'dpop_not_bound'
+  | 'invalid_dpop_proof'
+  | 'dpop_htm_mismatch'
+  | 'dpop_htu_mismatch'
+  | 'dpop_proof_stale'
+  | 'dpop_ath_mismatch'
+  | 'dpop_key_mismatch'
+  | 'dpop_replay';
 
 /**
  * Codes that say nothing about the token itself: Veil (its JWKS or introspection endpoint) could

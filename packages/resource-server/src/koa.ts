@@ -3,7 +3,7 @@
  * Typed structurally (the few members of Koa's context it touches) so the SDK needs neither koa
  * nor @types/koa; a Koa or @koa/router context fits these types as it is.
  */
-import { authenticateBearer, normalizeScopes, type RequireAccessTokenOptions } from './bearer.js';
+import { authenticateBearer, normalizeOrigin, normalizeScopes, type RequireAccessTokenOptions } from './bearer.js';
 import type { AccessTokenVerifier, VerifiedAccessToken } from './verifier.js';
 
 export interface AccessTokenState {
@@ -17,14 +17,24 @@ export interface KoaContextLike {
   status: number;
   body: unknown;
   state: Partial<AccessTokenState>;
+  /** For DPoP: the method, the path and query as received, and the URL Koa derives (scheme and Host). */
+  method: string;
+  originalUrl: string;
+  href: string;
 }
 
 export type KoaMiddleware = (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void>;
 
 export function requireAccessToken(verifier: AccessTokenVerifier, options: RequireAccessTokenOptions = {}): KoaMiddleware {
   const scopes = normalizeScopes(options.scopes);
+  const origin = normalizeOrigin(options.publicOrigin);
   return async (ctx, next) => {
-    const outcome = await authenticateBearer(verifier, ctx.get('authorization') || undefined, scopes);
+    const outcome = await authenticateBearer(verifier, ctx.get('authorization') || undefined, scopes, {
+      method: ctx.method,
+      // originalUrl: the path before any router mounted below it rewrote ctx.url.
+      url: origin ? `${origin}${ctx.originalUrl}` : ctx.href,
+      dpop: ctx.get('dpop') || undefined,
+    });
     if (!outcome.ok) {
       ctx.status = outcome.status;
       ctx.set(outcome.headers);

@@ -18,6 +18,7 @@ import {
 import { toVeilTokenError, VeilTokenError } from './errors.js';
 import { createIntrospector, type IntrospectionOptions, type Introspector } from './introspection.js';
 import { createIssuerJwks } from './issuer-jwks.js';
+import { createDPoPChecker, type DPoPOptions, type DPoPRequest } from './dpop.js';
 import { positiveOption } from './options.js';
 import { createStatusListChecker, type StatusClaim, type StatusListOptions } from './status-list.js';
 import { RevokedJtis, tokenKey, VerifiedTokenCache } from './token-cache.js';
@@ -88,6 +89,8 @@ interface VerifierOptionsBase {
    * only through introspection or the token's exp).
    */
   statusList?: false | StatusListOptions;
+  /** DPoP (RFC 9449) proof checks for bound tokens: algorithms, `iat` window, replay cache size. */
+  dpop?: DPoPOptions;
 }
 
 export interface VerifiedTokenCacheOptions {
@@ -125,6 +128,8 @@ export interface AccessTokenClaims extends JWTPayload {
   amr?: string[];
   /** draft-ietf-oauth-status-list: where the token's revocation status is published. */
   status?: StatusClaim;
+  /** RFC 9449 §6: a DPoP-bound token names the thumbprint of its key. */
+  cnf?: { jkt: string };
 }
 
 export interface VerifiedAccessToken {
@@ -137,8 +142,14 @@ export interface VerifiedAccessToken {
 export interface AccessTokenVerifier {
   readonly issuer: string;
   readonly audience: string;
-  /** Resolves with the verified token or rejects with a VeilTokenError, never anything else. */
-  verify(token: string): Promise<VerifiedAccessToken>;
+  /**
+   * Resolves with the verified token or rejects with a VeilTokenError, never anything else.
+   * Without `dpop` the token is used as a Bearer token, and a DPoP-bound one is refused
+   * (`dpop_required`); with it, the token must be bound and the proof must check out (dpop.ts).
+   */
+  verify(token: string, dpop?: DPoPRequest): Promise<VerifiedAccessToken>;
+  /** The DPoP proof algorithms accepted (for the `algs` of a DPoP challenge). */
+  readonly dpopAlgorithms: readonly string[];
   /** Drops a cached verification of this token: its next use is verified in full again. */
   forget(token: string): boolean;
   /** Refuses every token with this jti from now on (`token_inactive`), cached or not. */
@@ -289,9 +300,14 @@ function checkClaims(claims: JWTPayload, clockTolerance: number): AccessTokenCla
   }
   if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number') fail('claims_invalid', 'iat and exp must be numbers');
   if (claims.iat > Date.now() / 1000 + clockTolerance) fail('token_not_yet_valid', 'iat is in the future');
-  // A sender-constrained token (DPoP, mTLS) is only safe with a proof-of-possession check, which
-  // this SDK does not do; accepting it as a bearer token would defeat the binding.
-  if (claims.cnf !== undefined) fail('wrong_token_type', 'sender-constrained (cnf) tokens are not accepted as bearer tokens');
+  // DPoP-bound tokens are checked with their proof (verify's `dpop`); other confirmation methods
+  // (mTLS) are not checked by this SDK, and accepting them as bearer tokens would defeat the binding.
+  if (claims.cnf !== undefined) {
+    const cnf = claims.cnf as Record<string, unknown> | null;
+    if (typeof cnf !== 'object' || cnf === null || Object.keys(cnf).length !== 1 || typeof cnf.jkt !== 'string' || !cnf.jkt) {
+      fail('wrong_token_type', 'sender-constrained tokens other than DPoP (cnf.jkt) are not accepted');
+    }
+  }
   optionalType(claims, 'scope', (v) => typeof v === 'string');
   optionalType(claims, 'auth_time', (v) => typeof v === 'number');
   optionalType(claims, 'acr', (v) => typeof v === 'string');
@@ -311,6 +327,7 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   const clockTolerance = positiveOption(options.clockToleranceSeconds, 5, 'clockToleranceSeconds', true);
   const maxTokenLength = positiveOption(options.maxTokenLength, 8192, 'maxTokenLength');
   const introspector: Introspector | undefined = options.introspect && createIntrospector(issuer, options.introspect);
+  const dpopChecker = createDPoPChecker(options.dpop);
 
   const remoteJwks = createIssuerJwks(new URL(options.jwksUri ?? `${issuer.replace(/\/+$/, '')}/jwks`), {
     cooldownMs: positiveOption(options.jwksCooldownMs, 30_000, 'jwksCooldownMs', true),
@@ -406,7 +423,8 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   return {
     issuer,
     audience,
-    async verify(token) {
+    dpopAlgorithms: dpopChecker.algorithms,
+    async verify(token, dpop) {
       if (typeof token !== 'string' || !token) fail('token_malformed', 'token must be a non-empty string');
       if (token.length > maxTokenLength) fail('token_too_large', `token is longer than ${maxTokenLength} characters`);
       const key = cache && tokenKey(token);
@@ -445,6 +463,14 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
       if (statusLists && verified.claims.status !== undefined) await statusLists.check(verified.claims.status);
       // Only successes are stored: failures are not worth remembering (see README, "Cache").
       if (key && !hit) cache.set(key, verified, jti, exp * 1000, Date.now());
+      // The binding last: the cached verification is the token's, whoever presents it.
+      const jkt = verified.claims.cnf?.jkt;
+      if (!dpop) {
+        if (jkt) fail('dpop_required', 'a DPoP-bound token must be sent with Authorization: DPoP and a DPoP proof');
+      } else {
+        if (!jkt) fail('dpop_not_bound', 'Authorization: DPoP was used with a token that is not DPoP-bound');
+        await dpopChecker.check(dpop, token, jkt);
+      }
       return verified;
     },
     forget(token) {
