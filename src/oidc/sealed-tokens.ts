@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { errors, type AdapterPayload } from 'oidc-provider';
-import { sealAccessToken, type SigningKey } from '../crypto/sealer.js';
+import { sealAccessToken, signJwt, type SigningKey } from '../crypto/sealer.js';
+import { COMPANION_TYP, companionClaims, type HeClaims } from './he-claims.js';
 import type { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import { accessTokenClaims } from './token-claims.js';
@@ -21,12 +22,16 @@ export interface SealingDeps {
   signer: SigningKey;
   registry: ResourceServerRegistry;
   keys: EncryptionKeys;
+  /** Encrypted attributes for audiences with `he_claims` (he-claims.ts); none without. */
+  heClaims?: HeClaims | undefined;
 }
 
 export interface SealedToken {
   value: string;
   /** What the issued-token index keys the stored record by. */
   hash: string;
+  /** The `hec+jwt` companion, when the token carries `hec`. */
+  companion?: string;
 }
 
 export class Sealer {
@@ -42,7 +47,11 @@ export class Sealer {
     if (!rs) throw new errors.InvalidTarget('the resource server no longer exists');
     // An unavailable key (EncryptionKeyError, code key_unavailable) is a 503 at the edge.
     const key = await this.deps.keys.forResourceServer(rs);
-    const value = sealAccessToken(accessTokenClaims(this.deps.issuer, jti, payload, rs), this.deps.signer, key);
-    return { value, hash: sealedTokenHash(value) };
+    // Only an audience with HE claims reaches the HE code.
+    const hec = rs.heClaims.length > 0 && this.deps.heClaims ? await this.deps.heClaims.forToken(rs, payload) : undefined;
+    const claims = accessTokenClaims(this.deps.issuer, jti, payload, rs);
+    if (hec) claims.hec = hec;
+    const value = sealAccessToken(claims, this.deps.signer, key);
+    return { value, hash: sealedTokenHash(value), ...(hec && { companion: signJwt(companionClaims(claims, hec), this.deps.signer, COMPANION_TYP) }) };
   }
 }

@@ -21,6 +21,7 @@ import { errors } from 'oidc-provider';
 import type { IssuedTokenIndex, RefreshRotationStore, SealedModel } from '../store/short-lived-store.js';
 import { sendOAuthError } from './errors.js';
 import type { Sealer } from './sealed-tokens.js';
+import { COMPANION_PARAMETER } from './he-claims.js';
 
 export interface TokenEdgeDeps {
   /** The sealer for the current signing keys. */
@@ -136,4 +137,6 @@ async function finishTokenResponse(ctx: KoaContextWithOIDC, body: TokenResponse 
     await deps.store.indexIssued(accessToken);
   }
   if (sealed) body.access_token = sealed.value;
+  // The same ciphertexts for intermediaries that are not the audience (he-claims.ts).
+  if (sealed?.companion) body[COMPANION_PARAMETER] = sealed.companion;
 }

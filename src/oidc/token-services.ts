@@ -22,6 +22,7 @@ import { GrantRevocation } from './grant-revocation.js';
 import { introspectionEndpoint } from './introspection.js';
 import { revocationEndpoint, type RevocationDeps } from './revocation.js';
 import { Sealer } from './sealed-tokens.js';
+import type { HeClaims } from './he-claims.js';
 import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import type { EventSink } from '../events/domain-events.js';
@@ -42,6 +43,8 @@ export interface TokenServices {
   grantRevocation: GrantRevocation;
   /** How long a revoked grant stays marked: longer than any token of it lives. */
   revokedGrantTtl: number;
+  /** Encrypted attributes (`hec`) for audiences with `he_claims`; undefined: none are issued. */
+  heClaims?: HeClaims | undefined;
   /** Token status lists (STATUS_LIST_ENABLED); undefined: tokens carry no `status`. */
   statusLists?: { statuses: TokenStatuses; ttlSeconds: number; expSeconds: number } | undefined;
 }
@@ -68,6 +71,8 @@ export function createTokenServices(deps: {
   resources: ResourceServerRepository;
   /** The registry emits resource.created / deleted. */
   events: EventSink;
+  /** Encrypted attributes for audiences with `he_claims` (built once Veil's HE key is loaded). */
+  heClaims?: HeClaims | undefined;
   /** Status lists live here when set (shared by every process), else in this process's memory. */
   redis?: { client: RedisClient; keyPrefix: string; waitReplicas: number } | undefined;
 }): TokenServices {
@@ -85,6 +90,7 @@ export function createTokenServices(deps: {
     encryptionKeys,
     grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus, statusLists?.statuses),
     revokedGrantTtl,
+    heClaims: deps.heClaims,
     statusLists,
   };
 }
@@ -108,7 +114,7 @@ export function bindSigningKeys(services: TokenServices, deps: { issuer: string;
   const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as JsonWebKey, format: 'jwk' }) };
   const lists = services.statusLists;
   return {
-    sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys }),
+    sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys, heClaims: services.heClaims }),
     tokenLookup: new TokenLookup(deps.shortLived, deps.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
     // Signed with the access-token key, so verifiers check lists with the keys they already have.
     statusListRenderer: lists && new StatusListRenderer({ store: lists.statuses.store, signer, issuer: deps.issuer, ttlSeconds: lists.ttlSeconds, expSeconds: lists.expSeconds }),
