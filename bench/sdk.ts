@@ -2,7 +2,8 @@
  * The resource-server SDK's verification, in process: ES256-signed tokens sealed with
  * ECDH-ES+A256KW / A256GCM to a P-256 key (Veil's defaults), verified by `@veil/resource-server`.
  * Distinct tokens (cold: every one decrypted and verified) and one token repeated (verified-token
- * cache hits); the cold case also with the cache off.
+ * cache hits); the cold case also with the cache off. The same two again with a `status` claim
+ * (Token Status List, 1,000,000 entries), the list fetched once and cached for its ttl.
  *
  *   npm run bench:sdk                      (builds first; no database needed)
  *   BENCH_SDK_TOKENS=8000 npm run bench:sdk   (distinct tokens per cold run; default 5000)
@@ -20,7 +21,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { createVerifier, type AccessTokenVerifier } from '@veil/resource-server';
-import { sealAccessToken, type SealingKey, type SigningKey } from '../src/crypto/sealer.js';
+import { sealAccessToken, signJwt, type SealingKey, type SigningKey } from '../src/crypto/sealer.js';
+import { compressList } from '../src/status-list/format.js';
 import { REPO_ROOT } from '../test/helpers/process.js';
 import { pinning, pinSelf } from './lib/processes.js';
 import { table, textTable, writeSection } from './lib/report.js';
@@ -47,10 +49,18 @@ async function keys() {
   return { signer, recipient, privateJwk, publicSigningJwk: { ...signingJwk, kid: signingKid, alg: 'ES256', use: 'sig' } };
 }
 
-/** Veil's JWKS endpoint, as far as the SDK is concerned. */
+const STATUS_LIST_ENTRIES = 1_000_000;
+/** The one status list the bench serves (set once the issuer's URL is known). */
+let statusListToken = '';
+
+/** Veil's JWKS endpoint and one status list, as far as the SDK is concerned. */
 async function serveJwks(jwk: JWK): Promise<{ issuer: string; close(): Promise<void> }> {
   const body = JSON.stringify({ keys: [jwk] });
-  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=600' }).end(body));
+  const server = http.createServer((req, res) =>
+    req.url?.startsWith('/status-lists/')
+      ? res.writeHead(200, { 'content-type': 'application/statuslist+jwt', 'cache-control': 'public, max-age=600' }).end(statusListToken)
+      : res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=600' }).end(body),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     issuer: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -89,12 +99,30 @@ const { signer, recipient, privateJwk, publicSigningJwk } = await keys();
 const jwks = await serveJwks(publicSigningJwk);
 try {
   const started = new Date();
-  const seal = () => {
+  const statusUri = `${jwks.issuer}/status-lists/AAAAAAAAAAAAAAAAAAAAAA`;
+  {
+    // What Veil renders: 2 bits per entry, ZLIB level 9, signed with the access-token key; every entry VALID.
     const now = Math.floor(Date.now() / 1000);
-    const claims = { iss: jwks.issuer, sub: randomUUID(), aud: AUDIENCE, client_id: 'bench-client', iat: now, exp: now + 600, jti: randomUUID(), scope: 'read' };
+    const lst = compressList(Buffer.alloc(STATUS_LIST_ENTRIES / 4));
+    statusListToken = signJwt({ iss: jwks.issuer, sub: statusUri, iat: now, exp: now + 3600, ttl: 3600, status_list: { bits: 2, lst } }, signer, 'statuslist+jwt');
+  }
+  let idx = 0;
+  const seal = (withStatus = false) => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: jwks.issuer,
+      sub: randomUUID(),
+      aud: AUDIENCE,
+      client_id: 'bench-client',
+      iat: now,
+      exp: now + 600,
+      jti: randomUUID(),
+      scope: 'read',
+      ...(withStatus && { status: { status_list: { idx: idx++ % STATUS_LIST_ENTRIES, uri: statusUri } } }),
+    };
     return sealAccessToken(claims, signer, recipient);
   };
-  const batch = (n: number) => Array.from({ length: n }, seal);
+  const batch = (n: number, withStatus = false) => Array.from({ length: n }, () => seal(withStatus));
   const verifier = (cache: boolean) => createVerifier({ issuer: jwks.issuer, audience: AUDIENCE, decryptionKeys: [privateJwk], cache: cache && { maxEntries: DISTINCT + 1000 } });
 
   console.log(
@@ -102,10 +130,10 @@ try {
   );
   const sample = seal();
 
-  const cold = async (cache: boolean) => {
+  const cold = async (cache: boolean, withStatus = false) => {
     const v = verifier(cache);
-    await throughput(v, batch(500), 500); // warm-up: JWKS fetched, JIT warm
-    return throughput(v, batch(DISTINCT), DISTINCT);
+    await throughput(v, batch(500, withStatus), 500); // warm-up: JWKS (and the status list) fetched, JIT warm
+    return throughput(v, batch(DISTINCT, withStatus), DISTINCT);
   };
   const coldCached = await cold(true);
   const coldUncached = await cold(false);
@@ -113,6 +141,11 @@ try {
   await throughput(hot, [sample], 20_000);
   const cached = await throughput(hot, [sample], REPEATS);
   if (hot.cacheStats().misses !== 1) throw new Error(`expected one miss for the repeated token, got ${JSON.stringify(hot.cacheStats())}`);
+  const coldStatus = await cold(true, true);
+  const hotStatus = verifier(true);
+  const sampleStatus = seal(true);
+  await throughput(hotStatus, [sampleStatus], 20_000);
+  const cachedStatus = await throughput(hotStatus, [sampleStatus], REPEATS);
 
   const goal = (rate: Rate, target: number) => `${rate.cpu >= target ? 'met' : 'MISSED'} (≥ ${fmtInt(target)}/s per core)`;
   const head = ['case', 'per CPU-second', 'CPU per verification', 'wall-clock/s (pinned core)', 'goal'];
@@ -121,13 +154,15 @@ try {
     row('distinct tokens (cold), cache on', coldCached, GOALS.cold),
     row('distinct tokens (cold), cache off', coldUncached, GOALS.cold),
     row('same token repeated (cache hit)', cached, GOALS.cached),
+    row('distinct tokens with status (cold), list cached', coldStatus, GOALS.cold),
+    row('same token with status (cache hit), list cached', cachedStatus, GOALS.cached),
   ];
   const cpus = os.cpus();
   const md = [
     '## SDK verification',
     '',
     `Measured by \`npm run bench:sdk\` (also part of \`npm run bench\`) on ${started.toISOString().slice(0, 10)}, ${cpus.length} cores (${cpus[0]?.model ?? 'cpu'}), Node ${process.version}; the bench process ${pinning ? `pinned to core ${pinning.client} (taskset, all threads, so WebCrypto's thread pool shares that core)` : 'NOT pinned'}, so wall-clock figures are per core but also pay for whatever else ran on that core. "per CPU-second" divides by the CPU time the process used (every thread), which other processes cannot inflate: it is the per-core figure the goals are judged on.`,
-    `\`@veil/resource-server\` \`verify()\` on tokens Veil's sealer made beforehand: ES256-signed, sealed with ECDH-ES+A256KW / A256GCM to a P-256 key (${sample.length} characters); ${IN_FLIGHT} verifications in flight; JWKS from 127.0.0.1, fetched during warm-up. Cold: ${fmtInt(DISTINCT)} distinct tokens, each decrypted and verified (cache on: plus its insertion); cache hit: one token ${fmtInt(REPEATS)} times (SHA-256 of the token, LRU lookup, exp check).`,
+    `\`@veil/resource-server\` \`verify()\` on tokens Veil's sealer made beforehand: ES256-signed, sealed with ECDH-ES+A256KW / A256GCM to a P-256 key (${sample.length} characters); ${IN_FLIGHT} verifications in flight; JWKS from 127.0.0.1, fetched during warm-up. Cold: ${fmtInt(DISTINCT)} distinct tokens, each decrypted and verified (cache on: plus its insertion); cache hit: one token ${fmtInt(REPEATS)} times (SHA-256 of the token, LRU lookup, exp check). With status: the token's \`status\` names a Token Status List of ${fmtInt(STATUS_LIST_ENTRIES)} entries (2 bits), fetched, verified and inflated once (during warm-up) and cached for its ttl; each verification then reads its entry.`,
     '',
     table(head, rows),
     '',
