@@ -148,7 +148,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     events,
     views: new Views(config.brand),
     accounts,
-    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, events }),
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, events, envelope }),
     throttles: {
       login: new LoginThrottle({
         ...config.throttle.login,

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { PublicAccount } from '../accounts/account-service.js';
 import type { CreateClientInput, CreatedClient as CreatedClientResult, PublicClient, UpdateClientInput } from '../clients/client-service.js';
-import type { ResourceServerRecord } from '../store/resource-servers.js';
+import { SUBJECT_MODES, type ResourceServerRecord, type SubjectMode } from '../store/resource-servers.js';
 import type { AuditEventRecord } from '../store/audit-events.js';
 import { isAuditTypeFilter } from '../audit/event-types.js';
 import type { RingKey } from '../crypto/key-ring.js';
@@ -118,14 +118,21 @@ export const createResourceBody = z
     claims: z.array(z.string().max(100)).max(20).optional(),
     /** Account attributes its tokens carry Paillier-encrypted in `hec` (src/accounts/attribute-catalogue.ts). */
     he_claims: heClaims.optional(),
+    /** The `sub` its tokens carry: its own pairwise value (default) or the account id. */
+    subject: z.enum(SUBJECT_MODES).optional(),
   })
   .refine((b) => Boolean(b.jwk) !== Boolean(b.jwks_uri), { message: 'give exactly one of jwk or jwks_uri' });
 
 /** `PATCH /admin/resources/:identifier`: the fields given replace the resource server's. */
 export const updateResourceBody = z
-  .object({ he_claims: heClaims.optional() })
+  .object({
+    he_claims: heClaims.optional(),
+    subject: z.enum(SUBJECT_MODES).optional(),
+    /** Change the subject mode even while tokens for the API may be live. */
+    force: z.boolean().optional(),
+  })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+  .refine((b) => Object.keys(b).some((k) => k !== 'force'), 'give at least one field to change');
 export type UpdateResourceBody = z.infer<typeof updateResourceBody>;
 
 export type CreateUserBody = z.infer<typeof createUserBody>;
@@ -158,6 +165,7 @@ export interface Resource {
   claims: string[];
   he_claims: string[];
   introspection_client_id?: string;
+  subject: SubjectMode;
 }
 
 /** Returned once, when the resource server is created: the secret is stored only as a hash. */
@@ -180,6 +188,7 @@ export function toPublicResource(r: ResourceServerRecord): Resource {
     claims: r.claims,
     he_claims: r.heClaims,
     ...(r.introspectionClientId ? { introspection_client_id: r.introspectionClientId } : {}),
+    subject: r.subjectMode,
   };
 }
 

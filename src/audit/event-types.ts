@@ -16,6 +16,7 @@ export const AUDIT_EVENT_TYPES = [
   'client.deleted',
   'resource.created',
   'resource.deleted',
+  'resource.updated',
   'user.created',
   'user.disabled',
   'user.enabled',

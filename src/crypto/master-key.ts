@@ -42,7 +42,9 @@ export type Purpose =
   | 'personal-data'
   | 'short-lived-store'
   /** The short-lived store's keyed hashes of ids: never the key that encrypts its payloads. */
-  | 'short-lived-store-ids';
+  | 'short-lived-store-ids'
+  /** The HMAC key of pairwise subjects (oidc/pairwise-subjects.ts). */
+  | 'pairwise-subjects';
 
 const TAG_BYTES = 16;
 const SALT_BYTES = 32;

@@ -69,6 +69,8 @@ export type DomainEvent =
   | { type: 'resource.created'; identifier: string; introspectionClientId: string }
   /** `clients`: the clients it was taken off. */
   | { type: 'resource.deleted'; identifier: string; clients: readonly string[] }
+  /** `forced`: its subject mode changed although tokens for it may still be live. */
+  | { type: 'resource.updated'; identifier: string; subjectMode: 'pairwise' | 'public'; forced: boolean }
   | { type: 'user.created'; accountId: string }
   | { type: 'user.disabled'; accountId: string }
   | { type: 'user.enabled'; accountId: string }

@@ -19,6 +19,8 @@ import { INTROSPECTION_PATH, REVOCATION_PATH } from './token-endpoints.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
+import { INTROSPECTION_JWT_METADATA } from './introspection-jwt.js';
+import type { PairwiseSubjects } from './pairwise-subjects.js';
 import type { ResourcePolicy } from './resource-indicators.js';
 import { DEFAULT_AUTH_METHOD, TOKEN_ENDPOINT_AUTH_METHODS } from '../clients/auth-methods.js';
 import type { TokenStatuses } from '../status-list/token-statuses.js';
@@ -36,6 +38,8 @@ export interface ConfigurationDeps {
   /** Resource indicators, and the checks run before a code or refresh token is consumed. */
   resources: ResourcePolicy;
   views: Views;
+  /** Pairwise `sub` values for clients with subject_type "pairwise". */
+  subjects: PairwiseSubjects;
   /** Token status lists: each access token for an API gets a slot (token-status.ts). */
   statuses?: Pick<TokenStatuses, 'assign'> | undefined;
 }
@@ -152,7 +156,12 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
       revocation_endpoint: `${config.issuer}${REVOCATION_PATH}`,
       revocation_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+      ...INTROSPECTION_JWT_METADATA,
     },
+    // OpenID Connect Core §8: a client registered with subject_type "pairwise" sees a `sub` of its
+    // sector's own in ID tokens and userinfo (pairwise-subjects.ts); access tokens carry their API's.
+    subjectTypes: ['public', 'pairwise'],
+    pairwiseIdentifier: async (_ctx, accountId, client) => deps.subjects.forSector(accountId, String(client.sectorIdentifier)),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

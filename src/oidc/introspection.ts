@@ -5,11 +5,16 @@
  * a confidential client only about its own tokens and, with token exchange, the access tokens
  * of the APIs it fronts (`exchange_from`), a public client nothing (401); everything else, like
  * anything revoked, expired, unknown or malformed, is `{ "active": false }`. A token made by
- * token exchange is active only while the token it was exchanged from is.
+ * token exchange is active only while the token it was exchanged from is. The `sub` of a token
+ * for a pairwise API is that API's value (pairwise-subjects.ts), as in the token itself. Asked
+ * with `Accept: application/token-introspection+jwt`, the answer is a JWT (introspection-jwt.ts).
  */
 import type { Middleware } from 'koa';
 import { exchangeSources } from '../clients/token-exchange-policy.js';
+import type { ResourceServerRegistry } from '../resource-registry/registry.js';
 import type { GrantRepository } from '../store/grants.js';
+import { INTROSPECTION_JWT_MEDIA_TYPE, wantsJwtAnswer, type IntrospectionJwt } from './introspection-jwt.js';
+import type { PairwiseSubjects } from './pairwise-subjects.js';
 import { actorOf, ACTOR_CLAIM, exchangedFrom, subjectOf } from './token-claims.js';
 import { EndpointError, INTROSPECTION_PATH, tokenEndpoint, type Caller, type CallerAuthenticator } from './token-endpoints.js';
 import type { FoundToken, TokenLookup } from './token-lookup.js';
@@ -35,6 +40,11 @@ export interface IntrospectionDeps {
   callers: CallerAuthenticator;
   tokens: TokenLookup;
   liveness: Liveness;
+  /** The token's API, for its subject mode. */
+  registry: Pick<ResourceServerRegistry, 'find'>;
+  subjects: PairwiseSubjects;
+  /** RFC 9701 answers (signed with the current access-token key); JSON only without it. */
+  jwtAnswers?: IntrospectionJwt | undefined;
 }
 
 export function mayIntrospect(caller: Caller, token: FoundToken): boolean {
@@ -71,14 +81,15 @@ export async function isActive(token: FoundToken, liveness: Liveness, subjects?:
   return true;
 }
 
-export function introspectionResponse(issuer: string, token: FoundToken): Record<string, unknown> {
+/** The RFC 7662 answer for a live token; `sub` as its audience sees it (the stored subject when not given). */
+export function introspectionResponse(issuer: string, token: FoundToken, sub: unknown = subjectOf(token.payload)): Record<string, unknown> {
   const p = token.payload;
   const extra = (p.extra ?? {}) as Record<string, unknown>;
   const body: Record<string, unknown> = {
     active: true,
     scope: p.scope || undefined,
     client_id: p.clientId,
-    sub: subjectOf(p),
+    sub,
     aud: p.aud,
     iss: issuer,
     exp: p.exp,
@@ -94,6 +105,13 @@ export function introspectionResponse(issuer: string, token: FoundToken): Record
   return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
 }
 
+/** The `sub` the token's API sees (its pairwise value when it is pairwise); the stored subject for tokens of no API. */
+async function audienceSubject(token: FoundToken, deps: IntrospectionDeps): Promise<unknown> {
+  const aud = token.payload.aud;
+  const rs = token.kind !== 'RefreshToken' && typeof aud === 'string' ? await deps.registry.find(aud) : undefined;
+  return deps.subjects.subjectFor(token.payload, rs);
+}
+
 export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
   return tokenEndpoint(deps.issuer, INTROSPECTION_PATH, deps.callers, async (ctx, { caller, value, hint }) => {
     // A public client proves nothing by naming itself: anyone holding a leaked token and the
@@ -102,8 +120,17 @@ export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
       throw new EndpointError(401, 'invalid_client', 'public clients cannot introspect tokens');
     }
     const token = await deps.tokens.find(value, hint);
-    ctx.status = 200;
     const subjects: SubjectLookup = (jti) => deps.tokens.findByJti(jti);
-    ctx.body = token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness, subjects)) ? introspectionResponse(deps.issuer, token) : { active: false };
+    const live = token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness, subjects));
+    const body = live ? introspectionResponse(deps.issuer, token, await audienceSubject(token, deps)) : { active: false };
+    if (deps.jwtAnswers && wantsJwtAnswer(ctx)) {
+      const jwt = await deps.jwtAnswers.answer(body, caller);
+      ctx.status = 200;
+      ctx.type = INTROSPECTION_JWT_MEDIA_TYPE;
+      ctx.body = jwt;
+      return;
+    }
+    ctx.status = 200;
+    ctx.body = body;
   });
 }

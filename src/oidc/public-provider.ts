@@ -81,6 +81,7 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
       registry: tokens.registry,
       resources: parts.resources,
       views,
+      subjects: tokens.subjects,
       statuses: tokens.statusLists?.statuses,
     }),
   );

@@ -10,6 +10,7 @@ import { sealAccessToken, signJwt, type SigningKey } from '../crypto/sealer.js';
 import { COMPANION_TYP, companionClaims, type HeClaims } from './he-claims.js';
 import type { EncryptionKeys } from '../resource-registry/encryption-keys.js';
 import type { ResourceServerRegistry } from '../resource-registry/registry.js';
+import type { PairwiseSubjects } from './pairwise-subjects.js';
 import { accessTokenClaims } from './token-claims.js';
 
 /** How Veil finds a sealed token it cannot decrypt: by the hash of the value. */
@@ -24,6 +25,8 @@ export interface SealingDeps {
   keys: EncryptionKeys;
   /** Encrypted attributes for audiences with `he_claims` (he-claims.ts); none without. */
   heClaims?: HeClaims | undefined;
+  /** The API's `sub` for the user (pairwise or the account id). */
+  subjects: PairwiseSubjects;
 }
 
 export interface SealedToken {
@@ -49,7 +52,7 @@ export class Sealer {
     const key = await this.deps.keys.forResourceServer(rs);
     // Only an audience with HE claims reaches the HE code.
     const hec = rs.heClaims.length > 0 && this.deps.heClaims ? await this.deps.heClaims.forToken(rs, payload) : undefined;
-    const claims = accessTokenClaims(this.deps.issuer, jti, payload, rs);
+    const claims = accessTokenClaims(this.deps.issuer, jti, payload, rs, this.deps.subjects.subjectFor(payload, rs));
     if (hec) claims.hec = hec;
     const value = sealAccessToken(claims, this.deps.signer, key);
     return { value, hash: sealedTokenHash(value), ...(hec && { companion: signJwt(companionClaims(claims, hec), this.deps.signer, COMPANION_TYP) }) };

@@ -63,12 +63,15 @@ export function subjectOf(payload: AdapterPayload): unknown {
   return exchangedFrom(payload)?.sub ?? payload.accountId ?? payload.clientId;
 }
 
-/** RFC 9068 claims of the access token, and nothing else. */
-export function accessTokenClaims(issuer: string, jti: string, payload: AdapterPayload, rs: ResourceServerRecord): Record<string, unknown> {
+/**
+ * RFC 9068 claims of the access token, and nothing else. `sub` is what the API sees (its
+ * pairwise value: oidc/pairwise-subjects.ts); the stored subject when not given.
+ */
+export function accessTokenClaims(issuer: string, jti: string, payload: AdapterPayload, rs: ResourceServerRecord, sub: unknown = subjectOf(payload)): Record<string, unknown> {
   const extra = extraOf(payload);
   const claims: Record<string, unknown> = {
     iss: issuer,
-    sub: subjectOf(payload),
+    sub,
     aud: payload.aud,
     client_id: payload.clientId,
     iat: payload.iat,

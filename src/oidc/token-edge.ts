@@ -20,6 +20,7 @@ import type { AdapterPayload, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { IssuedTokenIndex, RefreshRotationStore, SealedModel } from '../store/short-lived-store.js';
 import { sendOAuthError } from './errors.js';
+import type { LiveAudiences } from './live-audiences.js';
 import type { Sealer } from './sealed-tokens.js';
 import { COMPANION_PARAMETER } from './he-claims.js';
 
@@ -27,6 +28,8 @@ export interface TokenEdgeDeps {
   /** The sealer for the current signing keys. */
   sealer: Pick<Sealer, 'seal'>;
   store: IssuedTokenIndex & RefreshRotationStore;
+  /** Notes until when tokens for each audience may be live (an API's subject mode change checks it). */
+  liveAudiences: Pick<LiveAudiences, 'note'>;
   /** A presented refresh token was redeemed twice at once: revoke its grant (RFC 9700 §4.14.2). */
   onReuse(event: { grantId: string; clientId: string | undefined }): Promise<void>;
 }
@@ -103,6 +106,8 @@ async function finishTokenResponse(ctx: KoaContextWithOIDC, body: TokenResponse 
   const jti = body.access_token;
   const issued = await issuedToken(ctx, jti, deps.store);
   const sealed = issued ? await deps.sealer.seal(jti, issued.payload) : undefined;
+  // Before the token is stored: no token for an audience outlives its marker.
+  if (sealed && issued) await deps.liveAudiences.note(String(issued.payload.aud), Number(issued.payload.exp));
   const accessToken =
     sealed && issued
       ? {

@@ -27,6 +27,10 @@ import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import type { EventSink } from '../events/domain-events.js';
 import { TokenLookup } from './token-lookup.js';
+import type { Envelope } from '../crypto/master-key.js';
+import { LiveAudiences } from './live-audiences.js';
+import { IntrospectionJwt } from './introspection-jwt.js';
+import { PairwiseSubjects } from './pairwise-subjects.js';
 import type { RedisClient } from '../store/redis-connection.js';
 import { MemoryStatusListStore } from '../status-list/memory-status-list-store.js';
 import { statusListSettings } from '../status-list/options.js';
@@ -45,6 +49,10 @@ export interface TokenServices {
   revokedGrantTtl: number;
   /** Encrypted attributes (`hec`) for audiences with `he_claims`; undefined: none are issued. */
   heClaims?: HeClaims | undefined;
+  /** Each API's (or client sector's) `sub` for a user. */
+  subjects: PairwiseSubjects;
+  /** Until when tokens for an audience may be live (noted at issuance). */
+  liveAudiences: LiveAudiences;
   /** Token status lists (STATUS_LIST_ENABLED); undefined: tokens carry no `status`. */
   statusLists?: { statuses: TokenStatuses; ttlSeconds: number; expSeconds: number } | undefined;
 }
@@ -53,6 +61,8 @@ export interface TokenServices {
 export interface KeyBoundTokenServices {
   sealer: Sealer;
   tokenLookup: TokenLookup;
+  /** RFC 9701 introspection answers, signed with the active access-token key. */
+  introspectionJwt: IntrospectionJwt;
   /** Renders status lists with the active key (when status lists are on). */
   statusListRenderer?: StatusListRenderer | undefined;
 }
@@ -73,6 +83,8 @@ export function createTokenServices(deps: {
   events: EventSink;
   /** Encrypted attributes for audiences with `he_claims` (built once Veil's HE key is loaded). */
   heClaims?: HeClaims | undefined;
+  /** Derives the pairwise subjects' key. */
+  envelope: Envelope;
   /** Status lists live here when set (shared by every process), else in this process's memory. */
   redis?: { client: RedisClient; keyPrefix: string; waitReplicas: number } | undefined;
 }): TokenServices {
@@ -86,11 +98,13 @@ export function createTokenServices(deps: {
   const statusLists = config.statusLists && buildTokenStatuses(config.statusLists, deps.redis);
   return {
     bus: deps.bus,
-    registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus, deps.events),
+    registry: new ResourceServerRegistry(deps.resources, encryptionKeys, deps.bus, deps.events, deps.shortLived),
     encryptionKeys,
     grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus, statusLists?.statuses),
     revokedGrantTtl,
     heClaims: deps.heClaims,
+    subjects: new PairwiseSubjects(deps.envelope),
+    liveAudiences: new LiveAudiences(deps.shortLived),
     statusLists,
   };
 }
@@ -114,8 +128,9 @@ export function bindSigningKeys(services: TokenServices, deps: { issuer: string;
   const signer: SigningKey = { kid: jwk.kid, alg: ACCESS_TOKEN_SIGNING_ALG, key: createPrivateKey({ key: jwk as unknown as JsonWebKey, format: 'jwk' }) };
   const lists = services.statusLists;
   return {
-    sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys, heClaims: services.heClaims }),
+    sealer: new Sealer({ issuer: deps.issuer, signer, registry: services.registry, keys: services.encryptionKeys, heClaims: services.heClaims, subjects: services.subjects }),
     tokenLookup: new TokenLookup(deps.shortLived, deps.issuer, publicJwks(deps.signingKeys), [...new Set(deps.signingKeys.map((k) => k.alg))]),
+    introspectionJwt: new IntrospectionJwt({ issuer: deps.issuer, signer, keys: services.encryptionKeys }),
     // Signed with the access-token key, so verifiers check lists with the keys they already have.
     statusListRenderer: lists && new StatusListRenderer({ store: lists.statuses.store, signer, issuer: deps.issuer, ttlSeconds: lists.ttlSeconds, expSeconds: lists.expSeconds }),
   };
@@ -143,6 +158,7 @@ export function mountTokenEndpoints(
     tokenEdge({
       sealer: bound.sealer,
       store: deps.shortLived,
+      liveAudiences: services.liveAudiences,
       onReuse: async ({ grantId, clientId }) => {
         await services.grantRevocation.revoke(grantId);
         deps.onReuse?.({ model: 'RefreshToken', clientId, grantId });
@@ -155,7 +171,17 @@ export function mountTokenEndpoints(
     clientExists: async (clientId: string) => (await provider.Client.find(clientId)) !== undefined,
     accountActive: deps.accountActive,
   };
-  provider.use(introspectionEndpoint({ issuer: deps.issuer, callers, tokens: bound.tokenLookup, liveness }));
+  provider.use(
+    introspectionEndpoint({
+      issuer: deps.issuer,
+      callers,
+      tokens: bound.tokenLookup,
+      liveness,
+      registry: services.registry,
+      subjects: services.subjects,
+      jwtAnswers: bound.introspectionJwt,
+    }),
+  );
   provider.use(
     revocationEndpoint({
       issuer: deps.issuer,

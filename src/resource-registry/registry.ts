@@ -10,7 +10,8 @@ import { LRUCache } from 'lru-cache';
 import { JWKS_URI_ERROR } from '../http/remote-jwks.js';
 import { OIDC_SCOPES } from '../oidc/oidc-scopes.js';
 import type { InvalidationBus } from '../store/invalidation.js';
-import type { ResourceServerRecord, ResourceServerRepository } from '../store/resource-servers.js';
+import type { ResourceServerRecord, ResourceServerRepository, SubjectMode } from '../store/resource-servers.js';
+import type { AudienceExpiry } from '../store/short-lived-store.js';
 import { EncryptionKeyError, importPublicEncryptionJwk, refuseSha1Oaep, resolveAlgorithms, selectEncryptionJwk, type EncryptionKeys } from './encryption-keys.js';
 import { VeilError } from '../errors/veil-error.js';
 import { checkClaimNames } from '../accounts/attributes.js';
@@ -29,6 +30,15 @@ export interface RegisterResourceServer {
   claims?: string[];
   /** Account attributes its tokens carry Paillier-encrypted (accounts/attribute-catalogue.ts names). */
   heClaims?: string[];
+  /** Pairwise (the default) or public `sub` in its tokens (oidc/pairwise-subjects.ts). */
+  subjectMode?: SubjectMode;
+}
+
+/** A change to a registered resource server. */
+export interface UpdateResourceServer {
+  subjectMode?: SubjectMode;
+  /** Change the subject mode even though tokens for the API may still be live. */
+  force?: boolean;
 }
 
 export interface IntrospectionCredentials {
@@ -45,6 +55,16 @@ export class InvalidResourceServer extends VeilError {
 export class DuplicateResourceServer extends VeilError {
   constructor(message: string) {
     super('conflict', message);
+  }
+}
+
+/**
+ * A subject mode change while tokens for the API may be live: its holders would see one user
+ * under two subjects (tokens already issued keep the old one until they expire).
+ */
+export class LiveTokensForResourceServer extends VeilError {
+  constructor(until: number) {
+    super('conflict', `the API has live access tokens until ${new Date(until * 1000).toISOString()}: change its subject mode after then, or force it`);
   }
 }
 
@@ -67,6 +87,8 @@ export class ResourceServerRegistry {
     private readonly bus: InvalidationBus,
     /** resource.created / deleted, after the change is stored and announced. */
     private readonly events: EventSink,
+    /** Until when tokens issued for an audience may be live (noted at issuance by the token edge). */
+    private readonly expiry: Pick<AudienceExpiry, 'audienceExpiry'>,
   ) {
     bus.subscribe((topic, key) => {
       if (topic === 'resource' || topic === 'all') this.#forget(topic === 'all' ? undefined : key);
@@ -125,10 +147,28 @@ export class ResourceServerRegistry {
       heClaims,
       introspectionClientId: credentials.introspection_client_id,
       introspectionSecretHash: hashSecret(secret).toString('hex'),
+      subjectMode: input.subjectMode ?? 'pairwise',
     });
     await this.#announce(record.identifier);
     await this.events.emit({ type: 'resource.created', identifier: record.identifier, introspectionClientId: credentials.introspection_client_id });
     return { record, credentials };
+  }
+
+  /**
+   * Changes a registration (today: its subject mode). Refused while tokens for it may be live,
+   * unless forced. Undefined when there is no such resource server.
+   */
+  async update(identifier: string, change: UpdateResourceServer): Promise<ResourceServerRecord | undefined> {
+    const current = await this.repository.find(identifier);
+    if (!current) return undefined;
+    if (!change.subjectMode || change.subjectMode === current.subjectMode) return current;
+    const liveUntil = await this.expiry.audienceExpiry(identifier);
+    if (liveUntil !== undefined && !change.force) throw new LiveTokensForResourceServer(liveUntil);
+    const record = await this.repository.setSubjectMode(identifier, change.subjectMode);
+    if (!record) return undefined;
+    await this.#announce(identifier);
+    await this.events.emit({ type: 'resource.updated', identifier, subjectMode: record.subjectMode, forced: liveUntil !== undefined });
+    return record;
   }
 
   /**

@@ -138,6 +138,17 @@ export class MemoryStore implements ShortLivedStore {
     return true;
   }
 
+  async noteAudienceExpiry(audience: string, exp: number): Promise<void> {
+    const key = `audience-exp:${audience}`;
+    const now = Date.now() / 1000;
+    if (exp > now && exp > Number(this.#get(key) ?? 0)) this.#set(key, String(exp), exp - now);
+  }
+
+  async audienceExpiry(audience: string): Promise<number | undefined> {
+    const exp = this.#get(`audience-exp:${audience}`);
+    return exp === undefined ? undefined : Number(exp);
+  }
+
   async blacklist(jti: string, expiresIn: number): Promise<void> {
     if (expiresIn > 0) this.#set(`revoked-jti:${jti}`, '1', expiresIn);
   }

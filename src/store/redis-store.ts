@@ -747,6 +747,26 @@ export class RedisStore implements ShortLivedStore {
     });
   }
 
+  /**
+   * One key per audience (hashed like an id; on a Cluster in its own slot) that expires at the
+   * latest `exp` noted: created if missing, then moved later only (EXPIREAT GT), in one MULTI.
+   */
+  async noteAudienceExpiry(audience: string, exp: number): Promise<void> {
+    const at = Math.ceil(exp);
+    if (at <= Date.now() / 1000) return;
+    const key = this.#audienceKey(audience);
+    await this.#run(() => this.#client.multi().set(key, '1', 'EXAT', at, 'NX').expireat(key, at, 'GT').exec());
+  }
+
+  async audienceExpiry(audience: string): Promise<number | undefined> {
+    const at = await this.#run(() => this.#client.expiretime(this.#audienceKey(audience)));
+    return at > 0 ? at : undefined;
+  }
+
+  #audienceKey(audience: string): string {
+    return `${this.#prefix}audience-exp:{${this.#hashes(audience)[0]!}}`;
+  }
+
   /** Blacklisted by jti in its own slot, and in its grant's slot when the token has one (where the grant's records are read with it). */
   async blacklist(jti: string, expiresIn: number): Promise<void> {
     const ttl = Math.ceil(expiresIn);

@@ -2,6 +2,10 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import { storableKey, type PrismaClient } from './database.js';
 
+/** What `sub` an API's tokens carry for a user: its own pairwise value, or the account id. */
+export const SUBJECT_MODES = ['pairwise', 'public'] as const;
+export type SubjectMode = (typeof SUBJECT_MODES)[number];
+
 export interface ResourceServerRecord {
   identifier: string;
   name: string;
@@ -19,11 +23,14 @@ export interface ResourceServerRecord {
   heClaims: string[];
   introspectionClientId: string | null;
   introspectionSecretHash: string | null;
+  subjectMode: SubjectMode;
 }
 
-type Row = Omit<ResourceServerRecord, 'encryptionJwk'> & { encryptionJwk: Prisma.JsonValue | null };
+type Row = Omit<ResourceServerRecord, 'encryptionJwk' | 'subjectMode'> & { encryptionJwk: Prisma.JsonValue | null; subjectMode: string };
 
-const toRecord = (row: Row | null): ResourceServerRecord | null => row && { ...row, encryptionJwk: (row.encryptionJwk as Record<string, unknown> | null) ?? null };
+// The column's CHECK constraint admits only the two modes.
+const toRecord = (row: Row | null): ResourceServerRecord | null =>
+  row && { ...row, encryptionJwk: (row.encryptionJwk as Record<string, unknown> | null) ?? null, subjectMode: row.subjectMode as SubjectMode };
 
 const SELECT = {
   identifier: true,
@@ -38,6 +45,7 @@ const SELECT = {
   heClaims: true,
   introspectionClientId: true,
   introspectionSecretHash: true,
+  subjectMode: true,
 } as const;
 
 export class ResourceServerRepository {
@@ -56,6 +64,13 @@ export class ResourceServerRepository {
   async create(record: ResourceServerRecord): Promise<ResourceServerRecord> {
     const data = { ...record, encryptionJwk: (record.encryptionJwk ?? undefined) as Prisma.InputJsonObject | undefined };
     return toRecord(await this.prisma.resourceServer.create({ data, select: SELECT }))!;
+  }
+
+  /** Changes the subject mode; null when there is no such resource server. */
+  async setSubjectMode(identifier: string, subjectMode: SubjectMode): Promise<ResourceServerRecord | null> {
+    if (!storableKey(identifier)) return null;
+    const { count } = await this.prisma.resourceServer.updateMany({ where: { identifier }, data: { subjectMode } });
+    return count ? this.find(identifier) : null;
   }
 
   /** Replaces its `he_claims`; null when there is no such resource server. */

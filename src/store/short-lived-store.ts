@@ -64,6 +64,17 @@ export interface IssuedTokenIndex {
   findIssuedByJti(jti: string): Promise<IssuedTokenRecord | undefined>;
 }
 
+/**
+ * Per audience, until when some access token issued for it may still be live (the latest `exp`
+ * noted at issuance): what a change to an API's subject mode checks first.
+ */
+export interface AudienceExpiry {
+  /** Notes a token for `audience` that expires at `exp` (seconds); the marker only ever moves later. */
+  noteAudienceExpiry(audience: string, exp: number): Promise<void>;
+  /** The latest noted `exp` still in the future, or undefined when no noted token is live. */
+  audienceExpiry(audience: string): Promise<number | undefined>;
+}
+
 /** The revocation blacklist of access tokens' `jti`s. */
 export interface RevocationList {
   /** Puts a `jti` on the blacklist until the token would have expired. */
@@ -108,7 +119,7 @@ export interface RefreshRotationStore {
 }
 
 /** The whole short-lived store: Redis in deployments, an in-process map in embedded mode. Code takes the slice it needs. */
-export interface ShortLivedStore extends ModelStore, IssuedTokenIndex, RevocationList, ReplayGuard, GrantTokenStore, RefreshRotationStore {
+export interface ShortLivedStore extends ModelStore, IssuedTokenIndex, RevocationList, ReplayGuard, GrantTokenStore, RefreshRotationStore, AudienceExpiry {
   readonly kind: 'redis' | 'memory';
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -26,6 +26,7 @@ export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 're
       enc: body.enc,
       claims: body.claims,
       heClaims: body.he_claims,
+      subjectMode: body.subject,
     });
     ctx.status = 201;
     ctx.body = { resource: toPublicResource(record), ...credentials } satisfies CreatedResource;
@@ -35,6 +36,8 @@ export function registerResourceRoutes(router: Router, deps: Pick<AdminDeps, 're
     const body = parse(updateResourceBody, ctx.request.body);
     let record = await deps.registry.find(ctx.params.identifier!);
     if (record && body.he_claims) record = (await deps.registry.setHeClaims(record.identifier, body.he_claims)) ?? null;
+    // A subject mode change is refused (409) while tokens for the API may be live, unless forced.
+    if (record && body.subject) record = (await deps.registry.update(record.identifier, { subjectMode: body.subject, force: body.force })) ?? null;
     if (!record) throw new VeilError('not_found', 'no such resource server');
     ctx.body = { resource: toPublicResource(record) };
   });

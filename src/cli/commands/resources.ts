@@ -1,6 +1,9 @@
 /** `veil resources ...`: resource servers (APIs) that access tokens are issued for. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CreateResourceBody, Resource } from '../admin-client.js';
+
+type SubjectMode = Resource['subject'];
+const SUBJECT_MODES: SubjectMode[] = ['pairwise', 'public'];
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
@@ -16,7 +19,11 @@ interface CreateOptions {
   enc?: string;
   claims?: string;
   heClaims?: string;
+  subject?: SubjectMode;
 }
+
+const subjectOption = () =>
+  new Option('--subject <mode>', 'the sub its tokens carry for a user: pairwise (its own value, the default for new APIs) or public (the account id)').choices(SUBJECT_MODES);
 
 /** `--he-claims age,spend_headroom` (commas or spaces). */
 const claimList = (value: string) => value.split(/[\s,]+/).filter(Boolean);
@@ -42,6 +49,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
     .option('--enc <enc>', 'content encryption: A256GCM (default), A192GCM, A128GCM')
     .option('--claims <claims>', 'space-separated user claims its tokens may carry, e.g. "email name"')
     .option('--he-claims <names>', 'account attributes its tokens carry Paillier-encrypted, e.g. age,spend_headroom')
+    .addOption(subjectOption())
     .action(async (opts: CreateOptions) => {
       if (!opts.jwkFile && !opts.jwksUri) throw new CliError('invalid_input', 'give the encryption key: --jwk-file FILE or --jwks-uri URL');
       const body: CreateResourceBody = {
@@ -55,6 +63,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
         ...(opts.enc !== undefined && { enc: opts.enc }),
         ...(opts.claims !== undefined && { claims: opts.claims.split(/\s+/).filter(Boolean) }),
         ...(opts.heClaims !== undefined && { he_claims: claimList(opts.heClaims) }),
+        ...(opts.subject !== undefined && { subject: opts.subject }),
       };
       const created = await ctx.client().createResource(body);
       ctx
@@ -79,6 +88,7 @@ export function registerResources(program: Command, ctx: CliContext): void {
         { header: 'access_token_ttl', value: (r) => r.access_token_ttl },
         { header: 'key', value: (r) => r.jwks_uri ?? `jwk ${typeof r.jwk?.kid === 'string' ? r.jwk.kid : ''}` },
         { header: 'alg/enc', value: (r) => `${r.alg}/${r.enc}` },
+        { header: 'subject', value: (r) => r.subject },
       ]);
     });
 
@@ -87,10 +97,15 @@ export function registerResources(program: Command, ctx: CliContext): void {
     .description('change a resource server')
     .argument('<identifier>', 'identifier URI of the resource server')
     .option('--he-claims <names>', 'account attributes its tokens carry Paillier-encrypted, e.g. age,spend_headroom ("" for none)')
-    .action(async (identifier: string, opts: { heClaims?: string }) => {
-      if (opts.heClaims === undefined) throw new CliError('invalid_input', 'give something to change, e.g. --he-claims age');
-      const resource = await ctx.client().updateResource(identifier, { he_claims: claimList(opts.heClaims) });
-      ctx.output().result(resource, () => `updated resource ${resource.identifier} (he_claims: ${resource.he_claims.join(', ') || 'none'})`);
+    .addOption(subjectOption())
+    .option('--force', 'change --subject even while tokens for the API may be live (their holders then see one user under two subjects)')
+    .action(async (identifier: string, opts: { heClaims?: string; subject?: SubjectMode; force?: boolean }) => {
+      if (opts.heClaims === undefined && opts.subject === undefined) throw new CliError('invalid_input', 'give something to change, e.g. --he-claims age or --subject public');
+      const resource = await ctx.client().updateResource(identifier, {
+        ...(opts.heClaims !== undefined && { he_claims: claimList(opts.heClaims) }),
+        ...(opts.subject !== undefined && { subject: opts.subject, ...(opts.force && { force: true }) }),
+      });
+      ctx.output().result(resource, () => `updated resource ${resource.identifier} (he_claims: ${resource.he_claims.join(', ') || 'none'}; subject: ${resource.subject})`);
     });
 
   resources

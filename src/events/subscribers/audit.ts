@@ -64,6 +64,7 @@ export const AUDIT_ROWS: EventTable<AuditEvent> = {
   'client.deleted': (e) => ({ type: 'client.deleted', actor: 'admin', clientId: e.clientId }),
   'resource.created': (e) => ({ type: 'resource.created', actor: 'admin', clientId: e.introspectionClientId, details: { identifier: e.identifier } }),
   'resource.deleted': (e) => ({ type: 'resource.deleted', actor: 'admin', details: { identifier: e.identifier, clients: [...e.clients] } }),
+  'resource.updated': (e) => ({ type: 'resource.updated', actor: 'admin', details: { identifier: e.identifier, subject_mode: e.subjectMode, forced: e.forced } }),
   'user.created': (e) => ({ type: 'user.created', actor: 'admin', accountId: e.accountId }),
   'user.disabled': (e) => ({ type: 'user.disabled', actor: 'admin', accountId: e.accountId }),
   'user.enabled': (e) => ({ type: 'user.enabled', actor: 'admin', accountId: e.accountId }),

@@ -43,6 +43,7 @@ export const LOG_LINES: EventTable<LogLine[]> = {
   'client.deleted': (e) => [info({ event: 'client.deleted', clientId: e.clientId }, 'client deleted')],
   'resource.created': (e) => [info({ event: 'resource.created', identifier: e.identifier }, 'resource server created')],
   'resource.deleted': (e) => [info({ event: 'resource.deleted', identifier: e.identifier, clients: e.clients.length }, 'resource server deleted')],
+  'resource.updated': (e) => [info({ event: 'resource.updated', identifier: e.identifier, subjectMode: e.subjectMode, forced: e.forced }, 'resource server updated')],
   'user.created': (e) => [info({ event: 'user.created', accountId: e.accountId }, 'user created')],
   'user.disabled': (e) => [info({ event: 'user.disabled', accountId: e.accountId }, 'user disabled')],
   'user.enabled': (e) => [info({ event: 'user.enabled', accountId: e.accountId }, 'user enabled')],

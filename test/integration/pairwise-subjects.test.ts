@@ -1,0 +1,271 @@
+/**
+ * Pairwise subjects per API (issue 11, acceptance 4): two APIs registered "pairwise" (the default)
+ * see different `sub` values for the same user, neither the account id; introspection agrees
+ * with the token; a "public" API sees the account id; client-credentials tokens keep the client
+ * id; an exchanged token carries the target API's own value; the value is stable across restarts
+ * with the same master key. Switching an API's mode is refused while it has live tokens, and
+ * allowed when forced or once they have expired. Run against real PostgreSQL and Redis, and with
+ * the in-process store.
+ */
+import assert from 'node:assert/strict';
+import { createHmac, hkdfSync } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { generateMasterKey } from '../../src/crypto/master-key.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { RedisStore } from '../../src/store/redis-store.js';
+import { closeRedis, connectRedis } from '../../src/store/redis-connection.js';
+import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
+import { introspect, openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
+import { createTestStores, type TestStores } from '../helpers/stores.js';
+import { startTestVeil, type TestVeil } from '../helpers/veil.js';
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const ORDERS = 'https://orders.pairwise.test';
+const BILLING = 'https://billing.pairwise.test';
+const LEGACY = 'https://legacy.pairwise.test';
+const BRIEF = 'https://brief.pairwise.test';
+const REDIRECT = 'https://app.pairwise.test/cb';
+
+type Resource = { identifier: string; subject: string };
+
+/** The documented derivation, computed here independently: HMAC-SHA-256 under HKDF(master key, "veil pairwise-subjects"). */
+function expectedPairwise(masterKey: string, identifier: string, accountId: string): string {
+  const key = Buffer.from(hkdfSync('sha256', Buffer.from(masterKey, 'base64url'), Buffer.alloc(0), 'veil pairwise-subjects', 32));
+  return createHmac('sha256', key)
+    .update(JSON.stringify(['api', identifier, accountId]))
+    .digest('base64url');
+}
+
+for (const mode of ['redis', 'memory'] as const) {
+  describe(`pairwise subjects per API (PostgreSQL, ${mode === 'redis' ? 'Redis' : 'in-process store'})`, () => {
+    const masterKey = generateMasterKey();
+    let stores: TestStores;
+    let veil: TestVeil;
+    const rs: Record<string, TestResourceServer> = {};
+    let web: HttpFlowClient;
+    let worker: HttpFlowClient;
+    let gate: HttpFlowClient;
+    let users = 0;
+    const env = () => ({ VEIL_MASTER_KEY: masterKey, ...(mode === 'memory' ? { REDIS_URL: '' } : {}) });
+    const creds = (id: string) => ({ id: rs[id]!.clientId, secret: rs[id]!.clientSecret });
+
+    async function client(body: Record<string, unknown>): Promise<HttpFlowClient> {
+      const res = await veil.admin<{ client: { client_id: string }; client_secret?: string }>('POST', '/admin/clients', body);
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return { issuer: veil.issuer, clientId: res.body.client.client_id, clientSecret: res.body.client_secret, redirectUri: REDIRECT };
+    }
+
+    async function newUser() {
+      const user = { email: `pairwise-${mode}-${++users}@example.com`, password: 'pairwise subjects are private' };
+      const created = await veil.admin<{ user: { id: string } }>('POST', '/admin/users', { ...user, name: 'Pair Wise' });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return { ...user, accountId: created.body.user.id };
+    }
+
+    async function tokenFor(user: { email: string; password: string }, resource: string) {
+      const tokens = await httpAuthorizationCodeFlow(web, user, 'openid orders:read', { resource });
+      const opened = await openSealed(tokens.access_token, rs[resource]!.privateKey, veil.issuer, resource);
+      return { token: tokens.access_token, sub: opened.payload.sub! };
+    }
+
+    const resource = async (identifier: string) =>
+      (await veil.admin<{ resources: Resource[] }>('GET', '/admin/resources')).body.resources.find((r) => r.identifier === identifier)!;
+    const auditRows = () => veil.database.prisma.auditEvent.count({ where: { type: 'resource.updated' } });
+
+    before(async () => {
+      stores = await createTestStores();
+      veil = await startTestVeil(stores, env());
+      rs[ORDERS] = await registerResourceServer(veil, { identifier: ORDERS, scopes: ['orders:read'] });
+      rs[BILLING] = await registerResourceServer(veil, { identifier: BILLING, scopes: ['orders:read'], extra: { subject: 'pairwise' } });
+      rs[LEGACY] = await registerResourceServer(veil, { identifier: LEGACY, scopes: ['orders:read'], extra: { subject: 'public' } });
+      rs[BRIEF] = await registerResourceServer(veil, { identifier: BRIEF, scopes: ['orders:read'], ttl: 1 });
+      const all = { [ORDERS]: ['orders:read'], [BILLING]: ['orders:read'], [LEGACY]: ['orders:read'], [BRIEF]: ['orders:read'] };
+      web = await client({
+        client_name: 'pairwise web',
+        redirect_uris: [REDIRECT],
+        grant_types: ['authorization_code', 'refresh_token'],
+        scope: 'openid offline_access',
+        resource_scopes: all,
+      });
+      worker = await client({ client_name: 'pairwise worker', grant_types: ['client_credentials'], resource_scopes: { [ORDERS]: ['orders:read'] } });
+      gate = await client({ client_name: 'pairwise gate', grant_types: [TOKEN_EXCHANGE], resource_scopes: { [BILLING]: ['orders:read'] }, exchange_from: [ORDERS] });
+    });
+
+    after(async () => {
+      await veil?.stop();
+      await stores?.cleanup();
+    });
+
+    test('new APIs default to pairwise; the mode is listed', async () => {
+      assert.deepEqual([(await resource(ORDERS)).subject, (await resource(BILLING)).subject, (await resource(LEGACY)).subject], ['pairwise', 'pairwise', 'public']);
+    });
+
+    test('two pairwise APIs see different subjects for one user, a public API the account id; introspection agrees', async () => {
+      const user = await newUser();
+      const orders = await tokenFor(user, ORDERS);
+      const billing = await tokenFor(user, BILLING);
+      const legacy = await tokenFor(user, LEGACY);
+      assert.notEqual(orders.sub, billing.sub);
+      assert.notEqual(orders.sub, user.accountId);
+      assert.notEqual(billing.sub, user.accountId);
+      assert.equal(legacy.sub, user.accountId);
+      // Exactly the documented derivation (master key, API identifier, account id).
+      assert.equal(orders.sub, expectedPairwise(masterKey, ORDERS, user.accountId));
+      assert.equal(billing.sub, expectedPairwise(masterKey, BILLING, user.accountId));
+
+      // Stable for the pair: a second sign-in gets the same value.
+      assert.equal((await tokenFor(user, ORDERS)).sub, orders.sub);
+      // Another user gets another value at the same API.
+      assert.notEqual((await tokenFor(await newUser(), ORDERS)).sub, orders.sub);
+
+      // The API and the client introspecting the token see the token's own `sub`.
+      for (const [id, t] of [
+        [ORDERS, orders],
+        [BILLING, billing],
+        [LEGACY, legacy],
+      ] as const) {
+        const byApi = await introspect(veil.issuer, creds(id), t.token);
+        assert.deepEqual([byApi.body.active, byApi.body.sub], [true, t.sub], id);
+        const byClient = await introspect(veil.issuer, { id: web.clientId, secret: web.clientSecret! }, t.token);
+        assert.deepEqual([byClient.body.active, byClient.body.sub], [true, t.sub], id);
+      }
+      // Another API learns nothing of the token (not even its subject).
+      assert.deepEqual((await introspect(veil.issuer, creds(BILLING), orders.token)).body, { active: false });
+    });
+
+    test('a client-credentials token keeps the client id as sub at a pairwise API', async () => {
+      const res = await tokenRequest(worker, { grant_type: 'client_credentials', scope: 'orders:read', resource: ORDERS });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const { payload } = await openSealed(String(res.body.access_token), rs[ORDERS]!.privateKey, veil.issuer, ORDERS);
+      assert.equal(payload.sub, worker.clientId);
+      assert.equal((await introspect(veil.issuer, creds(ORDERS), String(res.body.access_token))).body.sub, worker.clientId);
+    });
+
+    test("an exchanged token carries the target API's own subject for the same user", async () => {
+      const user = await newUser();
+      const orders = await tokenFor(user, ORDERS);
+      const billing = await tokenFor(user, BILLING);
+      const res = await tokenRequest(gate, { grant_type: TOKEN_EXCHANGE, subject_token: orders.token, subject_token_type: ACCESS_TOKEN_TYPE, resource: BILLING });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const exchanged = String(res.body.access_token);
+      const { payload } = await openSealed(exchanged, rs[BILLING]!.privateKey, veil.issuer, BILLING);
+      assert.equal(payload.sub, billing.sub);
+      assert.notEqual(payload.sub, orders.sub);
+      const seen = await introspect(veil.issuer, creds(BILLING), exchanged);
+      assert.deepEqual([seen.body.active, seen.body.sub], [true, billing.sub]);
+      // Derived from the account id the exchanged record kept, not from the subject token's value.
+      assert.equal(payload.sub, expectedPairwise(masterKey, BILLING, user.accountId));
+    });
+
+    test('switching the mode is refused while the API has live tokens, and changes nothing', async () => {
+      const user = await newUser();
+      const orders = await tokenFor(user, ORDERS);
+      const rows = await auditRows();
+      const refused = await veil.admin<{ error: string; error_description: string }>('PATCH', `/admin/resources/${encodeURIComponent(ORDERS)}`, { subject: 'public' });
+      assert.equal(refused.status, 409, JSON.stringify(refused.body));
+      assert.match(refused.body.error_description, /live access tokens/);
+      assert.equal((await resource(ORDERS)).subject, 'pairwise');
+      assert.equal(await auditRows(), rows);
+      // Tokens keep being issued with the pairwise value.
+      assert.equal((await tokenFor(user, ORDERS)).sub, orders.sub);
+    });
+
+    test('bad updates get the admin API errors', async () => {
+      const unknown = await veil.admin('PATCH', `/admin/resources/${encodeURIComponent('https://nowhere.pairwise.test')}`, { subject: 'public' });
+      assert.equal(unknown.status, 404);
+      const bad = await veil.admin('PATCH', `/admin/resources/${encodeURIComponent(ORDERS)}`, { subject: 'secret' });
+      assert.equal(bad.status, 400);
+      const onlyForce = await veil.admin('PATCH', `/admin/resources/${encodeURIComponent(ORDERS)}`, { force: true });
+      assert.equal(onlyForce.status, 400);
+      const noToken = await fetch(`${veil.adminUrl}/admin/resources/${encodeURIComponent(ORDERS)}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: '{"subject":"public"}',
+      });
+      assert.equal(noToken.status, 401);
+      assert.equal((await resource(ORDERS)).subject, 'pairwise');
+    });
+
+    test('a forced switch applies at once to new tokens and is audited as forced', async () => {
+      const user = await newUser();
+      await tokenFor(user, BILLING);
+      const forced = await veil.admin<{ resource: Resource }>('PATCH', `/admin/resources/${encodeURIComponent(BILLING)}`, { subject: 'public', force: true });
+      assert.equal(forced.status, 200, JSON.stringify(forced.body));
+      assert.equal(forced.body.resource.subject, 'public');
+      const row = await veil.database.prisma.auditEvent.findFirst({ where: { type: 'resource.updated' }, orderBy: { id: 'desc' } });
+      assert.deepEqual(row?.details, { identifier: BILLING, subject_mode: 'public', forced: true });
+      assert.equal((await tokenFor(user, BILLING)).sub, user.accountId);
+      // And back (forced again: the public token just issued is live).
+      const back = await veil.admin<{ resource: Resource }>('PATCH', `/admin/resources/${encodeURIComponent(BILLING)}`, { subject: 'pairwise', force: true });
+      assert.equal(back.status, 200);
+      assert.equal((await tokenFor(user, BILLING)).sub, expectedPairwise(masterKey, BILLING, user.accountId));
+    });
+
+    test('once the live tokens have expired, the switch is allowed without force', async () => {
+      const user = await newUser();
+      const brief = await tokenFor(user, BRIEF);
+      assert.equal(brief.sub, expectedPairwise(masterKey, BRIEF, user.accountId));
+      const path = `/admin/resources/${encodeURIComponent(BRIEF)}`;
+      assert.equal((await veil.admin('PATCH', path, { subject: 'public' })).status, 409);
+      // The marker covers the token's expiry rounded up to a 10-second slot.
+      const deadline = Date.now() + 25_000;
+      let status = 409;
+      while (status === 409 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1000));
+        status = (await veil.admin('PATCH', path, { subject: 'public' })).status;
+      }
+      assert.equal(status, 200);
+      const row = await veil.database.prisma.auditEvent.findFirst({ where: { type: 'resource.updated' }, orderBy: { id: 'desc' } });
+      assert.deepEqual(row?.details, { identifier: BRIEF, subject_mode: 'public', forced: false });
+      assert.equal((await tokenFor(user, BRIEF)).sub, user.accountId);
+    });
+
+    test('the pairwise value is the same after a restart with the same master key', async () => {
+      const user = await newUser();
+      const before = await tokenFor(user, ORDERS);
+      await veil.stop();
+      veil = await startTestVeil(stores, env());
+      web = { ...web, issuer: veil.issuer };
+      const again = await tokenFor(user, ORDERS);
+      assert.equal(again.sub, before.sub);
+      assert.equal(again.sub, expectedPairwise(masterKey, ORDERS, user.accountId));
+    });
+  });
+}
+
+describe('audience expiry markers only ever move later', () => {
+  let stores: TestStores;
+  let redisStore: RedisStore;
+  before(async () => {
+    stores = await createTestStores();
+    const client = await connectRedis(stores.redisUrl);
+    redisStore = new RedisStore(client, { keyPrefix: stores.keyPrefix });
+    redisStore.close = () => closeRedis(client);
+  });
+  after(async () => {
+    await redisStore?.close();
+    await stores?.cleanup();
+  });
+
+  for (const name of ['redis', 'memory'] as const) {
+    test(name, async () => {
+      const store = name === 'redis' ? redisStore : new MemoryStore();
+      const now = Math.floor(Date.now() / 1000);
+      assert.equal(await store.audienceExpiry('https://a.test'), undefined);
+      await store.noteAudienceExpiry('https://a.test', now + 100);
+      await store.noteAudienceExpiry('https://a.test', now + 50);
+      assert.equal(await store.audienceExpiry('https://a.test'), now + 100);
+      await store.noteAudienceExpiry('https://a.test', now + 200);
+      assert.equal(await store.audienceExpiry('https://a.test'), now + 200);
+      assert.equal(await store.audienceExpiry('https://b.test'), undefined);
+      // Already past: nothing noted.
+      await store.noteAudienceExpiry('https://c.test', now - 1);
+      assert.equal(await store.audienceExpiry('https://c.test'), undefined);
+      await store.noteAudienceExpiry('https://d.test', now + 1);
+      await new Promise((r) => setTimeout(r, 2100));
+      assert.equal(await store.audienceExpiry('https://d.test'), undefined);
+      if (name === 'memory') await store.close();
+    });
+  }
+});
