@@ -347,6 +347,24 @@ const heDecisionVars = {
   }),
 };
 
+const heKeyVars = {
+  HE_KEY_BITS: doc(z.enum(['3072', '2048']).default('3072').transform(Number), {
+    description:
+      'size of the Paillier key that encrypts confidential claims (`hec`): 3072 (about 128-bit security) or 2048 (about 112-bit, for throughput); applies to keys generated from now on (first start, `veil keys rotate --he`)',
+  }),
+  HE_RANDOMNESS: doc(z.enum(['standard', 'short-exponent']).default('standard'), {
+    description:
+      'how encryption randomness is made: `standard` (a fresh ρ^n per ciphertext) or `short-exponent` (h^a with a fixed h = ρ0^n and a short random a: several times cheaper, resting on the short-exponent assumption in docs/CONFIDENTIAL_CLAIMS.md)',
+  }),
+  HE_POOL_SIZE: doc(z.coerce.number().int().min(0).max(100000).default(256), {
+    description:
+      'randomness factors precomputed per active Paillier key by the worker threads, so issuing a token with confidential claims never waits for a modular exponentiation; 0 computes each on demand in a worker',
+  }),
+  HE_POOL_WORKERS: doc(z.coerce.number().int().min(1).max(64).default(1), {
+    description: 'worker threads that fill the randomness pool',
+  }),
+};
+
 /** The variables by topic, in the order the README and `.env.example` list them. */
 export const envGroups = {
   Mode: modeVars,
@@ -364,6 +382,7 @@ export const envGroups = {
   'Abuse protection': abuseVars,
   'Branding of the login, consent and logout pages': brandVars,
   Logging: logVars,
+  'Confidential claims (homomorphic)': heKeyVars,
   'Confidential claim decisions': heDecisionVars,
   'Token status lists': statusListVars,
 };
@@ -384,6 +403,7 @@ export const envSchema = z.object({
   ...abuseVars,
   ...brandVars,
   ...logVars,
+  ...heKeyVars,
   ...heDecisionVars,
   ...statusListVars,
 });
@@ -458,6 +478,8 @@ export interface VeilConfig {
   trustProxy: boolean;
   /** How long a shutdown waits for in-flight requests before cutting their connections. */
   shutdownTimeoutSeconds: number;
+  /** The Paillier key ring and randomness pool of confidential claims (src/he/). */
+  he: { keyBits: 2048 | 3072; randomness: 'standard' | 'short-exponent'; poolSize: number; poolWorkers: number };
   /** Budgets and rules of confidential-claim decisions and aggregates (src/he/decisions/). */
   heDecisions: {
     perSubjectPerDay: number;
@@ -705,6 +727,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): VeilConfig 
     tls: tlsFiles,
     trustProxy: e.TRUST_PROXY,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    he: { keyBits: e.HE_KEY_BITS as 2048 | 3072, randomness: e.HE_RANDOMNESS, poolSize: e.HE_POOL_SIZE, poolWorkers: e.HE_POOL_WORKERS },
     heDecisions: {
       perSubjectPerDay: e.HE_DECISIONS_PER_SUBJECT_PER_DAY,
       perNodePerMinute: e.HE_DECISIONS_PER_NODE_PER_MINUTE,

@@ -21,6 +21,8 @@ import { applyMigrations, loadKeyMaterial } from './key-material.js';
 import { Views } from './interactions/views.js';
 import type { CleanupStack } from './lifecycle/cleanup-stack.js';
 import { createTokenServices, type TokenServices } from './oidc/token-services.js';
+import { HeClaims } from './oidc/he-claims.js';
+import { buildHeServices, type HeServices } from './he/he-services.js';
 import { statusListSubscriber } from './status-list/subscriber.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -67,6 +69,8 @@ export interface Services {
   views: Views;
   accounts: AccountService;
   tokens: TokenServices;
+  /** Confidential claims (issue 10): the Paillier key ring and the encryptor of `hec` claims (src/he/). */
+  he: HeServices;
   throttles: {
     login: LoginThrottle;
     tokens: ReturnType<typeof createTokenLimits>;
@@ -89,6 +93,8 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   await reachDatabase(() => database.ping());
 
   const { envelope, keyStore, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger, database);
+
+  const he = await buildHeServices({ config, logger, database, envelope, cleanup });
 
   const redis = config.redis ? await connectRedis(config.redis) : undefined;
   const keyPrefix = config.redis?.keyPrefix ?? '';
@@ -127,6 +133,8 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   events.subscribe('log', logSubscriber(logger));
   events.subscribe('metrics', metricsSubscriber(metrics));
   const accounts = new AccountService(repos.accounts, new PasswordHasher(config.argon2), bus, events);
+  // hec claims: the account's attributes, encrypted with factors from the HE pool (worker threads).
+  const heClaims = new HeClaims({ values: (id, names) => accounts.valuesForToken(id, names), encryptor: he.encryptor });
   // Status lists share the short-lived store's Redis and its replica confirmation.
   const tokenRedis = redis && { client: redis, keyPrefix, waitReplicas: config.redis?.kind === 'sentinel' ? config.redis.waitReplicas : 0 };
   const failed = (err: unknown) => logger.warn({ err: errorFields(err) }, 'throttle check failed; request let through');
@@ -148,7 +156,8 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     events,
     views: new Views(config.brand),
     accounts,
-    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, events, envelope }),
+    he,
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, heClaims, events, envelope }),
     throttles: {
       login: new LoginThrottle({
         ...config.throttle.login,

@@ -19,6 +19,7 @@ import { INTROSPECTION_PATH, REVOCATION_PATH } from './token-endpoints.js';
 import { assertionAudienceProblem, CLIENT_AUTH_SIGNING_ALGS, CLOCK_TOLERANCE_SECONDS } from './client-assertion-rules.js';
 import { consentPolicy } from './consent-policy.js';
 import { OIDC_SCOPES } from './oidc-scopes.js';
+import { HE_JWKS_PATH } from '../he/he-jwks-route.js';
 import { INTROSPECTION_JWT_METADATA } from './introspection-jwt.js';
 import type { PairwiseSubjects } from './pairwise-subjects.js';
 import type { ResourcePolicy } from './resource-indicators.js';
@@ -156,6 +157,8 @@ export function buildConfiguration(deps: ConfigurationDeps): Configuration {
       introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
       revocation_endpoint: `${config.issuer}${REVOCATION_PATH}`,
       revocation_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+      // The public Paillier keys of confidential claims (src/he/he-jwks-route.ts).
+      he_jwks_uri: `${config.issuer}${HE_JWKS_PATH}`,
       ...INTROSPECTION_JWT_METADATA,
     },
     // OpenID Connect Core §8: a client registered with subject_type "pairwise" sees a `sub` of its

@@ -28,6 +28,8 @@ import type { ResourcePolicy } from './resource-indicators.js';
 import type { Liveness } from './introspection.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_EXCHANGE_PARAMETERS, TOKEN_EXCHANGE_REPEATABLE, tokenExchangeGrant, tokenExchangeOutcome } from './token-exchange.js';
 import { mountTokenEndpoints, type KeyBoundTokenServices } from './token-services.js';
+import { mountHeDecisions } from '../he/decisions/mount.js';
+import { heJwksRoute } from '../he/he-jwks-route.js';
 
 /**
  * A grant type added to the token endpoint (`registerGrantType`): its access tokens are sealed by
@@ -125,6 +127,8 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
   provider.use(jwksCacheHeaders(config.keysReloadSeconds));
   // GET /status-lists/<id>: public, cacheable, answered before any client throttle.
   if (parts.keyBound.statusListRenderer) provider.use(statusListRoute(parts.keyBound.statusListRenderer));
+  // GET /he/jwks (he_jwks_uri): the public Paillier keys, public and cacheable like /jwks.
+  provider.use(heJwksRoute(() => services.he.keys, config.keysReloadSeconds));
   provider.use(clientRateLimit(throttles.tokens, (err) => throttles.failed(err)));
   const common = { provider, accounts, grants: repos.grants, resources: repos.resources, views, logger, events };
   for (const mw of interactionRoutes({ ...common, loginThrottle: throttles.login })) provider.use(mw);
@@ -141,6 +145,16 @@ export function buildPublicProvider(services: Services, parts: PublicProviderPar
     // Fields named one by one: whatever else a hook's argument carries never reaches the log.
     onRevoked: ({ clientId, kind, grantId }) => void events.emit({ type: 'token.revoked', clientId, kind, grantId }),
     onReuse: ({ model, clientId, grantId }) => void events.emit({ type: 'token.reused', model, clientId, grantId, concurrent: true }),
+  });
+  // POST /he/decide and /he/aggregate: nodes' blinded decisions and aggregates (he/decisions/).
+  // The ring is read at each request: a rotation replaces services.he's keys.
+  mountHeDecisions(provider, {
+    services,
+    keys: { active: () => services.he.keys.active(), secret: (kid) => services.he.keys.secret(kid) },
+    signingKeys: parts.signingKeys,
+    tokens: parts.keyBound.tokenLookup,
+    liveness,
+    clientKeySet: (url) => safeRemoteJWKSet(url, jwksPolicy(config)),
   });
   return provider;
 }
