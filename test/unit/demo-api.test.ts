@@ -101,6 +101,7 @@ describe('demo API', () => {
 
     const none = await fetch(`${api.url}/api/hello`);
     assert.equal(none.status, 401);
-    assert.equal(none.headers.get('www-authenticate'), `Bearer realm="${identifier}"`);
+    // Both schemes offered (RFC 9449 §7.1): the demo API takes DPoP-bound tokens too.
+    assert.equal(none.headers.get('www-authenticate'), `Bearer realm="${identifier}", DPoP realm="${identifier}", algs="ES256 ES384 PS256 RS256 Ed25519 EdDSA"`);
   });
 });

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import express from 'express';
 import Koa from 'koa';
-import { exportJWK, SignJWT, type JWTPayload } from 'jose';
+import { exportJWK, SignJWT, type JWK, type JWTPayload } from 'jose';
 import {
   createVerifier,
   expressRequireAccessToken,
@@ -163,7 +163,8 @@ describe('verify(token, dpop)', () => {
 
     const secret = new Uint8Array(32).fill(7);
     const hmac = await new SignJWT({ htm: 'GET', htu: URL_HERE, iat: now(), jti: randomUUID(), ath: 'x' })
-      .setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: Buffer.from(secret).toString('base64url') } })
+      // jose's header type leaves out secret members: the point here is a header that has one.
+      .setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: Buffer.from(secret).toString('base64url') } as JWK })
       .sign(secret);
     await rejectsWith(verifierWith().verify(bound, { proof: hmac, method: 'GET', url: URL_HERE }), 'invalid_dpop_proof');
 
