@@ -77,6 +77,8 @@ export const createClientBody = z.object({
   exchange_from: exchangeFrom.optional(),
   /** RFC 9449 §5.2: the client must send a DPoP proof with every token request. */
   dpop_bound_access_tokens: z.boolean().optional(),
+  /** OpenID Connect Core §8: pairwise `sub` values per sector in ID tokens and userinfo. */
+  subject_type: z.enum(['public', 'pairwise']).optional(),
 }) satisfies z.ZodType<CreateClientInput>;
 
 /**

@@ -37,6 +37,8 @@ export interface CreateClientInput {
   exchange_from?: string[];
   /** RFC 9449 §5.2: every token request must carry a DPoP proof (tokens are always bound). */
   dpop_bound_access_tokens?: boolean;
+  /** OpenID Connect Core §8: "pairwise" gives the client's sector a `sub` of its own in ID tokens and userinfo (set at creation only). */
+  subject_type?: 'public' | 'pairwise';
 }
 
 /**
@@ -135,6 +137,7 @@ export class ClientService {
       ...(input.jwks_uri ? { jwks_uri: input.jwks_uri } : {}),
       ...(input.jwks ? { jwks: input.jwks as ClientMetadata['jwks'] } : {}),
       ...(input.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
+      ...(input.subject_type === 'pairwise' ? { subject_type: 'pairwise' } : {}),
     };
     const metadata = await this.#settle(base, {
       redirect_uris: redirectUris,

@@ -88,8 +88,10 @@ describe('veil gate: exchange routes', () => {
   before(async () => {
     stores = await createTestStores();
     veil = await startTestVeil(stores);
-    api = await registerResourceServer(veil, { identifier: API, scopes: ['orders:read', 'orders:write'], ttl: 600 });
-    internal = await registerResourceServer(veil, { identifier: INTERNAL, scopes: ['orders:read', 'orders:write'], ttl: 120 });
+    // Public subjects: these tests follow the account id through the exchange (pairwise subjects
+    // across an exchange: test/integration/pairwise-subjects.test.ts).
+    api = await registerResourceServer(veil, { identifier: API, scopes: ['orders:read', 'orders:write'], ttl: 600, extra: { subject: 'public' } });
+    internal = await registerResourceServer(veil, { identifier: INTERNAL, scopes: ['orders:read', 'orders:write'], ttl: 120, extra: { subject: 'public' } });
     web = await client({
       client_name: 'web app',
       redirect_uris: [REDIRECT],

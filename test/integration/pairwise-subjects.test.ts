@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { createHmac, hkdfSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
 import { generateMasterKey } from '../../src/crypto/master-key.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
@@ -30,10 +31,10 @@ const REDIRECT = 'https://app.pairwise.test/cb';
 type Resource = { identifier: string; subject: string };
 
 /** The documented derivation, computed here independently: HMAC-SHA-256 under HKDF(master key, "veil pairwise-subjects"). */
-function expectedPairwise(masterKey: string, identifier: string, accountId: string): string {
+function expectedPairwise(masterKey: string, identifier: string, accountId: string, kind: 'api' | 'sector' = 'api'): string {
   const key = Buffer.from(hkdfSync('sha256', Buffer.from(masterKey, 'base64url'), Buffer.alloc(0), 'veil pairwise-subjects', 32));
   return createHmac('sha256', key)
-    .update(JSON.stringify(['api', identifier, accountId]))
+    .update(JSON.stringify([kind, identifier, accountId]))
     .digest('base64url');
 }
 
@@ -219,6 +220,35 @@ for (const mode of ['redis', 'memory'] as const) {
       const row = await veil.database.prisma.auditEvent.findFirst({ where: { type: 'resource.updated' }, orderBy: { id: 'desc' } });
       assert.deepEqual(row?.details, { identifier: BRIEF, subject_mode: 'public', forced: false });
       assert.equal((await tokenFor(user, BRIEF)).sub, user.accountId);
+    });
+
+    test("ID tokens: a pairwise client sees its sector's own sub (OIDC Core §8), userinfo agrees, a public client sees the account id", async () => {
+      const user = await newUser();
+      const pairwiseClient = async (host: string) => ({
+        ...(await client({ client_name: `pairwise ${host}`, redirect_uris: [`https://${host}/cb`], subject_type: 'pairwise', scope: 'openid' })),
+        redirectUri: `https://${host}/cb`,
+      });
+      const [a, a2, b] = [await pairwiseClient('a.sector.test'), await pairwiseClient('a.sector.test'), await pairwiseClient('b.sector.test')];
+      const seen = async (c: HttpFlowClient) => {
+        const tokens = await httpAuthorizationCodeFlow(c, user, 'openid');
+        const sub = decodeJwt(tokens.id_token).sub!;
+        const userinfo = (await (await fetch(`${veil.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json()) as { sub: string };
+        assert.equal(userinfo.sub, sub, 'userinfo agrees with the ID token');
+        return sub;
+      };
+      const [subA, subA2, subB, subWeb] = [await seen(a), await seen(a2), await seen(b), await seen(web)];
+      assert.equal(subA, expectedPairwise(masterKey, 'a.sector.test', user.accountId, 'sector'));
+      assert.equal(subA2, subA, 'one sector, one sub');
+      assert.equal(subB, expectedPairwise(masterKey, 'b.sector.test', user.accountId, 'sector'));
+      assert.notEqual(subA, subB);
+      assert.equal(subWeb, user.accountId);
+      // A sector's value is not any API's value for the same user.
+      assert.notEqual(subA, expectedPairwise(masterKey, 'a.sector.test', user.accountId));
+      // subject_type is checked: anything else is refused, and nothing is created.
+      const before = (await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length;
+      const bad = await veil.admin('POST', '/admin/clients', { client_name: 'bad', redirect_uris: ['https://c.sector.test/cb'], subject_type: 'secret' });
+      assert.equal(bad.status, 400);
+      assert.equal((await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length, before);
     });
 
     test('the pairwise value is the same after a restart with the same master key', async () => {

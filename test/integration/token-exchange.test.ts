@@ -112,8 +112,16 @@ for (const mode of ['redis', 'memory'] as const) {
       rs[SHORT] = await registerResourceServer(veil, { identifier: SHORT, scopes: ['orders:read'], ttl: 30 });
       rs[OTHER] = await registerResourceServer(veil, { identifier: OTHER, scopes: ['orders:read'] });
       rs[EXPIRING] = await registerResourceServer(veil, { identifier: EXPIRING, scopes: ['orders:read'], ttl: 2 });
-      rs[INTERNAL] = await registerResourceServer(veil, { identifier: INTERNAL, scopes: ['orders:read', 'orders:write'], claims: ['email'], ttl: 120 });
-      rs[DEEPER] = await registerResourceServer(veil, { identifier: DEEPER, scopes: ['orders:read'], ttl: 60 });
+      // Public subjects at the targets: these tests follow the subject's account id through the
+      // exchange (pairwise subjects across an exchange: test/integration/pairwise-subjects.test.ts).
+      rs[INTERNAL] = await registerResourceServer(veil, {
+        identifier: INTERNAL,
+        scopes: ['orders:read', 'orders:write'],
+        claims: ['email'],
+        ttl: 120,
+        extra: { subject: 'public' },
+      });
+      rs[DEEPER] = await registerResourceServer(veil, { identifier: DEEPER, scopes: ['orders:read'], ttl: 60, extra: { subject: 'public' } });
       rs[THIRD] = await registerResourceServer(veil, { identifier: THIRD, scopes: ['orders:read'], ttl: 60 });
       web = await client(webClientBody);
       worker = await client({ client_name: 'exchange worker', grant_types: ['client_credentials'], resource_scopes: { [EDGE]: ['orders:read'] } });

@@ -199,6 +199,11 @@ const CASES: Case[] = [
     logs: [['info', 'resource.deleted', 'resource server deleted', { identifier: 'https://api.example', clients: 2 }]],
   },
   {
+    event: { type: 'resource.updated', identifier: 'https://api.example', subjectMode: 'public', forced: true },
+    row: { type: 'resource.updated', actor: 'admin', details: { identifier: 'https://api.example', subject_mode: 'public', forced: true } },
+    logs: [['info', 'resource.updated', 'resource server updated', { identifier: 'https://api.example', subjectMode: 'public', forced: true }]],
+  },
+  {
     event: { type: 'user.created', accountId: ACCOUNT },
     row: { type: 'user.created', actor: 'admin', accountId: ACCOUNT },
     logs: [['info', 'user.created', 'user created', { accountId: ACCOUNT }]],
