@@ -5,7 +5,7 @@
  * one when the route keeps it, or none). Dialects only differ in how they say where the request
  * was going (request-target.ts) and how the answer is spelled (answers.ts).
  */
-import type { VerifiedAccessToken } from '@veil/resource-server';
+import type { DPoPRequest, VerifiedAccessToken } from '@veil/resource-server';
 import type { ExchangeResult, TokenExchanger } from './exchange.js';
 import type { PolicyRules } from './policy-rules.js';
 import { matchRoute, normalizePath, type CompiledRoute } from './routes.js';
@@ -22,8 +22,10 @@ export interface OriginalRequest {
   uri: string;
   /** The incoming Authorization header, if any. */
   authorization: string | undefined;
-  /** Another header of the original request (lower-case name), for a route's amountFrom rule. */
+  /** Another header of the original request (lower-case name), for a route's amountFrom rule and DPoP. */
   header?: (name: string) => string | string[] | undefined;
+  /** The original request's scheme, as the gateway says (X-Original-Proto, X-Forwarded-Proto); https when it does not: a DPoP proof's htu names it. */
+  proto?: 'http' | 'https';
 }
 
 export type DenyReason =
@@ -46,8 +48,8 @@ export type Decision =
       status: 400 | 401 | 403;
       reason: DenyReason;
       route: CompiledRoute | undefined;
-      /** RFC 6750 §3 challenge parameters (401 and insufficient_scope); undefined: no WWW-Authenticate. */
-      challenge: { realm: string; error?: string; description?: string; scope?: string } | undefined;
+      /** RFC 6750 §3 challenge parameters (401 and insufficient_scope); undefined: no WWW-Authenticate. DPoP: RFC 9449 §7.1's scheme. */
+      challenge: { realm: string; error?: string; description?: string; scope?: string; scheme?: 'DPoP' } | undefined;
       error: string;
       description: string;
     }
@@ -62,7 +64,10 @@ export type Decision =
 
 /** RFC 6750 §2.1: exactly one b64token after the scheme. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
-const BEARER_SCHEME = /^Bearer(?: +|$)/i;
+/** Bearer, or DPoP (RFC 9449 §7.1: the token is bound, and the DPoP header carries the proof). */
+const TOKEN_SCHEME = /^(Bearer|DPoP)(?: +|$)/i;
+/** Token refusals that blame the DPoP proof, or ask for one: answered with a DPoP challenge. */
+const DPOP_REASONS: ReadonlySet<DenyReason> = new Set(['bad_dpop_proof', 'dpop_required']);
 
 export interface DecideDeps {
   routes: readonly CompiledRoute[];
@@ -78,7 +83,18 @@ function tokenDenial(route: CompiledRoute, reason: DenyReason, description: stri
   if (reason === 'missing') {
     return { kind: 'deny', status: 401, reason, route, challenge: { realm }, error: 'invalid_token', description: 'a Bearer access token is required' };
   }
+  if (DPOP_REASONS.has(reason)) {
+    const error = reason === 'bad_dpop_proof' ? 'invalid_dpop_proof' : 'invalid_token';
+    return { kind: 'deny', status: 401, reason, route, challenge: { realm, error, description, scheme: 'DPoP' }, error, description };
+  }
   return { kind: 'deny', status: 401, reason, route, challenge: { realm, error: 'invalid_token', description }, error: 'invalid_token', description };
+}
+
+/** What a DPoP proof must describe: the original request as the client made it. */
+function dpopRequest(request: OriginalRequest): DPoPRequest {
+  const proof = request.header?.('dpop');
+  const url = /^https?:\/\//i.test(request.uri) ? request.uri : `${request.proto ?? 'https'}://${request.host}${request.uri}`;
+  return { proof: typeof proof === 'string' ? proof : undefined, method: request.method, url };
 }
 
 function scopeDenial(route: CompiledRoute, needed: readonly string[], oneOf: boolean): Decision {
@@ -158,19 +174,22 @@ export async function decide(deps: DecideDeps, request: OriginalRequest): Promis
   }
 
   const authorization = request.authorization;
-  if (!authorization || !BEARER_SCHEME.test(authorization)) return tokenDenial(route, 'missing', '');
-  const token = authorization.replace(BEARER_SCHEME, '').trim();
+  const scheme = authorization && TOKEN_SCHEME.exec(authorization)?.[1];
+  if (!authorization || !scheme) return tokenDenial(route, 'missing', '');
+  const dpop = scheme.toLowerCase() === 'dpop';
+  const token = authorization.replace(TOKEN_SCHEME, '').trim();
   if (token.length > MAX_TOKEN_LENGTH) return tokenDenial(route, 'oversized', 'the token is too large');
-  if (!token || !B64TOKEN.test(token)) return tokenDenial(route, 'malformed', 'the Authorization header must carry exactly one Bearer token');
+  if (!token || !B64TOKEN.test(token)) return tokenDenial(route, 'malformed', `the Authorization header must carry exactly one ${dpop ? 'DPoP' : 'Bearer'} token`);
 
   let verified: VerifiedAccessToken;
   try {
-    verified = await deps.verifiers.get(config.audience!).verify(token);
+    verified = await deps.verifiers.get(config.audience!).verify(token, dpop ? dpopRequest(request) : undefined);
   } catch (err) {
     if (!(err instanceof VeilTokenError)) throw err;
     const reason = reasonOf(err);
     if (isUnavailable(reason)) return { kind: 'unavailable', status: 503, reason, route, detail: err.message };
-    return tokenDenial(route, reason, DESCRIPTIONS[reason]);
+    // A proof's failure is named by the SDK's code (dpop_replay, dpop_htu_mismatch, ...), as the SDK's middleware does.
+    return tokenDenial(route, reason, reason === 'bad_dpop_proof' ? err.code : DESCRIPTIONS[reason]);
   }
 
   const scopeProblem = missingScopes(route, verified);
@@ -189,6 +208,8 @@ export async function decide(deps: DecideDeps, request: OriginalRequest): Promis
   const { headers, absent } = claimHeaders(route, verified);
   let upstreamAuthorization = config.keepAuthorization ? authorization : undefined;
   if (config.exchange) {
+    // Veil refuses to exchange a bound token (it would come back a bearer token): said here, not as an outage.
+    if (verified.claims.cnf) return tokenDenial(route, 'unsupported_token', 'a DPoP-bound token cannot be exchanged');
     if (!deps.exchanger) throw new Error('an exchange route without a token exchanger');
     const result = await deps.exchanger.exchange(token, { resource: config.exchange.resource, scope: config.exchange.scope });
     if (!result.ok) return exchangeDecision(route, result);
@@ -209,4 +230,6 @@ const DESCRIPTIONS: Record<TokenReason, string> = {
   bad_signature: 'the token signature is invalid',
   undecryptable: 'the token cannot be decrypted',
   unsupported_token: 'the token is not a bearer access token',
+  dpop_required: 'the token is DPoP-bound: send it with Authorization: DPoP and a DPoP proof',
+  bad_dpop_proof: 'the DPoP proof is invalid, reused, or not for this request or key',
 };

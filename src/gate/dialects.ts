@@ -50,7 +50,13 @@ function one(req: IncomingMessage, name: string): string | undefined {
   return text?.trim() || undefined;
 }
 
-function original(req: IncomingMessage, names: { method: string; uri: string; host: string }): OriginalRequest | BadCheckRequest {
+/** The original scheme, when the gateway says it (anything else: unsaid, and DPoP assumes https). */
+function protoOf(req: IncomingMessage, name: string): { proto?: 'http' | 'https' } {
+  const value = one(req, name)?.toLowerCase();
+  return value === 'http' || value === 'https' ? { proto: value } : {};
+}
+
+function original(req: IncomingMessage, names: { method: string; uri: string; host: string; proto: string }): OriginalRequest | BadCheckRequest {
   const method = one(req, names.method);
   const uri = one(req, names.uri);
   const host = one(req, names.host);
@@ -59,23 +65,30 @@ function original(req: IncomingMessage, names: { method: string; uri: string; ho
   if (!host) return { missing: names.host, description: `the gateway sent no ${names.host} header` };
   if (!METHOD.test(method)) return { missing: names.method, description: `${names.method} is not an HTTP method` };
   if (!HOST.test(host)) return { missing: names.host, description: `${names.host} must name one host` };
-  return { method, host, uri, authorization: req.headers.authorization, header: (name) => req.headers[name] };
+  return { method, host, uri, authorization: req.headers.authorization, header: (name) => req.headers[name], ...protoOf(req, names.proto) };
 }
 
 /** Where the original request went, from the check request of `dialect`. */
 export function originalRequest(dialect: Dialect, req: IncomingMessage, target: string): OriginalRequest | BadCheckRequest {
   switch (dialect) {
     case 'nginx':
-      return original(req, { method: 'X-Original-Method', uri: 'X-Original-URI', host: 'X-Original-Host' });
+      return original(req, { method: 'X-Original-Method', uri: 'X-Original-URI', host: 'X-Original-Host', proto: 'X-Original-Proto' });
     case 'traefik':
-      return original(req, { method: 'X-Forwarded-Method', uri: 'X-Forwarded-Uri', host: 'X-Forwarded-Host' });
+      return original(req, { method: 'X-Forwarded-Method', uri: 'X-Forwarded-Uri', host: 'X-Forwarded-Host', proto: 'X-Forwarded-Proto' });
     case 'envoy': {
       // The original path follows the prefix; Envoy forwards the method and Host as they were.
       const uri = target.slice(CHECK_PATHS.envoy.length) || '/';
       const host = one(req, 'Host');
       if (!host) return { missing: 'Host', description: 'the gateway sent no Host header' };
       if (!HOST.test(host)) return { missing: 'Host', description: 'Host must name one host' };
-      return { method: req.method ?? 'GET', host, uri: uri.startsWith('/') ? uri : `/${uri}`, authorization: req.headers.authorization, header: (name) => req.headers[name] };
+      return {
+        method: req.method ?? 'GET',
+        host,
+        uri: uri.startsWith('/') ? uri : `/${uri}`,
+        authorization: req.headers.authorization,
+        header: (name) => req.headers[name],
+        ...protoOf(req, 'X-Forwarded-Proto'),
+      };
     }
   }
 }
@@ -91,12 +104,12 @@ export interface Answer {
 
 const quote = (value: string) => `"${value.replace(/["\\]/g, '\\$&')}"`;
 
-function challenge(c: { realm: string; error?: string; description?: string; scope?: string }): string {
+function challenge(c: { realm: string; error?: string; description?: string; scope?: string; scheme?: 'DPoP' }): string {
   const params = [`realm=${quote(c.realm)}`];
   if (c.error) params.push(`error=${quote(c.error)}`);
   if (c.description) params.push(`error_description=${quote(c.description)}`);
   if (c.scope) params.push(`scope=${quote(c.scope)}`);
-  return `Bearer ${params.join(', ')}`;
+  return `${c.scheme ?? 'Bearer'} ${params.join(', ')}`;
 }
 
 /** Headers always sent with a JSON body; the body's length is added by `jsonAnswer`. */

@@ -11,7 +11,18 @@ import { GateConfigError, type GateAudienceConfig, type GateConfig } from './con
 
 /** Why a token was refused (a metric label: a fixed set, never token content). */
 export type TokenReason =
-  'malformed' | 'oversized' | 'expired' | 'not_yet_valid' | 'revoked' | 'wrong_audience' | 'wrong_issuer' | 'bad_signature' | 'undecryptable' | 'unsupported_token';
+  | 'malformed'
+  | 'oversized'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'wrong_audience'
+  | 'wrong_issuer'
+  | 'bad_signature'
+  | 'undecryptable'
+  | 'unsupported_token'
+  | 'dpop_required'
+  | 'bad_dpop_proof';
 
 /** Veil itself could not be asked (its JWKS or introspection endpoint): not the token's fault. */
 export type UnavailableReason = 'jwks_unavailable' | 'introspection_unavailable' | 'status_list_unavailable';
@@ -32,7 +43,7 @@ const REASONS: Record<VeilTokenErrorCode, TokenReason | UnavailableReason> = {
   issuer_mismatch: 'wrong_issuer',
   token_expired: 'expired',
   token_not_yet_valid: 'not_yet_valid',
-  // A DPoP/mTLS-bound token, or a JWE inside a JWE: not a bearer access token the gate can pass.
+  // An mTLS-bound token, or a JWE inside a JWE: not an access token the gate can pass.
   wrong_token_type: 'unsupported_token',
   token_inactive: 'revoked',
   // Token Status List: the token's entry is not VALID; a list that cannot be had or trusted is Veil's side (503).
@@ -45,16 +56,17 @@ const REASONS: Record<VeilTokenErrorCode, TokenReason | UnavailableReason> = {
   status_list_unavailable: 'status_list_unavailable',
   introspection_failed: 'introspection_unavailable',
   jwks_unavailable: 'jwks_unavailable',
-  // DPoP-bound tokens: the gate passes Bearer tokens only (the proof would have to be checked against the original request).
-  dpop_required: 'unsupported_token',
+  // DPoP (decide.ts checks the proof against the original request): a bound token sent as Bearer,
+  // an unbound one sent as DPoP, and each way the proof fails (the SDK's code goes to the log line).
+  dpop_required: 'dpop_required',
   dpop_not_bound: 'unsupported_token',
-  invalid_dpop_proof: 'unsupported_token',
-  dpop_htm_mismatch: 'unsupported_token',
-  dpop_htu_mismatch: 'unsupported_token',
-  dpop_proof_stale: 'unsupported_token',
-  dpop_ath_mismatch: 'unsupported_token',
-  dpop_key_mismatch: 'unsupported_token',
-  dpop_replay: 'unsupported_token',
+  invalid_dpop_proof: 'bad_dpop_proof',
+  dpop_htm_mismatch: 'bad_dpop_proof',
+  dpop_htu_mismatch: 'bad_dpop_proof',
+  dpop_proof_stale: 'bad_dpop_proof',
+  dpop_ath_mismatch: 'bad_dpop_proof',
+  dpop_key_mismatch: 'bad_dpop_proof',
+  dpop_replay: 'bad_dpop_proof',
 };
 
 export function reasonOf(err: VeilTokenError): TokenReason | UnavailableReason {

@@ -157,7 +157,7 @@ describe('the @veil/resource-server package, installed alone', () => {
 
       const none = await hello();
       assert.equal(none.status, 401);
-      assert.equal(none.headers.get('www-authenticate'), `Bearer realm="${ours.identifier}"`);
+      assert.equal(none.headers.get('www-authenticate'), `Bearer realm="${ours.identifier}", DPoP realm="${ours.identifier}", algs="ES256 ES384 PS256 RS256 Ed25519 EdDSA"`);
     });
   });
 });
