@@ -12,7 +12,9 @@ import type { Command } from 'commander';
 import type { PublicKeyInfo } from '../../admin/contract.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
-import { derivedLifetimes } from '../../config.js';
+import { derivedLifetimes, type VeilConfig } from '../../config.js';
+import type { Envelope } from '../../crypto/master-key.js';
+import type { Database } from '../../store/database.js';
 
 const KEY_COLUMNS = [
   { header: 'kid', value: (k: PublicKeyInfo) => k.kid },
@@ -58,6 +60,15 @@ async function localDeps() {
   }
 }
 
+/** `keys rotate --he`: a new Paillier key, the old one kept until its tokens have expired. */
+async function rotateHeKeyLocally(config: VeilConfig, envelope: Envelope, db: Database) {
+  const { openHeKeyStore } = await import('../../he/he-key-store.js');
+  const { heKeyGraceSeconds, rotateHeKey } = await import('../../he/he-keys.js');
+  const { activated, keys } = await rotateHeKey(openHeKeyStore(config, db), envelope, { bits: config.he.keyBits, graceSeconds: heKeyGraceSeconds(config.ttl) });
+  const info = (k: typeof activated) => ({ kid: k.kid, bits: k.bits, created_at: k.created_at, ...(k.drop_after ? { drop_after: k.drop_after } : {}) });
+  return { activated: info(activated), keys: keys.map(info) };
+}
+
 export function registerKeys(program: Command, ctx: CliContext): void {
   const keys = program.command('keys').description('signing keys and the master key');
 
@@ -80,7 +91,18 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .description('the next key of each algorithm starts signing; the active one keeps verifying until its tokens expire')
     .option('--alg <alg...>', 'only these algorithms (e.g. ES256)')
     .option('--local', 'rotate in the key store directly (running processes notice within KEYS_RELOAD_SECONDS)')
-    .action(async (opts: { alg?: string[]; local?: boolean }) => {
+    .option('--he', 'rotate the Paillier key of confidential claims instead (in the key store; running processes notice within KEYS_RELOAD_SECONDS)')
+    .action(async (opts: { alg?: string[]; local?: boolean; he?: boolean }) => {
+      if (opts.he) {
+        const he = await local(({ config, envelope, db }) => rotateHeKeyLocally(config, envelope, db));
+        ctx
+          .output()
+          .result(he, () => [
+            `new HE key ${he.activated.kid} (${he.activated.bits} bits) is active`,
+            ...he.keys.filter((k) => k.drop_after).map((k) => `${k.kid} kept until ${k.drop_after}`),
+          ]);
+        return;
+      }
       let result: { activated: PublicKeyInfo[]; keys: PublicKeyInfo[] };
       if (opts.local) {
         result = await local(async ({ config, envelope, store, ring, toKeyInfo }) => {
@@ -160,15 +182,17 @@ export function registerKeys(program: Command, ctx: CliContext): void {
 
   keys
     .command('rotate-master')
-    .description('re-seal signing keys, client secrets and names under the first master key of VEIL_MASTER_KEY="new,old"')
+    .description('re-seal signing keys (HE keys included), client secrets and names under the first master key of VEIL_MASTER_KEY="new,old"')
     .action(async () => {
-      const { signingKeys, clients, accounts } = await local(async ({ envelope, db, store, ring }) => {
+      const { signingKeys, clients, accounts } = await local(async ({ config, envelope, db, store, ring }) => {
         if (envelope.keys.length < 2) {
           throw new CliError('invalid_input', 'give the new key first and the old one after it: VEIL_MASTER_KEY="new,old" (or the same in VEIL_MASTER_KEY_FILE)');
         }
         const { ClientRepository } = await import('../../store/clients.js');
         const { AccountRepository } = await import('../../store/accounts.js');
-        const signingKeys = (await ring.resealKeyRing(store, envelope)) + (await store.resealCookieKeys());
+        const { openHeKeyStore } = await import('../../he/he-key-store.js');
+        const { resealHeKeys } = await import('../../he/he-keys.js');
+        const signingKeys = (await ring.resealKeyRing(store, envelope)) + (await store.resealCookieKeys()) + (await resealHeKeys(openHeKeyStore(config, db), envelope));
         try {
           const clients = await new ClientRepository(db.prisma, envelope).reseal();
           const accounts = await new AccountRepository(db.prisma, envelope).reseal();
