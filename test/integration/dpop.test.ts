@@ -15,6 +15,8 @@ import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
 const API = 'https://api.dpop.test';
+const INTERNAL = 'https://internal.dpop.test';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const user = { email: 'dpop@example.com', password: 'proof of possession 123' };
 
 interface TokenAnswer {
@@ -76,6 +78,7 @@ describe('DPoP-bound tokens (real PostgreSQL and Redis)', () => {
     veil = await startTestVeil(stores);
     tokenUrl = `${veil.issuer}/token`;
     api = await registerResourceServer(veil, { identifier: API, scopes: ['read'] });
+    await registerResourceServer(veil, { identifier: INTERNAL, scopes: ['read'] });
     await veil.admin('POST', '/admin/users', user);
     [key, otherKey] = await Promise.all([dpopKey('ES256'), dpopKey('EdDSA')]);
 
@@ -236,6 +239,32 @@ describe('DPoP-bound tokens (real PostgreSQL and Redis)', () => {
     const again = await token(spa, { grant_type: 'refresh_token', refresh_token: rotated.body.refresh_token! }, await proofFor(key));
     assert.equal(again.status, 200, JSON.stringify(again.body));
     await boundTo(again.body.access_token!, key.jkt);
+  });
+
+  test('token exchange refuses a DPoP-bound subject token (it would come back a bearer token); nothing issued', async () => {
+    const gateway = await veil.admin<{ client: { client_id: string }; client_secret: string }>('POST', '/admin/clients', {
+      client_name: 'dpop gateway',
+      grant_types: [TOKEN_EXCHANGE],
+      resources: [INTERNAL],
+      resource_scopes: { [INTERNAL]: ['read'] },
+      exchange_from: [API],
+    });
+    assert.equal(gateway.status, 201, JSON.stringify(gateway.body));
+    const exchanger = { issuer: veil.issuer, clientId: gateway.body.client.client_id, clientSecret: gateway.body.client_secret, redirectUri: 'x' };
+    const exchangeOf = async (subject: string, proof?: string) =>
+      token(exchanger, { grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: INTERNAL }, proof);
+
+    const bound = await token(worker, { grant_type: 'client_credentials', resource: API, scope: 'read' }, await proofFor(key));
+    assert.equal(bound.status, 200, JSON.stringify(bound.body));
+    const before = await redisKeys();
+    const refused = await exchangeOf(bound.body.access_token!);
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.error, 'invalid_request');
+    assert.match(refused.body.error_description ?? '', /sender-constrained/);
+    assert.deepEqual(await redisKeys(), before);
+    // An unbound subject is exchanged as before.
+    const plain = await token(worker, { grant_type: 'client_credentials', resource: API, scope: 'read' });
+    assert.equal((await exchangeOf(plain.body.access_token!)).status, 200);
   });
 
   test('a proof used once at the token endpoint is refused the second time', async () => {
