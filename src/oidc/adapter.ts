@@ -263,7 +263,12 @@ class ReplayDetectionAdapter extends ShortLivedAdapter {
  * bearer token here.
  */
 class AccessTokenAdapter extends ShortLivedAdapter {
-  constructor(model: string, store: ShortLivedSlice, revokedGrantTtl: number, private readonly statuses?: Pick<TokenStatuses, 'revokeGrant'>) {
+  constructor(
+    model: string,
+    store: ShortLivedSlice,
+    revokedGrantTtl: number,
+    private readonly statuses?: Pick<TokenStatuses, 'revokeGrant'>,
+  ) {
     super(model, store, revokedGrantTtl);
   }
 
