@@ -209,7 +209,7 @@ describe('docs/gateway: the Traefik and Envoy snippets match the gate and the ng
     assert.equal(extAuthz.failure_mode_allow, false);
     assert.equal(extAuthz.http_service.path_prefix, CHECK_PATHS.envoy);
     const exact = (list: { patterns: Array<{ exact: string }> }) => list.patterns.map((p) => p.exact).sort();
-    assert.deepEqual(exact(extAuthz.http_service.authorization_request.allowed_headers), ['authorization']);
+    assert.deepEqual(exact(extAuthz.http_service.authorization_request.allowed_headers), ['authorization', 'dpop']);
     const nginx = (await nginxForwardedHeaders()).filter((h) => h !== 'x-veil-authorization');
     assert.deepEqual(exact(extAuthz.http_service.authorization_response.allowed_upstream_headers), [...nginx, 'authorization'].sort());
     assert.deepEqual(exact(extAuthz.http_service.authorization_response.allowed_client_headers), ['www-authenticate']);
