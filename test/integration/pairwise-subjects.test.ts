@@ -10,13 +10,16 @@
 import assert from 'node:assert/strict';
 import { createHmac, hkdfSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { decodeJwt } from 'jose';
+import { main } from '../../src/cli/main.js';
 import { generateMasterKey } from '../../src/crypto/master-key.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { closeRedis, connectRedis } from '../../src/store/redis-connection.js';
 import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
-import { introspect, openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
+import { generateEncryptionKey, introspect, openSealed, registerResourceServer, type TestResourceServer } from '../helpers/resource-servers.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 import { startTestVeil, type TestVeil } from '../helpers/veil.js';
 
@@ -26,6 +29,7 @@ const ORDERS = 'https://orders.pairwise.test';
 const BILLING = 'https://billing.pairwise.test';
 const LEGACY = 'https://legacy.pairwise.test';
 const BRIEF = 'https://brief.pairwise.test';
+const CLI_API = 'https://cli.pairwise.test';
 const REDIRECT = 'https://app.pairwise.test/cb';
 
 type Resource = { identifier: string; subject: string };
@@ -72,6 +76,13 @@ for (const mode of ['redis', 'memory'] as const) {
 
     const resource = async (identifier: string) =>
       (await veil.admin<{ resources: Resource[] }>('GET', '/admin/resources')).body.resources.find((r) => r.identifier === identifier)!;
+    async function cli(args: string[]) {
+      let stdout = '';
+      let stderr = '';
+      const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), readStdin: async () => '' };
+      const code = await main(['node', 'veil', '--admin-url', veil.adminUrl, '--admin-token', veil.adminToken, ...args], io);
+      return { code, stdout, stderr };
+    }
     const auditRows = () => veil.database.prisma.auditEvent.count({ where: { type: 'resource.updated' } });
 
     before(async () => {
@@ -249,6 +260,51 @@ for (const mode of ['redis', 'memory'] as const) {
       const bad = await veil.admin('POST', '/admin/clients', { client_name: 'bad', redirect_uris: ['https://c.sector.test/cb'], subject_type: 'secret' });
       assert.equal(bad.status, 400);
       assert.equal((await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length, before);
+    });
+
+    test('veil resources create --subject and update --subject [--force]', async () => {
+      const jwkFile = path.join(veil.tmpDir, 'cli-api.jwk.json');
+      await fs.writeFile(jwkFile, JSON.stringify((await generateEncryptionKey()).publicJwk));
+      const created = await cli([
+        'resources',
+        'create',
+        '--identifier',
+        CLI_API,
+        '--name',
+        'CLI API',
+        '--scope',
+        'orders:read',
+        '--jwk-file',
+        jwkFile,
+        '--subject',
+        'public',
+        '--json',
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      assert.equal((JSON.parse(created.stdout) as { resource: Resource }).resource.subject, 'public');
+      const wrong = await cli(['resources', 'create', '--identifier', 'https://wrong.pairwise.test', '--name', 'x', '--scope', 'a', '--jwk-file', jwkFile, '--subject', 'secret']);
+      assert.notEqual(wrong.code, 0);
+      assert.equal(await resource('https://wrong.pairwise.test'), undefined);
+
+      // No token was issued for it: the switch needs no force.
+      const switched = await cli(['resources', 'update', CLI_API, '--subject', 'pairwise', '--json']);
+      assert.equal(switched.code, 0, switched.stderr);
+      assert.equal((await resource(CLI_API)).subject, 'pairwise');
+
+      // With a live token: refused, then forced.
+      await cli(['resources', 'update', ORDERS, '--subject', 'pairwise']);
+      await tokenFor(await newUser(), ORDERS);
+      const refused = await cli(['resources', 'update', ORDERS, '--subject', 'public']);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /live access tokens/);
+      assert.equal((await resource(ORDERS)).subject, 'pairwise');
+      const listed = await cli(['resources', 'list']);
+      assert.match(listed.stdout, /SUBJECT/);
+      assert.match(listed.stdout, /pairwise/);
+      const forced = await cli(['resources', 'update', ORDERS, '--subject', 'public', '--force', '--json']);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.equal((await resource(ORDERS)).subject, 'public');
+      assert.equal((await cli(['resources', 'update', ORDERS, '--subject', 'pairwise', '--force'])).code, 0);
     });
 
     test('the pairwise value is the same after a restart with the same master key', async () => {
