@@ -22,6 +22,7 @@ import { startDemoApi } from '../../src/demo-api/app.js';
 import { loadGateConfig } from '../../src/gate/config.js';
 import { startGate, type RunningGate } from '../../src/gate/server.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { dpopKey, dpopProof } from '../helpers/dpop.js';
 import { startEchoUpstream, type EchoUpstream, type EchoedRequest } from '../helpers/echo-upstream.js';
 import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
 import { freePort } from '../helpers/net.js';
@@ -257,6 +258,41 @@ describe('Veil Gate behind a real nginx (docs/gateway/nginx.conf)', () => {
     assert.deepEqual(Object.keys(forwarded.headers).sort(), [...NGINX_HEADERS, 'content-length', 'content-type', 'x-user'].sort());
     assert.equal(forwarded.headers['content-length'], String(order.length));
     assert.equal(forwarded.headers['x-user'], worker.clientId, "a client's token: sub is the client");
+  });
+
+  test('DPoP through nginx: a bound token with its proof of the original request reaches the upstream once; as Bearer or replayed it is refused at the gate', async () => {
+    const key = await dpopKey('ES256');
+    const res = await fetch(`${veil.issuer}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${worker.clientId}:${worker.clientSecret}`).toString('base64')}`,
+        dpop: await dpopProof(key, { htm: 'POST', htu: `${veil.issuer}/token` }),
+      },
+      body: new URLSearchParams({ grant_type: 'client_credentials', resource: API, scope: 'orders:read' }).toString(),
+    });
+    const issued = (await res.json()) as { access_token: string; token_type: string };
+    rememberSecret(issued.access_token, 'DPoP-bound token');
+    assert.equal(issued.token_type, 'DPoP');
+    const token = issued.access_token;
+    // nginx says the scheme (X-Original-Proto $scheme): this nginx serves plain http.
+    const proof = await dpopProof(key, { htm: 'GET', htu: `http://${HOST}/orders/7`, accessToken: token });
+
+    const before = upstream.requests.length;
+    const ok = await call(local.url, '/orders/7?x=1', { authorization: `DPoP ${token}`, dpop: proof });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(onlyUpstreamRequestSince(before).headers['x-user'], worker.clientId);
+
+    const replayed = await call(local.url, '/orders/7?x=1', { authorization: `DPoP ${token}`, dpop: proof });
+    assert.equal(replayed.status, 401);
+    assert.equal(replayed.headers['www-authenticate'], `DPoP realm="${API}", error="invalid_dpop_proof", error_description="dpop_replay"`);
+    const asBearer = await call(local.url, '/orders/7', bearer(token));
+    assert.equal(asBearer.status, 401);
+    assert.match(String(asBearer.headers['www-authenticate']), /^DPoP realm="[^"]+", error="invalid_token"/);
+    const httpsProof = await dpopProof(key, { htm: 'GET', htu: `https://${HOST}/orders/7`, accessToken: token });
+    const wrongScheme = await call(local.url, '/orders/7', { authorization: `DPoP ${token}`, dpop: httpsProof });
+    assert.match(String(wrongScheme.headers['www-authenticate']), /error_description="dpop_htu_mismatch"/);
+    assert.equal(upstream.requests.length, before + 1, 'only the good request reached the upstream');
   });
 
   test('refused at the gate, never at the upstream: no token, garbage, another API, a missing scope, no route', async () => {
