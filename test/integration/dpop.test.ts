@@ -267,6 +267,24 @@ describe('DPoP-bound tokens (real PostgreSQL and Redis)', () => {
     assert.equal((await exchangeOf(plain.body.access_token!)).status, 200);
   });
 
+  test('userinfo with a DPoP-bound (opaque) access token: only with a proof for /me', async () => {
+    const { code, verifier } = await httpAuthorize(web, user, 'openid offline_access');
+    const issued = await token(web, { grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: web.redirectUri }, await proofFor(key));
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    assert.equal(issued.body.token_type, 'DPoP');
+    const opaque = issued.body.access_token!;
+    assert.equal(opaque.split('.').length, 1, 'no API asked: an opaque userinfo token');
+    const me = `${veil.issuer}/me`;
+    const asBearer = await fetch(me, { headers: { authorization: `Bearer ${opaque}` } });
+    assert.equal(asBearer.status, 401);
+    const proof = await dpopProof(key, { htm: 'GET', htu: me, accessToken: opaque });
+    const ok = await fetch(me, { headers: { authorization: `DPoP ${opaque}`, dpop: proof } });
+    assert.equal(ok.status, 200, await ok.clone().text());
+    assert.ok(((await ok.json()) as { sub?: string }).sub);
+    const stolen = await fetch(me, { headers: { authorization: `DPoP ${opaque}`, dpop: await dpopProof(otherKey, { htm: 'GET', htu: me, accessToken: opaque }) } });
+    assert.equal(stolen.status, 401);
+  });
+
   test('a proof used once at the token endpoint is refused the second time', async () => {
     const proof = await proofFor(key);
     const first = await token(spa, await codeFor(spa), proof);
