@@ -105,10 +105,14 @@ export function introspectionResponse(issuer: string, token: FoundToken, sub: un
   return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
 }
 
-/** The `sub` the token's API sees (its pairwise value when it is pairwise); the stored subject for tokens of no API. */
-async function audienceSubject(token: FoundToken, deps: IntrospectionDeps): Promise<unknown> {
+/**
+ * The `sub` the token's API sees (its pairwise value when it is pairwise). A token of no API can
+ * only be its own client's to introspect (mayIntrospect): the `sub` that client's ID tokens carry.
+ */
+async function audienceSubject(token: FoundToken, caller: Caller, deps: IntrospectionDeps): Promise<unknown> {
   const aud = token.payload.aud;
   const rs = token.kind !== 'RefreshToken' && typeof aud === 'string' ? await deps.registry.find(aud) : undefined;
+  if (!rs && caller.kind === 'client') return deps.subjects.subjectForClient(token.payload, caller.client);
   return deps.subjects.subjectFor(token.payload, rs);
 }
 
@@ -122,7 +126,7 @@ export function introspectionEndpoint(deps: IntrospectionDeps): Middleware {
     const token = await deps.tokens.find(value, hint);
     const subjects: SubjectLookup = (jti) => deps.tokens.findByJti(jti);
     const live = token && mayIntrospect(caller, token) && (await isActive(token, deps.liveness, subjects));
-    const body = live ? introspectionResponse(deps.issuer, token, await audienceSubject(token, deps)) : { active: false };
+    const body = live ? introspectionResponse(deps.issuer, token, await audienceSubject(token, caller, deps)) : { active: false };
     if (deps.jwtAnswers && wantsJwtAnswer(ctx)) {
       const jwt = await deps.jwtAnswers.answer(body, caller);
       ctx.status = 200;

@@ -52,4 +52,14 @@ export class PairwiseSubjects {
     if (rs?.subjectMode !== 'pairwise' || typeof payload.accountId !== 'string' || sub !== payload.accountId) return sub;
     return this.forApi(payload.accountId, rs.identifier);
   }
+
+  /**
+   * The `sub` of a token of no API (a refresh token, a userinfo-only access token) as its own
+   * client sees it: its sector's value when the client is pairwise, as in its ID tokens.
+   */
+  subjectForClient(payload: AdapterPayload, client: { subjectType?: string | undefined; sectorIdentifier?: string | undefined }): unknown {
+    const sub = subjectOf(payload);
+    if (client.subjectType !== 'pairwise' || !client.sectorIdentifier || typeof payload.accountId !== 'string' || sub !== payload.accountId) return sub;
+    return this.forSector(payload.accountId, client.sectorIdentifier);
+  }
 }

@@ -245,6 +245,9 @@ for (const mode of ['redis', 'memory'] as const) {
         const sub = decodeJwt(tokens.id_token).sub!;
         const userinfo = (await (await fetch(`${veil.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json()) as { sub: string };
         assert.equal(userinfo.sub, sub, 'userinfo agrees with the ID token');
+        // So does introspection by the client of its token of no API (here the userinfo token).
+        const seenByClient = await introspect(veil.issuer, { id: c.clientId, secret: c.clientSecret! }, tokens.access_token);
+        assert.deepEqual([seenByClient.body.active, seenByClient.body.sub], [true, sub]);
         return sub;
       };
       const [subA, subA2, subB, subWeb] = [await seen(a), await seen(a2), await seen(b), await seen(web)];
