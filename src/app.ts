@@ -6,6 +6,7 @@
  *   listeners (http/listeners.ts)    public and admin, drained on close
  * Everything opened goes on one cleanup stack, closed in reverse.
  */
+import { heKeyGraceSeconds } from './he/he-keys.js';
 import type { AddressInfo } from 'node:net';
 import type Provider from 'oidc-provider';
 import { hostMatcher } from './admin/guard.js';
@@ -106,6 +107,13 @@ export async function startVeil(config: VeilConfig, { logger, print = (t) => pro
           await host.keysChanged();
           await bus.publish('keys', '');
         },
+      },
+      heKeys: {
+        store: services.he.store,
+        envelope: services.envelope,
+        bits: config.he.keyBits,
+        graceSeconds: heKeyGraceSeconds(config.ttl),
+        refresh: () => services.he.refresh(),
       },
       metrics: services.metrics,
       audit: services.audit,

@@ -24,6 +24,7 @@ import { registerClientRoutes } from './routes/clients.js';
 import { registerConsentRoutes } from './routes/consents.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerKeyRoutes, type KeysRoutesDeps } from './routes/keys.js';
+import { registerHeKeyRoutes, type HeKeysRoutesDeps } from './routes/he-keys.js';
 import { registerResourceRoutes } from './routes/resources.js';
 import { registerPolicyRoutes } from './routes/policies.js';
 import { registerUserRoutes } from './routes/users.js';
@@ -52,6 +53,8 @@ export interface AdminDeps {
   events: EventSink;
   /** Serves the signing-key lifecycle under /admin/keys when given. */
   keys?: KeysRoutesDeps | undefined;
+  /** Serves the Paillier keys of confidential claims under /admin/keys/he when given. */
+  heKeys?: HeKeysRoutesDeps | undefined;
   /** Serves confidential-claim policies under /admin/policies when given. */
   policies?: HePolicyService | undefined;
 }
@@ -70,6 +73,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
   registerConsentRoutes(router, deps);
   registerClientRoutes(router, deps);
   registerResourceRoutes(router, deps);
+  if (deps.heKeys) registerHeKeyRoutes(router, deps.heKeys, deps);
   if (deps.keys) registerKeyRoutes(router, deps.keys, deps);
   registerAuditRoutes(router, deps);
   if (deps.policies) registerPolicyRoutes(router, { policies: deps.policies });

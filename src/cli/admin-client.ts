@@ -4,6 +4,7 @@
  * with an error) and AdminUnreachableError (it did not answer at all).
  */
 
+import type { HeKeyInfo } from '../admin/routes/he-keys.js';
 import type {
   AuditEvent,
   Client,
@@ -159,6 +160,11 @@ export class AdminClient {
   async rotateKeys(algs?: string[]): Promise<{ activated: PublicKeyInfo[]; keys: PublicKeyInfo[] }> {
     const res = await this.request('POST', '/admin/keys/rotate', algs?.length ? { algs } : {});
     return { activated: field<PublicKeyInfo[]>(res, 'activated'), keys: field<PublicKeyInfo[]>(res, 'keys') };
+  }
+
+  async rotateHeKey(): Promise<{ activated: HeKeyInfo; keys: HeKeyInfo[] }> {
+    const res = await this.request('POST', '/admin/keys/he/rotate', {});
+    return { activated: field<HeKeyInfo>(res, 'activated'), keys: field<HeKeyInfo[]>(res, 'keys') };
   }
 
   async retireKey(kid: string, force: boolean): Promise<PublicKeyInfo[]> {

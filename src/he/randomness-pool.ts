@@ -47,25 +47,53 @@ interface Slot {
 }
 
 export class RandomnessPool {
-  readonly #workers: Worker[];
-  readonly #jobs = new Map<number, { slot: Slot; count: number }>();
+  readonly #workers = new Set<Worker>();
+  readonly #file: URL;
+  readonly #jobs = new Map<number, { slot: Slot; count: number; worker: Worker }>();
   readonly #busy = new Map<Worker, number>();
   #slot: Slot | undefined;
   #nextId = 1;
   #served = 0;
   #misses = 0;
+  #deaths = 0;
+  #broken: Error | undefined;
   #closed = false;
 
   constructor(private readonly options: RandomnessPoolOptions) {
-    const file = new URL(`./randomness-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-    this.#workers = Array.from({ length: Math.max(1, options.workers) }, () => {
-      const worker = new Worker(file);
-      worker.unref();
-      worker.on('message', (reply: FactorReply) => this.#onReply(worker, reply));
-      worker.on('error', (err) => this.#failAll(err));
-      this.#busy.set(worker, 0);
-      return worker;
-    });
+    this.#file = new URL(`./randomness-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+    for (let i = 0; i < Math.max(1, options.workers); i++) this.#spawn();
+  }
+
+  #spawn(): void {
+    // Run from TypeScript sources (tests, benchmarks), the worker registers tsx's loader first:
+    // Node 20 does not carry `--import tsx` into worker threads. Built code loads the .js directly.
+    const worker = this.#file.pathname.endsWith('.ts')
+      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(this.#file.href)}); })`, { eval: true })
+      : new Worker(this.#file);
+    worker.unref();
+    worker.on('message', (reply: FactorReply) => this.#onReply(worker, reply));
+    worker.on('error', (err) => this.#lost(worker, err));
+    worker.on('exit', () => this.#lost(worker, new Error('randomness worker exited')));
+    this.#workers.add(worker);
+    this.#busy.set(worker, 0);
+  }
+
+  /** A worker died: its jobs are lost (their waiters fail), a replacement starts; after a few deaths the pool gives up. */
+  #lost(worker: Worker, err: Error): void {
+    if (!this.#workers.delete(worker) || this.#closed) return;
+    this.#busy.delete(worker);
+    for (const [id, job] of this.#jobs) {
+      if (job.worker !== worker) continue;
+      this.#jobs.delete(id);
+      job.slot.inflight = Math.max(0, job.slot.inflight - job.count);
+    }
+    this.#failAll(err);
+    if (++this.#deaths > 3) {
+      this.#broken = new Error(`randomness workers keep failing: ${err.message}`);
+      return;
+    }
+    this.#spawn();
+    this.#refill();
   }
 
   /** Points the pool at the active key; factors of a previous key are dropped. */
@@ -85,6 +113,7 @@ export class RandomnessPool {
   take(pk: PaillierPublicKey): Promise<bigint> {
     const slot = this.#slot;
     if (this.#closed) return Promise.reject(new Error('randomness pool closed'));
+    if (this.#broken) return Promise.reject(this.#broken);
     if (!slot || slot.kid !== pk.kid) return Promise.reject(new Error(`no randomness pool for HE key ${pk.kid}`));
     this.#served++;
     const factor = slot.ready.shift();
@@ -114,19 +143,19 @@ export class RandomnessPool {
   async close(): Promise<void> {
     this.#closed = true;
     this.#failAll(new Error('randomness pool closed'));
-    await Promise.all(this.#workers.map((w) => w.terminate()));
+    await Promise.all([...this.#workers].map((w) => w.terminate()));
   }
 
   #refill(): void {
     const slot = this.#slot;
-    if (!slot || this.#closed) return;
+    if (!slot || this.#closed || this.#broken || this.#workers.size === 0) return;
     const wanted = () => Math.max(this.options.size, 0) + slot.waiters.length - slot.ready.length - slot.inflight;
     while (wanted() > 0) {
       // The least busy worker; jobs queue in each worker in order.
       const worker = [...this.#busy.entries()].sort((a, b) => a[1] - b[1])[0]![0];
       const count = Math.min(BATCH, wanted());
       const job: FactorJob = { id: this.#nextId++, key: slot.key, count };
-      this.#jobs.set(job.id, { slot, count });
+      this.#jobs.set(job.id, { slot, count, worker });
       this.#busy.set(worker, (this.#busy.get(worker) ?? 0) + count);
       slot.inflight += count;
       worker.postMessage(job);

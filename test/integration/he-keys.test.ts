@@ -105,25 +105,58 @@ describe('HE keys with KEYS_STORE=file', () => {
     }
   });
 
-  test('veil keys rotate --he: the new key is active, the old one kept (JWKS, secret) until its tokens have expired', async () => {
+  test('veil keys rotate --he (admin API, then --local): the new key is active, the old ones kept until their tokens have expired', async () => {
     const before = (await heJwks(veil)).jwks.keys.map((k) => k.kid);
+    assert.equal(before.length, 1);
     const env = { NODE_ENV: 'test', KEYS_DIR: keysDir, VEIL_DATA_DIR: path.join(veil.tmpDir, 'data'), HE_KEY_BITS: '2048' };
-    const run = await cli(['keys', 'rotate', '--he'], env);
-    assert.equal(run.code, 0, run.stderr);
-    const out = JSON.parse(run.stdout) as { activated: { kid: string; bits: number }; keys: Array<{ kid: string; drop_after?: string }> };
-    assert.equal(out.activated.bits, 2048);
-    assert.ok(!before.includes(out.activated.kid));
-    const old = out.keys.find((k) => k.kid === before[0]);
-    assert.ok(old?.drop_after, 'the old key is kept with a drop time');
+    type Out = { activated: { kid: string; bits: number; status: string }; keys: Array<{ kid: string; status: string; drop_after?: string }> };
+
+    const viaApi = await cli(['--admin-url', veil.adminUrl, '--admin-token', veil.adminToken, 'keys', 'rotate', '--he'], env);
+    assert.equal(viaApi.code, 0, viaApi.stderr);
+    const first = JSON.parse(viaApi.stdout) as Out;
+    assert.equal(first.activated.bits, 2048);
+    assert.equal(first.activated.status, 'active');
+    const old = first.keys.find((k) => k.kid === before[0]);
+    assert.equal(old?.status, 'retiring');
     // Kept past the longest access token (one day) a resource server may be registered with.
-    assert.ok(Date.parse(old.drop_after) - Date.now() >= 86_400_000);
-    // The running Veil picks the rotation up within KEYS_RELOAD_SECONDS.
+    assert.ok(Date.parse(old.drop_after!) - Date.now() >= 86_400_000);
+    assert.ok(!JSON.stringify(first).includes('sealed'));
+    // The process that served the rotation re-read its ring at once.
+    assert.deepEqual(
+      (await heJwks(veil)).jwks.keys.map((k) => k.kid),
+      [first.activated.kid, before[0]],
+    );
+
+    const viaStore = await cli(['keys', 'rotate', '--he', '--local'], env);
+    assert.equal(viaStore.code, 0, viaStore.stderr);
+    const second = JSON.parse(viaStore.stdout) as Out;
+    // Running processes pick a rotation in the store up within KEYS_RELOAD_SECONDS.
     let kids: string[] = [];
-    for (let i = 0; i < 50 && kids.length < 2; i++) {
+    for (let i = 0; i < 50 && kids.length < 3; i++) {
       await new Promise((r) => setTimeout(r, 200));
       kids = (await heJwks(veil)).jwks.keys.map((k) => k.kid);
     }
-    assert.deepEqual(kids, [out.activated.kid, before[0]]);
+    assert.deepEqual(kids, [second.activated.kid, first.activated.kid, before[0]]);
+    const listed = await veil.admin<{ keys: Array<{ kid: string; status: string }> }>('GET', '/admin/keys/he');
+    assert.deepEqual(
+      listed.body.keys.map((k) => [k.kid, k.status]).sort(),
+      [
+        [before[0], 'retiring'],
+        [first.activated.kid, 'retiring'],
+        [second.activated.kid, 'active'],
+      ].sort(),
+    );
+  });
+
+  test('the admin routes refuse callers without the admin token, and change nothing', async () => {
+    const before = await fs.readFile(path.join(keysDir, HE_KEYS_FILE), 'utf8');
+    for (const headers of [{}, { authorization: 'Bearer wrong-token-wrong-token-wrong-token' }] as Array<Record<string, string>>) {
+      const rotate = await fetch(`${veil.adminUrl}/admin/keys/he/rotate`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}' });
+      assert.equal(rotate.status, 401);
+      const list = await fetch(`${veil.adminUrl}/admin/keys/he`, { headers });
+      assert.equal(list.status, 401);
+    }
+    assert.equal(await fs.readFile(path.join(keysDir, HE_KEYS_FILE), 'utf8'), before);
   });
 });
 

@@ -404,7 +404,8 @@ export function encrypt(pk: PaillierPublicKey, m: bigint, factor?: bigint): bigi
 /** The plaintext, centred in (−n/2, n/2], by CRT. Throws PaillierInputError for a non-ciphertext. */
 export function decrypt(sk: PaillierSecretKey, c: bigint): bigint {
   const pk = sk.publicKey;
-  assertCiphertext(pk, c);
+  // gcd(c, n) = 1 iff p ∤ c and q ∤ c: two reductions instead of a bigint gcd (about 1 ms).
+  if (typeof c !== 'bigint' || c <= 0n || c >= pk.n2 || c % sk.p === 0n || c % sk.q === 0n) throw new PaillierInputError('not a ciphertext for this key');
   const mp = (L(modPow(c, sk.p - 1n, sk.p2), sk.p) * sk.hp) % sk.p;
   const mq = (L(modPow(c, sk.q - 1n, sk.q2), sk.q) * sk.hq) % sk.q;
   const m = mq + sk.q * mod((mp - mq) * sk.qInvP, sk.p);
@@ -482,9 +483,10 @@ export function blindedDifference(pk: PaillierPublicKey, c: bigint, t: bigint, o
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
-/** base64url of c, zero-padded to the byte length of n². */
+/** base64url of c, zero-padded to the byte length of n². Encodes what this code computed, so only
+ *  the range is checked here (the gcd check, about 1 ms, is for parsing: ciphertextFromBase64url). */
 export function ciphertextToBase64url(pk: PaillierPublicKey, c: bigint): string {
-  assertCiphertext(pk, c);
+  if (typeof c !== 'bigint' || c <= 0n || c >= pk.n2) throw new PaillierInputError('not a ciphertext for this key');
   return toBytes(c, byteLength(pk.n2)).toString('base64url');
 }
 

@@ -65,8 +65,8 @@ async function rotateHeKeyLocally(config: VeilConfig, envelope: Envelope, db: Da
   const { openHeKeyStore } = await import('../../he/he-key-store.js');
   const { heKeyGraceSeconds, rotateHeKey } = await import('../../he/he-keys.js');
   const { activated, keys } = await rotateHeKey(openHeKeyStore(config, db), envelope, { bits: config.he.keyBits, graceSeconds: heKeyGraceSeconds(config.ttl) });
-  const info = (k: typeof activated) => ({ kid: k.kid, bits: k.bits, created_at: k.created_at, ...(k.drop_after ? { drop_after: k.drop_after } : {}) });
-  return { activated: info(activated), keys: keys.map(info) };
+  const { toHeKeyInfo } = await import('../../admin/routes/he-keys.js');
+  return { activated: toHeKeyInfo(activated), keys: keys.map(toHeKeyInfo) };
 }
 
 export function registerKeys(program: Command, ctx: CliContext): void {
@@ -91,10 +91,10 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .description('the next key of each algorithm starts signing; the active one keeps verifying until its tokens expire')
     .option('--alg <alg...>', 'only these algorithms (e.g. ES256)')
     .option('--local', 'rotate in the key store directly (running processes notice within KEYS_RELOAD_SECONDS)')
-    .option('--he', 'rotate the Paillier key of confidential claims instead (in the key store; running processes notice within KEYS_RELOAD_SECONDS)')
+    .option('--he', 'rotate the Paillier key of confidential claims instead (the old one is kept until its tokens have expired)')
     .action(async (opts: { alg?: string[]; local?: boolean; he?: boolean }) => {
       if (opts.he) {
-        const he = await local(({ config, envelope, db }) => rotateHeKeyLocally(config, envelope, db));
+        const he = opts.local ? await local(({ config, envelope, db }) => rotateHeKeyLocally(config, envelope, db)) : await ctx.client().rotateHeKey();
         ctx
           .output()
           .result(he, () => [
