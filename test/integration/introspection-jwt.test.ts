@@ -7,8 +7,10 @@
  * credentials, a public client) stay OAuth JSON errors; without the Accept header nothing changes.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { compactDecrypt, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { createVerifier, VeilTokenError } from '@veil/resource-server';
 import { httpAuthorizationCodeFlow, type HttpFlowClient } from '../helpers/http-flow.js';
 import { introspect, registerResourceServer, revoke, type TestResourceServer } from '../helpers/resource-servers.js';
 import { rememberSecret } from '../helpers/secrets.js';
@@ -179,6 +181,56 @@ describe('JWT introspection responses (RFC 9701)', () => {
     assert.equal((JSON.parse(pub.text) as { error: string }).error, 'invalid_client');
     // The token is still live: nothing a refusal did changed it.
     assert.equal((await introspect(veil.issuer, rsCreds(ec), token)).body.active, true);
+  });
+
+  test('the SDK asks for JWT answers and accepts only ones that open and verify', async () => {
+    const verifier = (introspect: { clientId: string; clientSecret: string; endpoint?: string }) =>
+      createVerifier({
+        issuer: veil.issuer,
+        audience: EC_API,
+        decryptionKeys: [{ kid: ec.publicJwk.kid!, key: ec.privateKey }],
+        cache: false,
+        introspect: { ...introspect, jwtResponse: true },
+      });
+    const code = async (p: Promise<unknown>) => {
+      try {
+        await p;
+        return 'accepted';
+      } catch (err) {
+        assert.ok(err instanceof VeilTokenError, String(err));
+        return err.code;
+      }
+    };
+    const { access_token: token } = await userToken(EC_API);
+    const own = verifier({ clientId: ec.clientId, clientSecret: ec.clientSecret });
+    const verified = await own.verify(token);
+    assert.equal(verified.claims.aud, EC_API);
+
+    // Another API's credentials: Veil answers inactive, encrypted to that API: this one cannot open it.
+    assert.equal(await code(verifier({ clientId: rsa.clientId, clientSecret: rsa.clientSecret }).verify(token)), 'introspection_failed');
+
+    // An endpoint answering plain JSON (or a JWT not from Veil) is refused when JWT answers are asked for.
+    const fake = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.headers.accept !== JWT_TYPE) res.writeHead(406).end();
+        else if (req.url === '/json') res.writeHead(200, { 'content-type': 'application/json' }).end('{"active":true}');
+        else res.writeHead(200, { 'content-type': JWT_TYPE }).end('eyJhbGciOiJub25lIn0.eyJ0b2tlbl9pbnRyb3NwZWN0aW9uIjp7ImFjdGl2ZSI6dHJ1ZX19.');
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    try {
+      const base = `http://127.0.0.1:${(fake.address() as { port: number }).port}`;
+      for (const path of ['/json', '/unsigned']) {
+        assert.equal(await code(verifier({ clientId: ec.clientId, clientSecret: ec.clientSecret, endpoint: `${base}${path}` }).verify(token)), 'introspection_failed', path);
+      }
+    } finally {
+      await new Promise((r) => fake.close(r));
+    }
+
+    // Revoked: the signed answer says inactive.
+    assert.equal((await revoke(veil.issuer, webCreds(), token)).status, 200);
+    assert.equal(await code(own.verify(token)), 'token_inactive');
   });
 
   test('without the Accept header (or preferring JSON) the answer stays JSON', async () => {

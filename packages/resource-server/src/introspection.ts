@@ -1,7 +1,9 @@
 /**
  * RFC 7662 token introspection, used after local verification succeeded to learn whether Veil
  * still considers the token active (revocation, logout). Fails closed: if Veil cannot answer,
- * the token is rejected with `introspection_failed`.
+ * the token is rejected with `introspection_failed`. With `jwtResponse`, the answer is asked for
+ * as an RFC 9701 JWT (signed by Veil, encrypted to this API) and accepted only once it decrypts
+ * and verifies (the verifier's keys, jose), is for this API and fresh, and names the token's jti.
  */
 import { createHash } from 'node:crypto';
 import { VeilTokenError } from './errors.js';
@@ -25,11 +27,25 @@ export interface IntrospectionOptions {
    * (unreachable, an error status, an unreadable answer). For metrics; must not throw.
    */
   onResult?: (outcome: 'active' | 'inactive' | 'failed') => void;
+  /**
+   * Ask for RFC 9701 JWT answers (`Accept: application/token-introspection+jwt`) and verify
+   * them: decrypted with this API's keys, signed by Veil (its JWKS), `aud` this API's clientId,
+   * `iat` at most 60 s old. A plain JSON answer is then refused. Default false.
+   */
+  jwtResponse?: boolean;
 }
 
+/** Opens and verifies an RFC 9701 answer, resolving to its `token_introspection` member. */
+export type IntrospectionJwtOpener = (answer: string) => Promise<Record<string, unknown>>;
+
+export const INTROSPECTION_JWT_MEDIA_TYPE = 'application/token-introspection+jwt';
+
 export interface Introspector {
-  /** Resolves when Veil says the token is active; `exp` (seconds) bounds how long that is cached. */
-  assertActive(token: string, exp: number): Promise<void>;
+  /**
+   * Resolves when Veil says the token is active; `exp` (seconds) bounds how long that is cached.
+   * A JWT answer must name `jti` (the token's) when given.
+   */
+  assertActive(token: string, exp: number, jti?: string): Promise<void>;
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined for Basic auth. */
@@ -71,7 +87,7 @@ class ActiveTokenCache {
   }
 }
 
-async function fetchJson(url: string, init: RequestInit, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+async function fetchOk(url: string, init: RequestInit, timeoutMs: number, what: string): Promise<Response> {
   let response: Response;
   try {
     response = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
@@ -82,6 +98,27 @@ async function fetchJson(url: string, init: RequestInit, timeoutMs: number, what
     await response.body?.cancel().catch(() => {});
     throw new VeilTokenError('introspection_failed', `${what} answered HTTP ${response.status}`);
   }
+  return response;
+}
+
+/** An RFC 9701 answer: its media type, then the opener's checks (failures are `introspection_failed`). */
+async function fetchJwtAnswer(url: string, init: RequestInit, timeoutMs: number, open: IntrospectionJwtOpener): Promise<Record<string, unknown>> {
+  const response = await fetchOk(url, init, timeoutMs, 'introspection endpoint');
+  const type = response.headers.get('content-type')?.split(';')[0]?.trim().toLowerCase();
+  if (type !== INTROSPECTION_JWT_MEDIA_TYPE) {
+    await response.body?.cancel().catch(() => {});
+    throw new VeilTokenError('introspection_failed', `introspection endpoint answered ${type ?? 'no content type'}, not a JWT`);
+  }
+  const text = await response.text();
+  try {
+    return await open(text);
+  } catch (cause) {
+    throw new VeilTokenError('introspection_failed', 'the introspection answer did not verify', { cause });
+  }
+}
+
+async function fetchJson(url: string, init: RequestInit, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+  const response = await fetchOk(url, init, timeoutMs, what);
   let body: unknown;
   try {
     body = await response.json();
@@ -94,7 +131,8 @@ async function fetchJson(url: string, init: RequestInit, timeoutMs: number, what
   return body as Record<string, unknown>;
 }
 
-export function createIntrospector(issuer: string, options: IntrospectionOptions): Introspector {
+/** `openJwt` (the verifier's keys) is required with `jwtResponse`. */
+export function createIntrospector(issuer: string, options: IntrospectionOptions, openJwt?: IntrospectionJwtOpener): Introspector {
   if (typeof options.clientId !== 'string' || !options.clientId || typeof options.clientSecret !== 'string' || !options.clientSecret) {
     throw new TypeError('introspect.clientId and introspect.clientSecret are required');
   }
@@ -103,6 +141,8 @@ export function createIntrospector(issuer: string, options: IntrospectionOptions
   const timeoutMs = positiveOption(options.timeoutMs, 5000, 'introspect.timeoutMs');
   const authorization = basicAuthorization(options.clientId, options.clientSecret);
   const cache = cacheMs > 0 ? new ActiveTokenCache(maxEntries) : undefined;
+  if (options.jwtResponse && !openJwt) throw new TypeError('introspect.jwtResponse needs the verifier that opens the answers');
+  const jwt = options.jwtResponse ? openJwt : undefined;
 
   let endpoint: Promise<string> | undefined = options.endpoint ? Promise.resolve(new URL(options.endpoint).href) : undefined;
   const discover = async (): Promise<string> => {
@@ -125,23 +165,22 @@ export function createIntrospector(issuer: string, options: IntrospectionOptions
   };
 
   return {
-    async assertActive(token, exp) {
+    async assertActive(token, exp, jti) {
       const key = cache ? createHash('sha256').update(token).digest('base64url') : '';
       if (cache?.has(key)) return;
 
       let answer: Record<string, unknown>;
       try {
-        answer = await fetchJson(
-          await introspectionEndpoint(),
-          {
-            method: 'POST',
-            headers: { authorization, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
-            body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
-          },
-          timeoutMs,
-          'introspection endpoint',
-        );
+        const init: RequestInit = {
+          method: 'POST',
+          headers: { authorization, accept: jwt ? INTROSPECTION_JWT_MEDIA_TYPE : 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+        };
+        const url = await introspectionEndpoint();
+        answer = jwt ? await fetchJwtAnswer(url, init, timeoutMs, jwt) : await fetchJson(url, init, timeoutMs, 'introspection endpoint');
         if (answer.active !== true && answer.active !== false) throw new VeilTokenError('introspection_failed', 'introspection answer has no boolean "active"');
+        // A signed answer about another token (relayed or mixed up) says nothing about this one.
+        if (jwt && answer.active && jti !== undefined && answer.jti !== jti) throw new VeilTokenError('introspection_failed', 'the introspection answer is about another token');
       } catch (err) {
         options.onResult?.('failed');
         throw err;

@@ -326,7 +326,6 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
   const signingAlgorithms = allowList(options.algorithms?.signing, DEFAULT_ALGORITHMS.signing, SUPPORTED.signing, 'signing');
   const clockTolerance = positiveOption(options.clockToleranceSeconds, 5, 'clockToleranceSeconds', true);
   const maxTokenLength = positiveOption(options.maxTokenLength, 8192, 'maxTokenLength');
-  const introspector: Introspector | undefined = options.introspect && createIntrospector(issuer, options.introspect);
   const dpopChecker = createDPoPChecker(options.dpop);
 
   const remoteJwks = createIssuerJwks(new URL(options.jwksUri ?? `${issuer.replace(/\/+$/, '')}/jwks`), {
@@ -357,6 +356,25 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
     }
     return entry.key;
   };
+
+  // RFC 9701 answers are opened with this API's keys and checked against Veil's, like tokens.
+  const introspector: Introspector | undefined =
+    options.introspect &&
+    createIntrospector(issuer, options.introspect, async (answer) => {
+      const { jws } = await decrypt(answer);
+      const { payload } = await jwtVerify(jws, signingKey, {
+        issuer,
+        audience: options.introspect!.clientId,
+        typ: 'token-introspection+jwt',
+        algorithms: signingAlgorithms,
+        clockTolerance,
+        requiredClaims: ['iat'],
+        maxTokenAge: 60,
+      });
+      const body = payload.token_introspection;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TypeError('no token_introspection object');
+      return body as Record<string, unknown>;
+    });
 
   async function decrypt(token: string): Promise<{ jws: string; header: CompactJWEHeaderParameters }> {
     let result;
@@ -448,7 +466,7 @@ export function createVerifier(options: VerifierOptions): AccessTokenVerifier {
       refuseIfRevoked(jti, key);
       if (introspector) {
         try {
-          await introspector.assertActive(token, exp);
+          await introspector.assertActive(token, exp, jti);
         } catch (err) {
           // Veil said no: a signal to act on, not just to pass along (an outage is not one).
           if (err instanceof VeilTokenError && err.code === 'token_inactive') {
