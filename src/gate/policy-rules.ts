@@ -140,6 +140,8 @@ function outcomeOf(err: PolicyNodeError, rule: RequireRule): PolicyOutcome {
     if (err.status === 429) return { kind: 'unavailable', reason: 'policy_unavailable', detail: `policy ${rule.policy}: Veil asked to slow down (${err.oauthError ?? '429'})` };
     return refused(`the policy ${rule.policy} cannot be decided for this token (${err.oauthError ?? 'refused'})`);
   }
+  // Veil answers once per (token, node, policy): a spending route asked again with another amount.
+  if (err.code === 'already_decided') return refused(`the policy ${rule.policy} was already decided for this token; ask with a new token`);
   // The token names a key or carries a claim ciphertext Veil's key set cannot read: the token's.
   if (err.code === 'invalid_input' || err.code === 'he_key_unknown') return refused(`the token carries no usable encrypted ${rule.claim}`);
   // Unreachable, or an answer that does not verify: fail closed, loudly (the detail has no value).

@@ -92,7 +92,8 @@ describe('policy node: decisions', () => {
     const proof = await node().decideWithProof({ ...s, policy: 'age-gate', claim: 'age', op: 'gte', threshold: 987654 });
     assert.equal(proof.result, false);
     const call = veil.calls[before]!;
-    assert.deepEqual(Object.keys(call.body).sort(), ['ciphertext', 'commitment', 'policy', 'token']);
+    assert.deepEqual(Object.keys(call.body).sort(), ['ciphertext', 'commitment', 'kid', 'policy', 'token']);
+    assert.equal(call.body.kid, pk.kid);
     assert.equal(call.body.token, s.token);
     assert.ok(!JSON.stringify(call.body).includes('987654'));
     assert.notEqual(call.body.ciphertext, s.hec.age, "c' is a fresh ciphertext, not the token's");
@@ -158,7 +159,7 @@ describe('policy node: an answer is used only when it is about this query', () =
     ['another node', (c) => ({ ...c, node: 'someone-else' })],
     ['another policy', (c) => ({ ...c, policy: 'other' })],
     ['another token', (c) => ({ ...c, jti: 'jti-other' })],
-    ['another ciphertext', (c) => ({ ...c, ct_hash: createHash('sha256').update('x').digest('base64url') })],
+    ['another ciphertext, for another node', (c) => ({ ...c, node: 'someone-else', ct_hash: createHash('sha256').update('x').digest('base64url') })],
     ['another commitment', (c) => ({ ...c, commitment: createHash('sha256').update('y').digest('base64url') })],
     ['no boolean ok', (c) => ({ ...c, ok: 'true' })],
     ['an expired answer', (c) => ({ ...c, exp: Math.floor(Date.now() / 1000) - 60 })],
@@ -173,6 +174,15 @@ describe('policy node: an answer is used only when it is about this query', () =
       }
     });
   }
+
+  test("Veil's earlier answer for this token and policy (another ciphertext) is already_decided, not read", async () => {
+    veil.tamper = (c) => ({ ...c, ct_hash: createHash('sha256').update('the first query').digest('base64url') });
+    try {
+      await rejects(node().decide({ ...subject(30n), policy: 'spend', claim: 'age', op: 'gte', threshold: 18 }), 'already_decided');
+    } finally {
+      veil.tamper = undefined;
+    }
+  });
 
   test('signed by a key Veil does not publish', async () => {
     veil.signWith = await generateSigner('ES256');

@@ -22,6 +22,8 @@ export {
   createPolicyNode,
   PolicyNodeError,
   POLICY_OPS,
+  prepareQuery,
+  readDecision,
   type AggregateInput,
   type AggregateResult,
   type DecideInput,
@@ -32,4 +34,5 @@ export {
   type PolicyNodeOptions,
   type PolicyOp,
   type PolicyQueryEvent,
+  type PreparedQuery,
 } from './policy-node.js';

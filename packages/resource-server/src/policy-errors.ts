@@ -19,6 +19,11 @@ export type PolicyNodeErrorCode =
   | 'refused'
   /** Veil could not be reached, timed out, or answered 5xx / something that is not its JSON. */
   | 'veil_unavailable'
+  /**
+   * Veil answered this (token, node, policy) before, for another query (it answers once and then
+   * repeats that answer): the earlier answer cannot be read for this threshold.
+   */
+  | 'already_decided'
   /** Veil's answer does not verify (signature, issuer, typ, expiry) or is not about what was asked (node, policy, jti, ct_hash, commitment). */
   | 'decision_invalid';
 

@@ -20,7 +20,8 @@ import { PolicyNodeError } from './policy-errors.js';
 import { POLICY_OPS, prepareQuery, readDecision, thresholdOf, type PolicyOp, type PreparedQuery } from './policy-query.js';
 
 export { PolicyNodeError, type PolicyNodeErrorCode } from './policy-errors.js';
-export { POLICY_OPS, type PolicyOp } from './policy-query.js';
+/** The node's arithmetic alone, for a node that carries its queries to Veil itself. */
+export { POLICY_OPS, prepareQuery, readDecision, type PolicyOp, type PreparedQuery } from './policy-query.js';
 
 /** Asymmetric only, as the verifier's defaults: never `none` or HMAC. */
 const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'];
@@ -339,10 +340,16 @@ export function createPolicyNode(options: PolicyNodeOptions): PolicyNode {
     }
   };
 
-  async function ask(subject: { token: string; jti: string }, input: DecideInput, query: PreparedQuery, buildMs: number): Promise<{ ok: boolean; decisionJwt: string }> {
+  async function ask(
+    subject: { token: string; jti: string; kid: string },
+    input: DecideInput,
+    query: PreparedQuery,
+    buildMs: number,
+  ): Promise<{ ok: boolean; decisionJwt: string }> {
     let sent;
     try {
-      sent = await post(decideEndpoint, { token: subject.token, policy: input.policy, ciphertext: query.ciphertext, commitment: query.commitment });
+      // kid: Veil cannot read a sealed token, so the node names the HE key its ciphertext is under.
+      sent = await post(decideEndpoint, { token: subject.token, policy: input.policy, kid: subject.kid, ciphertext: query.ciphertext, commitment: query.commitment });
     } catch (err) {
       const outcome = err instanceof PolicyNodeError && err.code === 'refused' ? 'refused' : 'unavailable';
       report({ kind: 'decide', requestBytes: 0, responseBytes: 0, buildMs, roundTripMs: 0, outcome });
@@ -353,6 +360,9 @@ export function createPolicyNode(options: PolicyNodeOptions): PolicyNode {
       const jwt = sent.answer.decision;
       if (typeof jwt !== 'string' || !jwt) throw new PolicyNodeError('decision_invalid', 'Veil answered no decision');
       const claims = await verifySigned(jwt, 'he-decision+jwt', 'the decision');
+      if (claims.node === clientId && claims.policy === input.policy && claims.jti === subject.jti && claims.ct_hash !== query.ctHash) {
+        throw new PolicyNodeError('already_decided', 'Veil answered this token and policy before, for another query');
+      }
       const mismatch =
         claims.node !== clientId
           ? 'node'
@@ -404,7 +414,7 @@ export function createPolicyNode(options: PolicyNodeOptions): PolicyNode {
           throw err;
         }
         const buildMs = performance.now() - started;
-        const { ok, decisionJwt } = await ask(subject, input, query, buildMs);
+        const { ok, decisionJwt } = await ask({ ...subject, kid }, input, query, buildMs);
         const decision: PolicyDecision = { result: readDecision(query, ok), decisionJwt, coin: query.coin, nonce: Buffer.from(query.nonce).toString('base64url'), cached: false };
         // Veil answers once per (token, node, policy): remember it for the token's life.
         answers.set(key, decision, (subject.exp ?? Date.now() / 1000 + 300) * 1000);
@@ -436,7 +446,7 @@ export function createPolicyNode(options: PolicyNodeOptions): PolicyNode {
     try {
       const jwt = sent.answer.total;
       if (typeof jwt !== 'string' || !jwt) throw new PolicyNodeError('decision_invalid', 'Veil answered no total');
-      const claims = await verifySigned(jwt, 'he-aggregate+jwt', 'the total');
+      const claims = await verifySigned(jwt, 'he-total+jwt', 'the total');
       if (claims.node !== clientId || claims.policy !== input.policy || claims.claim !== input.claim) {
         throw new PolicyNodeError('decision_invalid', 'the total is not for this node, policy and claim');
       }
