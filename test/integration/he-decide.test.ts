@@ -339,3 +339,36 @@ for (const mode of ['redis', 'memory'] as const) {
     });
   });
 }
+
+describe('POST /he/decide: the per-node rate (embedded stores, 2 a minute)', () => {
+  let veil: TestVeil;
+  let world: HeWorld;
+
+  before(async () => {
+    veil = await startTestVeil(undefined, { HE_KEY_BITS: '2048', HE_DECISIONS_PER_NODE_PER_MINUTE: '2' });
+    world = await HeWorld.create(veil);
+  });
+
+  after(async () => {
+    await veil?.stop();
+  });
+
+  test('a node past its rate gets 429 slow_down (whatever the users); another node is served', async () => {
+    const busy = await world.node('busy');
+    const calm = await world.node('calm');
+    await world.policy(busy, { id: 'busy-gate', claim: 'age', op: 'gte' });
+    await world.policy(calm, { id: 'calm-gate', claim: 'age', op: 'gte' });
+    const users = [await world.user({ age: 30 }), await world.user({ age: 31 }), await world.user({ age: 32 })];
+    const tokens = await Promise.all(users.map((u) => world.tokens(u)));
+    const ask = (node: Node, policy: string, t: IssuedTokens) => world.decide(node, { token: t.companion, policy, ciphertext: world.query(t, 'age', 18n) });
+    assert.equal((await ask(busy, 'busy-gate', tokens[0]!)).status, 200);
+    assert.equal((await ask(busy, 'busy-gate', tokens[1]!)).status, 200);
+    const third = await ask(busy, 'busy-gate', tokens[2]!);
+    assert.equal(third.status, 429, JSON.stringify(third.body));
+    assert.equal(third.body.error, 'slow_down');
+    assert.match(third.body.error_description!, /too many requests/);
+    assert.ok(Number(third.retryAfter) >= 1 && Number(third.retryAfter) <= 60);
+    const served = await ask(calm, 'calm-gate', tokens[2]!);
+    assert.equal(served.status, 200, JSON.stringify(served.body));
+  });
+});
