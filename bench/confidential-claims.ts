@@ -220,6 +220,7 @@ async function main(): Promise<void> {
   // ==== E1: issuance through Veil (tokens with hec claims beside plain sealed issuance) ====
   // A real Veil per key size (PostgreSQL and Redis on 127.0.0.1): bench/lib/he-issuance.ts.
   for (const bits of bitsList) printIssuance(await runIssuanceBench(bits, seconds));
+  if (bitsList.includes(3072)) printIssuance(await runIssuanceBench(3072, seconds, { randomness: 'short-exponent' }));
 
   // ==== E2: decide and aggregate at Veil (POST /he/decide, /he/aggregate) ====
   // (helper E2 adds its section here)
