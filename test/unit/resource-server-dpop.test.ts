@@ -172,6 +172,15 @@ describe('verify(token, dpop)', () => {
     await rejectsWith(verifierWith().verify(bound, { proof: withPrivate, method: 'GET', url: URL_HERE }), 'invalid_dpop_proof');
   });
 
+  test("a proof key imported once is reused, never trusted: another key's signature under the same jwk header, or the private jwk, is still refused", async () => {
+    const verifier = verifierWith();
+    await verifier.verify(bound, { proof: await proof(), method: 'GET', url: URL_HERE });
+    const forged = await dpopProof(otherKey, { htm: 'GET', htu: URL_HERE, accessToken: bound, jwk: key.publicJwk });
+    await rejectsWith(verifier.verify(bound, { proof: forged, method: 'GET', url: URL_HERE }), 'invalid_dpop_proof');
+    await rejectsWith(verifier.verify(bound, { proof: await proof({ jwk: await exportJWK(key.privateKey) }), method: 'GET', url: URL_HERE }), 'invalid_dpop_proof');
+    await verifier.verify(bound, { proof: await proof(), method: 'GET', url: URL_HERE });
+  });
+
   test('the iat window is configurable', async () => {
     const old = await proof({ iat: now() - 120 });
     await verifierWith({ maxAgeSeconds: 300 }).verify(bound, { proof: old, method: 'GET', url: URL_HERE });

@@ -1,7 +1,7 @@
 /**
- * DPoP (RFC 9449): the proof that must come with a DPoP-bound access token. jose verifies the
- * proof's signature with the public key in its own header (`EmbeddedJWK`, which refuses a
- * private or symmetric key) and its `typ`; this module checks what the proof says about the
+ * DPoP (RFC 9449): the proof that must come with a DPoP-bound access token. jose decodes the
+ * proof's header, imports the public key it carries (a private or symmetric one is refused) and
+ * verifies the signature and `typ` with it; this module checks what the proof says about the
  * request (`htm`, `htu`), its age (`iat`), the token it goes with (`ath`), the key the token is
  * bound to (RFC 7638 thumbprint against `cnf.jkt`) and that it is used once (`jti`).
  *
@@ -10,7 +10,7 @@
  * the window; keep `maxAgeSeconds` short.
  */
 import { createHash } from 'node:crypto';
-import { calculateJwkThumbprint, EmbeddedJWK, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, decodeProtectedHeader, errors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { VeilTokenError, type VeilTokenErrorCode } from './errors.js';
 import { positiveOption } from './options.js';
 
@@ -97,6 +97,43 @@ export class ProofReplayCache {
   }
 }
 
+interface ProofKey {
+  key: CryptoKey;
+  /** RFC 7638 thumbprint of the public key. */
+  jkt: string;
+}
+
+/**
+ * Proof keys already imported, by algorithm and JWK as sent: a client sends the same key with
+ * every request, and importing it and hashing its thumbprint cost about as much as checking the
+ * signature. Bounded; the least recently used goes first.
+ */
+class ProofKeyCache {
+  private readonly keys = new Map<string, ProofKey>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  async get(jwk: JWK, alg: string): Promise<ProofKey> {
+    // The whole header value: a hit is exactly the import that succeeded before.
+    const id = JSON.stringify([alg, jwk]);
+    const cached = this.keys.get(id);
+    if (cached) {
+      this.keys.delete(id);
+      this.keys.set(id, cached);
+      return cached;
+    }
+    const key = await importJWK({ ...jwk, ext: true }, alg);
+    if (key instanceof Uint8Array || key.type !== 'public') throw new VeilTokenError('invalid_dpop_proof', 'the DPoP proof jwk must be a public key');
+    const entry = { key, jkt: await calculateJwkThumbprint(jwk) };
+    for (const oldest of this.keys.keys()) {
+      if (this.keys.size < this.maxEntries) break;
+      this.keys.delete(oldest);
+    }
+    this.keys.set(id, entry);
+    return entry;
+  }
+}
+
 function allowList(given: readonly DPoPAlgorithm[] | undefined): DPoPAlgorithm[] {
   const list: readonly DPoPAlgorithm[] = given ?? DEFAULT_DPOP_ALGORITHMS;
   // Options may come from JavaScript: checked at run time (no Array.isArray, which narrows to any[]).
@@ -110,12 +147,21 @@ export function createDPoPChecker(options: DPoPOptions = {}): DPoPProofChecker {
   const maxAge = positiveOption(options.maxAgeSeconds, 60, 'dpop.maxAgeSeconds');
   const tolerance = positiveOption(options.clockToleranceSeconds, 5, 'dpop.clockToleranceSeconds', true);
   const replay = new ProofReplayCache(Math.floor(positiveOption(options.replayCacheSize, 100_000, 'dpop.replayCacheSize')));
+  const proofKeys = new ProofKeyCache(1000);
 
-  async function verifyProof(proof: string): Promise<{ payload: JWTPayload; jwk: JWK }> {
+  async function verifyProof(proof: string): Promise<{ payload: JWTPayload; jkt: string }> {
     try {
-      const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms });
-      return { payload, jwk: protectedHeader.jwk! };
+      // What jose's EmbeddedJWK does (the header's jwk, imported as a public key for the header's alg), with the import kept.
+      const header = decodeProtectedHeader(proof);
+      const { jwk, alg } = header;
+      if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) fail('invalid_dpop_proof', 'the DPoP proof has no jwk header');
+      if (typeof alg !== 'string' || !algorithms.includes(alg as DPoPAlgorithm)) fail('invalid_dpop_proof', 'DPoP proof algorithm is not accepted');
+      if ('d' in jwk || jwk.kty === 'oct') fail('invalid_dpop_proof', 'the DPoP proof jwk must be a public key');
+      const { key, jkt } = await proofKeys.get(jwk, alg);
+      const { payload } = await jwtVerify(proof, key, { typ: 'dpop+jwt', algorithms });
+      return { payload, jkt };
     } catch (err) {
+      if (err instanceof VeilTokenError) throw err;
       if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) fail('invalid_dpop_proof', 'DPoP proof algorithm is not accepted');
       if (err instanceof errors.JWSSignatureVerificationFailed) fail('invalid_dpop_proof', 'DPoP proof signature is invalid');
       if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'typ') fail('invalid_dpop_proof', 'DPoP proof typ must be dpop+jwt');
@@ -129,7 +175,7 @@ export function createDPoPChecker(options: DPoPOptions = {}): DPoPProofChecker {
       const { proof } = request;
       if (typeof proof !== 'string' || !proof) fail('invalid_dpop_proof', 'a DPoP proof header is required with a DPoP access token');
       if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) fail('invalid_dpop_proof', 'the DPoP header must carry exactly one compact JWS');
-      const { payload, jwk } = await verifyProof(proof);
+      const { payload, jkt: proofJkt } = await verifyProof(proof);
 
       const { jti, htm, htu, iat, ath } = payload as Record<string, unknown>;
       if (typeof jti !== 'string' || !jti || jti.length > MAX_JTI_LENGTH) fail('invalid_dpop_proof', 'DPoP proof jti must be a non-empty string');
@@ -143,7 +189,7 @@ export function createDPoPChecker(options: DPoPOptions = {}): DPoPProofChecker {
       const now = Date.now() / 1000;
       if (iat > now + tolerance || iat < now - maxAge - tolerance) fail('dpop_proof_stale', `DPoP proof iat is outside the ${maxAge} s window`);
       if (ath !== sha256(accessToken)) fail('dpop_ath_mismatch', 'DPoP proof ath is not the hash of this access token');
-      if ((await calculateJwkThumbprint(jwk)) !== jkt) fail('dpop_key_mismatch', 'DPoP proof key is not the key the access token is bound to');
+      if (proofJkt !== jkt) fail('dpop_key_mismatch', 'DPoP proof key is not the key the access token is bound to');
       // Last, so only a proof that passed everything else uses up its jti.
       if (!replay.claim(sha256(`${jkt}.${jti}`), (iat + maxAge + tolerance) * 1000, Date.now())) fail('dpop_replay', 'DPoP proof jti was already used');
     },
