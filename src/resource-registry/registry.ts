@@ -162,7 +162,7 @@ export class ResourceServerRegistry {
     const current = await this.repository.find(identifier);
     if (!current) return undefined;
     if (!change.subjectMode || change.subjectMode === current.subjectMode) return current;
-    const liveUntil = await this.expiry.audienceExpiry(identifier);
+    const liveUntil = latest(await this.expiry.audienceExpiry(identifier), unnotedUntil(current));
     if (liveUntil !== undefined && !change.force) throw new LiveTokensForResourceServer(liveUntil);
     const record = await this.repository.setSubjectMode(identifier, change.subjectMode);
     if (!record) return undefined;
@@ -250,6 +250,18 @@ export class ResourceServerRegistry {
     }
   }
 }
+
+/**
+ * Until when tokens issued before the API's tokens were noted (it existed before the migration
+ * that began noting them) may still be live: one access-token lifetime after noting began.
+ */
+function unnotedUntil(rs: ResourceServerRecord): number | undefined {
+  if (!rs.tokensNotedSince) return undefined;
+  const until = Math.ceil(rs.tokensNotedSince.getTime() / 1000) + rs.accessTokenTtl;
+  return until > Date.now() / 1000 ? until : undefined;
+}
+
+const latest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b));
 
 /** Only the public members of the key are kept. */
 function publicJwk(jwk: JWK): Record<string, unknown> {

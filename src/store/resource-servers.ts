@@ -24,6 +24,8 @@ export interface ResourceServerRecord {
   introspectionClientId: string | null;
   introspectionSecretHash: string | null;
   subjectMode: SubjectMode;
+  /** Since when its issued tokens are noted in the audience-expiry marker; null: since it was created. */
+  tokensNotedSince?: Date | null;
 }
 
 type Row = Omit<ResourceServerRecord, 'encryptionJwk' | 'subjectMode'> & { encryptionJwk: Prisma.JsonValue | null; subjectMode: string };
@@ -46,6 +48,7 @@ const SELECT = {
   introspectionClientId: true,
   introspectionSecretHash: true,
   subjectMode: true,
+  tokensNotedSince: true,
 } as const;
 
 export class ResourceServerRepository {

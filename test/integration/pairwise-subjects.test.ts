@@ -15,7 +15,9 @@ import path from 'node:path';
 import { decodeJwt } from 'jose';
 import { main } from '../../src/cli/main.js';
 import { generateMasterKey } from '../../src/crypto/master-key.js';
+import { openDatabase } from '../../src/store/database.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { DEFAULT_MIGRATIONS_DIR, migrate, readMigrations } from '../../src/store/migrator.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { closeRedis, connectRedis } from '../../src/store/redis-connection.js';
 import { httpAuthorizationCodeFlow, tokenRequest, type HttpFlowClient } from '../helpers/http-flow.js';
@@ -91,7 +93,7 @@ for (const mode of ['redis', 'memory'] as const) {
       rs[ORDERS] = await registerResourceServer(veil, { identifier: ORDERS, scopes: ['orders:read'] });
       rs[BILLING] = await registerResourceServer(veil, { identifier: BILLING, scopes: ['orders:read'], extra: { subject: 'pairwise' } });
       rs[LEGACY] = await registerResourceServer(veil, { identifier: LEGACY, scopes: ['orders:read'], extra: { subject: 'public' } });
-      rs[BRIEF] = await registerResourceServer(veil, { identifier: BRIEF, scopes: ['orders:read'], ttl: 1 });
+      rs[BRIEF] = await registerResourceServer(veil, { identifier: BRIEF, scopes: ['orders:read'], ttl: 3 });
       const all = { [ORDERS]: ['orders:read'], [BILLING]: ['orders:read'], [LEGACY]: ['orders:read'], [BRIEF]: ['orders:read'] };
       web = await client({
         client_name: 'pairwise web',
@@ -183,6 +185,22 @@ for (const mode of ['redis', 'memory'] as const) {
       assert.equal((await tokenFor(user, ORDERS)).sub, orders.sub);
     });
 
+    test('an API that existed before tokens were noted: the switch is refused for one token lifetime after noting began', async () => {
+      const upgraded = 'https://upgraded.pairwise.test';
+      await registerResourceServer(veil, { identifier: upgraded, scopes: ['orders:read'], extra: { subject: 'public' } });
+      const path = `/admin/resources/${encodeURIComponent(upgraded)}`;
+      // As the migration leaves a row that existed before it (no token for it is noted).
+      await veil.database.prisma.resourceServer.update({ where: { identifier: upgraded }, data: { tokensNotedSince: new Date() } });
+      const refused = await veil.admin<{ error_description: string }>('PATCH', path, { subject: 'pairwise' });
+      assert.equal(refused.status, 409);
+      assert.match(refused.body.error_description, /live access tokens/);
+      assert.equal((await resource(upgraded)).subject, 'public');
+      // One access-token lifetime (600 s) later, nothing unnoted can be live.
+      await veil.database.prisma.resourceServer.update({ where: { identifier: upgraded }, data: { tokensNotedSince: new Date(Date.now() - 601_000) } });
+      assert.equal((await veil.admin('PATCH', path, { subject: 'pairwise' })).status, 200);
+      assert.equal((await resource(upgraded)).subject, 'pairwise');
+    });
+
     test('bad updates get the admin API errors', async () => {
       const unknown = await veil.admin('PATCH', `/admin/resources/${encodeURIComponent('https://nowhere.pairwise.test')}`, { subject: 'public' });
       assert.equal(unknown.status, 404);
@@ -221,7 +239,7 @@ for (const mode of ['redis', 'memory'] as const) {
       const path = `/admin/resources/${encodeURIComponent(BRIEF)}`;
       assert.equal((await veil.admin('PATCH', path, { subject: 'public' })).status, 409);
       // The marker covers the token's expiry rounded up to a 10-second slot.
-      const deadline = Date.now() + 25_000;
+      const deadline = Date.now() + 30_000;
       let status = 409;
       while (status === 409 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 1000));
@@ -322,6 +340,42 @@ for (const mode of ['redis', 'memory'] as const) {
     });
   });
 }
+
+describe('the subject mode migration', () => {
+  test('resource servers that existed before it stay public and are guarded for one token lifetime; new ones default to pairwise', async () => {
+    const stores = await createTestStores();
+    const db = await openDatabase({ kind: 'postgres', url: stores.databaseUrl });
+    const runner = await db.openSqlRunner();
+    try {
+      const all = await readMigrations(DEFAULT_MIGRATIONS_DIR);
+      const mine = all.findIndex((m) => m.name === '20261206100000_resource_subject_mode');
+      assert.ok(mine > 0);
+      await migrate(runner, all.slice(0, mine));
+      await runner.exec(
+        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, jwks_uri, updated_at) VALUES ('https://old.pairwise.test', 'old', '{}', 600, 'https://old.pairwise.test/jwks', now())`,
+      );
+      await migrate(runner, all);
+      await runner.exec(
+        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, jwks_uri, updated_at) VALUES ('https://new.pairwise.test', 'new', '{}', 600, 'https://new.pairwise.test/jwks', now())`,
+      );
+      const rows = await runner.query<{ identifier: string; subject_mode: string; tokens_noted_since: Date | null }>(
+        'SELECT identifier, subject_mode, tokens_noted_since FROM resource_servers ORDER BY identifier',
+      );
+      assert.deepEqual(
+        rows.map((r) => [r.identifier, r.subject_mode, r.tokens_noted_since !== null]),
+        [
+          ['https://new.pairwise.test', 'pairwise', false],
+          ['https://old.pairwise.test', 'public', true],
+        ],
+      );
+      await assert.rejects(runner.exec(`UPDATE resource_servers SET subject_mode = 'secret'`));
+    } finally {
+      await runner.close();
+      await db.close();
+      await stores.cleanup();
+    }
+  });
+});
 
 describe('audience expiry markers only ever move later', () => {
   let stores: TestStores;
