@@ -23,6 +23,7 @@ import type { CleanupStack } from './lifecycle/cleanup-stack.js';
 import { createTokenServices, type TokenServices } from './oidc/token-services.js';
 import { HeClaims } from './oidc/he-claims.js';
 import { buildHeServices, type HeServices } from './he/he-services.js';
+import { registerHeMetrics } from './he/he-metrics.js';
 import { statusListSubscriber } from './status-list/subscriber.js';
 import { errorFields, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -128,6 +129,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   // metric of every domain event, each from its one subscriber.
   const audit = new AuditLog(new AuditEventRepository(prisma), logger);
   const metrics = new Metrics();
+  registerHeMetrics(metrics.registry, he.pool);
   const events = new DomainEvents(logger);
   events.subscribe('audit', auditSubscriber(audit));
   events.subscribe('log', logSubscriber(logger));

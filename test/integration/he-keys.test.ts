@@ -61,7 +61,7 @@ describe('HE keys with KEYS_STORE=file', () => {
   let veil: TestVeil;
   let keysDir: string;
   before(async () => {
-    veil = await startTestVeil(undefined, { HE_KEY_BITS: '2048', KEYS_RELOAD_SECONDS: '1' });
+    veil = await startTestVeil(undefined, { HE_KEY_BITS: '2048', KEYS_RELOAD_SECONDS: '1', HE_POOL_SIZE: '4' });
     keysDir = veil.config.keysDir;
   });
   after(async () => {
@@ -92,6 +92,19 @@ describe('HE keys with KEYS_STORE=file', () => {
     // What a node encrypts under the published key, the sealed primes decrypt.
     const { secretKey } = keyPairFromPrimes(p, q, published.kid);
     assert.equal(decrypt(secretKey, encrypt(published, -34n)), -34n);
+  });
+
+  test('the randomness pool is filled by its worker threads (GET /metrics)', async () => {
+    const ready = async () => Number(/^veil_he_randomness_pool_ready (\d+)$/m.exec(await (await fetch(`${veil.adminUrl}/metrics`)).text())?.[1]);
+    let value = await ready();
+    for (let i = 0; i < 100 && value < 4; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      value = await ready();
+    }
+    assert.equal(value, 4);
+    const text = await (await fetch(`${veil.adminUrl}/metrics`)).text();
+    assert.match(text, /^veil_he_randomness_served_total 0$/m);
+    assert.match(text, /^veil_he_randomness_misses_total 0$/m);
   });
 
   test('he_jwks_uri answers GET and HEAD only, in OAuth JSON', async () => {
