@@ -280,6 +280,13 @@ for (const mode of ['redis', 'memory'] as const) {
       const before = (await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length;
       const bad = await veil.admin('POST', '/admin/clients', { client_name: 'bad', redirect_uris: ['https://c.sector.test/cb'], subject_type: 'secret' });
       assert.equal(bad.status, 400);
+      // A sector is one host: redirect URIs on two hosts cannot share one pairwise sub.
+      const twoHosts = await veil.admin('POST', '/admin/clients', {
+        client_name: 'two hosts',
+        redirect_uris: ['https://c.sector.test/cb', 'https://d.sector.test/cb'],
+        subject_type: 'pairwise',
+      });
+      assert.equal(twoHosts.status, 400, JSON.stringify(twoHosts.body));
       assert.equal((await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length, before);
     });
 
