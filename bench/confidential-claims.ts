@@ -39,6 +39,8 @@ import { HeEncryptor } from '../src/he/he-encryptor.js';
 import { HeKeyRing } from '../src/he/he-keys.js';
 import { RandomnessPool, type RandomnessMode } from '../src/he/randomness-pool.js';
 import { printIssuance, runIssuanceBench } from './lib/he-issuance.js';
+import { HE_DECISION_HEAD, heDecisionRows, heEndpointRows } from './he-decisions.js';
+import { textTable } from './lib/report.js';
 
 const ROUNDS = 5;
 
@@ -223,7 +225,12 @@ async function main(): Promise<void> {
   if (bitsList.includes(3072)) printIssuance(await runIssuanceBench(3072, seconds, { randomness: 'short-exponent' }));
 
   // ==== E2: decide and aggregate at Veil (POST /he/decide, /he/aggregate) ====
-  // (helper E2 adds its section here)
+  // Veil's own work per decision and per aggregate (in process), then the endpoints over HTTP on a
+  // real Veil per key size (bench/he-decisions.ts).
+  console.log("decide and aggregate at Veil (CPU is this process's: for the HTTP rows, client and Veil together):");
+  const decisionRows = await heDecisionRows(bitsList);
+  for (const bits of bitsList) decisionRows.push(...(await heEndpointRows(bits, 20)));
+  console.log(textTable(HE_DECISION_HEAD, decisionRows));
 
   // ==== E3: node-side query (createPolicyNode: build c', call Veil, verify the decision) ====
   // (helper E3 adds its section here)

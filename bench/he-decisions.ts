@@ -113,44 +113,62 @@ export async function heDecisionRows(bitsList: PaillierKeyBits[] = [2048, 3072])
   return rows;
 }
 
-/** POST /he/decide on a running Veil: fresh decisions and cached repeats. */
-async function endpointRows(): Promise<string[][]> {
-  const bits = process.env.HE_KEY_BITS ?? '3072';
+/** POST /he/decide and /he/aggregate on a running Veil: fresh decisions, cached repeats, aggregates of 10. */
+export async function heEndpointRows(bits: PaillierKeyBits = Number(process.env.HE_KEY_BITS ?? 3072) as PaillierKeyBits, decisions = DECISIONS): Promise<string[][]> {
   const stores = await createTestStores();
-  const veil = await startTestVeil(stores, { HE_KEY_BITS: bits, HE_DECISIONS_PER_SUBJECT_PER_DAY: '1000', LOG_LEVEL: 'warn' });
+  const veil = await startTestVeil(stores, { HE_KEY_BITS: String(bits), HE_DECISIONS_PER_SUBJECT_PER_DAY: '1000', HE_AGGREGATE_WINDOW_SECONDS: '1', LOG_LEVEL: 'warn' });
   try {
     const world = await HeWorld.create(veil);
     const node = await world.node('bench node');
     await world.policy(node, { id: 'age-gate', claim: 'age', op: 'gte' });
+    await world.policy(node, { id: 'age-sum', claim: 'age', op: 'sum', kind: 'aggregate' });
     let tokens = await world.tokens(await world.user({ age: 34 }));
     const prepared: Array<{ tokens: IssuedTokens; ciphertext: string }> = [];
-    for (let i = 0; i < DECISIONS; i++) {
+    for (let i = 0; i < decisions; i++) {
       prepared.push({ tokens, ciphertext: world.query(tokens, 'age', 18n) });
       tokens = await world.refreshed(tokens);
     }
     let requestBytes = 0;
     let responseBytes = 0;
-    const fresh = await timeAsync(DECISIONS, async (i) => {
+    const fresh = await timeAsync(decisions, async (i) => {
       const body = { token: prepared[i]!.tokens.companion, policy: 'age-gate', ciphertext: prepared[i]!.ciphertext };
       const res = await world.decide(node, body);
       if (res.status !== 200) throw new Error(`decide: ${res.status} ${JSON.stringify(res.body)}`);
       requestBytes = JSON.stringify(body).length;
       responseBytes = JSON.stringify(res.body).length;
     });
-    const cached = await timeAsync(DECISIONS, async (i) => {
+    const cached = await timeAsync(decisions, async (i) => {
       const res = await world.decide(node, { token: prepared[i]!.tokens.companion, policy: 'age-gate', ciphertext: prepared[i]!.ciphertext });
       if (res.status !== 200) throw new Error(`decide: ${res.status}`);
     });
+    const companions: string[] = [];
+    for (let i = 0; i < 10; i++) companions.push((await world.tokens(await world.user({ age: 20 + i }))).companion);
+    let aggregateBytes = 0;
+    let totalBytes = 0;
+    const samples: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      // Each user counts once per window (1 s here): wait it out, outside the timing.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const body = { policy: 'age-sum', claim: 'age', tokens: companions };
+      const started = performance.now();
+      const res = await world.aggregate(node, body);
+      samples.push(performance.now() - started);
+      if (res.status !== 200) throw new Error(`aggregate: ${res.status} ${JSON.stringify(res.body)}`);
+      aggregateBytes = JSON.stringify(body).length;
+      totalBytes = JSON.stringify(res.body).length;
+    }
+    const aggregate = summarize(samples, Number.NaN);
     return [
       [
-        bits,
-        'HTTP POST /he/decide, fresh (client side, incl. Veil)',
+        String(bits),
+        'HTTP POST /he/decide, fresh (client and Veil in this process)',
         ms(fresh.p50),
         ms(fresh.p95),
         ms(fresh.cpuMs),
         `request ${requestBytes} B (companion + c′), response ${responseBytes} B`,
       ],
-      [bits, 'HTTP POST /he/decide, cached repeat', ms(cached.p50), ms(cached.p95), ms(cached.cpuMs), ''],
+      [String(bits), 'HTTP POST /he/decide, cached repeat', ms(cached.p50), ms(cached.p95), ms(cached.cpuMs), ''],
+      [String(bits), 'HTTP POST /he/aggregate, 10 companions', ms(aggregate.p50), ms(aggregate.p95), '-', `request ${aggregateBytes} B, response ${totalBytes} B`],
     ];
   } finally {
     await veil.stop();
@@ -158,11 +176,12 @@ async function endpointRows(): Promise<string[][]> {
   }
 }
 
+export const HE_DECISION_HEAD = ['key bits', 'operation', 'p50 ms', 'p95 ms', 'CPU ms/op (this process)', 'bytes'];
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const head = ['key bits', 'operation', 'p50 ms', 'p95 ms', 'CPU ms/op (this process)', 'bytes'];
   const crypto = await heDecisionRows();
-  console.log(textTable(head, crypto));
-  const http = await endpointRows();
-  console.log(textTable(head, [...crypto, ...http]));
+  console.log(textTable(HE_DECISION_HEAD, crypto));
+  const http = await heEndpointRows();
+  console.log(textTable(HE_DECISION_HEAD, [...crypto, ...http]));
   process.exit(0);
 }
