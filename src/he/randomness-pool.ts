@@ -3,6 +3,9 @@
  * worker threads (randomness-worker.ts), so issuing a token with confidential claims costs a
  * multiplication, never a modular exponentiation on the event loop.
  *
+ * The workers start and the pool fills from the first encrypted claim on (or `warm`), so a
+ * deployment without confidential claims pays nothing; then it is kept full.
+ *
  * When the pool is empty (a burst above the workers' sustained rate), `take` waits for the next
  * factor a worker delivers: the event loop stays free, the request waits, and the miss is counted
  * (`stats().misses`). Each factor is handed out once and then forgotten (reused randomness would
@@ -58,17 +61,27 @@ export class RandomnessPool {
   #deaths = 0;
   #broken: Error | undefined;
   #closed = false;
+  #started = false;
 
   constructor(private readonly options: RandomnessPoolOptions) {
     this.#file = new URL(`./randomness-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-    for (let i = 0; i < Math.max(1, options.workers); i++) this.#spawn();
+  }
+
+  /** Workers start, and the pool fills, at the first take (or warm): a deployment that issues no
+   *  confidential claims spends no thread and no CPU on them. */
+  #start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    for (let i = 0; i < Math.max(1, this.options.workers); i++) this.#spawn();
   }
 
   #spawn(): void {
     // Run from TypeScript sources (tests, benchmarks), the worker registers tsx's loader first:
     // Node 20 does not carry `--import tsx` into worker threads. Built code loads the .js directly.
     const worker = this.#file.pathname.endsWith('.ts')
-      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(this.#file.href)}); })`, { eval: true })
+      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(this.#file.href)}); })`, {
+          eval: true,
+        })
       : new Worker(this.#file);
     worker.unref();
     worker.on('message', (reply: FactorReply) => this.#onReply(worker, reply));
@@ -115,6 +128,7 @@ export class RandomnessPool {
     if (this.#closed) return Promise.reject(new Error('randomness pool closed'));
     if (this.#broken) return Promise.reject(this.#broken);
     if (!slot || slot.kid !== pk.kid) return Promise.reject(new Error(`no randomness pool for HE key ${pk.kid}`));
+    this.#start();
     this.#served++;
     const factor = slot.ready.shift();
     if (factor !== undefined) {
@@ -134,6 +148,8 @@ export class RandomnessPool {
 
   /** Resolves once the pool holds `count` factors (or its size): benchmarks and start-up warm-up. */
   async warm(count = this.options.size, timeoutMs = 120_000): Promise<void> {
+    this.#start();
+    this.#refill();
     const deadline = Date.now() + timeoutMs;
     while ((this.#slot?.ready.length ?? 0) < Math.min(count, this.options.size) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));

@@ -94,15 +94,11 @@ describe('HE keys with KEYS_STORE=file', () => {
     assert.equal(decrypt(secretKey, encrypt(published, -34n)), -34n);
   });
 
-  test('the randomness pool is filled by its worker threads (GET /metrics)', async () => {
-    const ready = async () => Number(/^veil_he_randomness_pool_ready (\d+)$/m.exec(await (await fetch(`${veil.adminUrl}/metrics`)).text())?.[1]);
-    let value = await ready();
-    for (let i = 0; i < 100 && value < 4; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      value = await ready();
-    }
-    assert.equal(value, 4);
+  test('the randomness pool costs nothing before the first confidential claim (GET /metrics)', async () => {
+    // test/unit/he-randomness-pool.test.ts fills pools through real worker threads; test/integration/he-claims.test.ts issues through this one.
+    await new Promise((r) => setTimeout(r, 500));
     const text = await (await fetch(`${veil.adminUrl}/metrics`)).text();
+    assert.match(text, /^veil_he_randomness_pool_ready 0$/m);
     assert.match(text, /^veil_he_randomness_served_total 0$/m);
     assert.match(text, /^veil_he_randomness_misses_total 0$/m);
   });
