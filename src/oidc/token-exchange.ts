@@ -155,6 +155,8 @@ export function tokenExchangeGrant(deps: TokenExchangeDeps): (ctx: KoaContextWit
     const params = ctx.oidc.params as ExchangeParams;
     const client = ctx.oidc.client!;
     checkParameters(params);
+    // The exchanged token is issued unbound: a DPoP proof (or a client that must send one) would be ignored, so it is refused.
+    if (ctx.get('dpop') || client.dpopBoundAccessTokens) throw new errors.InvalidRequest('DPoP is not supported with token exchange: exchanged tokens are bearer tokens');
     try {
       const target = await targetOf(params, client, deps.registry);
       const subject = await subjectOfRequest(String(params.subject_token), client, deps);

@@ -265,6 +265,15 @@ describe('DPoP-bound tokens (real PostgreSQL and Redis)', () => {
     // An unbound subject is exchanged as before.
     const plain = await token(worker, { grant_type: 'client_credentials', resource: API, scope: 'read' });
     assert.equal((await exchangeOf(plain.body.access_token!)).status, 200);
+
+    // The exchanged token would be unbound: a proof with the exchange, or a client required to use DPoP, is refused.
+    const withProof = await exchangeOf(plain.body.access_token!, await proofFor(key));
+    assert.deepEqual([withProof.status, withProof.body.error, withProof.body.access_token], [400, 'invalid_request', undefined]);
+    const path = `/admin/clients/${encodeURIComponent(exchanger.clientId)}`;
+    assert.equal((await veil.admin('PATCH', path, { dpop_bound_access_tokens: true })).status, 200);
+    const required = await exchangeOf(plain.body.access_token!);
+    assert.deepEqual([required.status, required.body.error, required.body.access_token], [400, 'invalid_request', undefined]);
+    assert.match(required.body.error_description ?? '', /DPoP is not supported with token exchange/);
   });
 
   test('userinfo with a DPoP-bound (opaque) access token: only with a proof for /me', async () => {
