@@ -159,13 +159,16 @@ export class AccountService {
     const value = parseAttributeValue(name, raw);
     if (!(await this.accounts.findById(id))) return null;
     await this.accounts.attributes.set(id, name, value);
+    await this.events.emit({ type: 'user.attribute_set', accountId: id, name });
     return this.attributes(id);
   }
 
   /** Null when there is no account; false when it had no such attribute. */
   async deleteAttribute(id: string, name: string): Promise<boolean | null> {
     if (!(await this.accounts.findById(id))) return null;
-    return this.accounts.attributes.delete(id, name);
+    const deleted = await this.accounts.attributes.delete(id, name);
+    if (deleted) await this.events.emit({ type: 'user.attribute_deleted', accountId: id, name });
+    return deleted;
   }
 
   /**

@@ -20,6 +20,8 @@ export const AUDIT_EVENT_TYPES = [
   'user.created',
   'user.disabled',
   'user.enabled',
+  'user.attribute_set',
+  'user.attribute_deleted',
   'key.rotated',
   'key.retired',
   'policy.created',

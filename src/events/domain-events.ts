@@ -74,6 +74,9 @@ export type DomainEvent =
   | { type: 'user.created'; accountId: string }
   | { type: 'user.disabled'; accountId: string }
   | { type: 'user.enabled'; accountId: string }
+  /** An account attribute set or deleted by the operator: its name only, never the value. */
+  | { type: 'user.attribute_set'; accountId: string; name: string }
+  | { type: 'user.attribute_deleted'; accountId: string; name: string }
   // Signing keys.
   | { type: 'key.rotated'; kid: string; alg: string; actor: KeyActor }
   | { type: 'key.retired'; kid: string; actor: KeyActor }

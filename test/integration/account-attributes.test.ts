@@ -239,6 +239,17 @@ describe('account attributes', () => {
     assert.deepEqual((await veil.admin<{ users: User[] }>('GET', '/admin/users?email=eve%40example.com')).body.users, []);
   });
 
+  test('the audit trail names each change and the attribute, never the value', async () => {
+    const { body } = await veil.admin<{ events: Array<{ type: string; account_id: string; details: Record<string, unknown> }> }>('GET', '/admin/audit?since=1h&type=user');
+    const changes = body.events.filter((e) => e.type.startsWith('user.attribute_') && e.account_id === grace.id).map((e) => [e.type, e.details]);
+    assert.deepEqual(changes.reverse(), [
+      ['user.attribute_set', { name: 'spend_this_month' }],
+      ['user.attribute_deleted', { name: 'age' }],
+    ]);
+    const text = JSON.stringify(body);
+    for (const value of [LIMIT, SPENT]) assert.ok(!text.includes(String(value)));
+  });
+
   test('an account deleted takes its attributes with it', async () => {
     // (No admin route deletes accounts; the rows go with the account by the foreign key.)
     assert.ok((await rawRows()).some((r) => r.account_id === grace.id));

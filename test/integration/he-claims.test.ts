@@ -158,7 +158,9 @@ describe('confidential claims at issuance', () => {
 
     test('changing he_claims needs the admin token; a refusal changes nothing', async () => {
       const path = `/admin/resources/${encodeURIComponent('https://reg.example/api')}`;
-      for (const headers of [{ 'content-type': 'application/json' }, { 'content-type': 'application/json', authorization: 'Bearer wrong-token-wrong-token' }]) {
+      for (const headers of [{ 'content-type': 'application/json' }, { 'content-type': 'application/json', authorization: 'Bearer wrong-token-wrong-token' }] as Array<
+        Record<string, string>
+      >) {
         const res = await fetch(`${veil.adminUrl}${path}`, { method: 'PATCH', headers, body: JSON.stringify({ he_claims: ['spend_limit'] }) });
         assert.equal(res.status, 401);
       }

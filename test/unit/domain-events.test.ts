@@ -219,6 +219,16 @@ const CASES: Case[] = [
     logs: [['info', 'user.enabled', 'user enabled', { accountId: ACCOUNT }]],
   },
   {
+    event: { type: 'user.attribute_set', accountId: ACCOUNT, name: 'age' },
+    row: { type: 'user.attribute_set', actor: 'admin', accountId: ACCOUNT, details: { name: 'age' } },
+    logs: [['info', 'user.attribute_set', 'user attribute set', { accountId: ACCOUNT, name: 'age' }]],
+  },
+  {
+    event: { type: 'user.attribute_deleted', accountId: ACCOUNT, name: 'age' },
+    row: { type: 'user.attribute_deleted', actor: 'admin', accountId: ACCOUNT, details: { name: 'age' } },
+    logs: [['info', 'user.attribute_deleted', 'user attribute deleted', { accountId: ACCOUNT, name: 'age' }]],
+  },
+  {
     event: { type: 'key.rotated', kid: 'k1', alg: 'ES256', actor: 'admin' },
     row: { type: 'key.rotated', actor: 'admin', details: { kid: 'k1', alg: 'ES256' } },
     logs: [['info', 'key.rotated', 'signing key rotated', { kid: 'k1', alg: 'ES256' }]],
