@@ -146,6 +146,8 @@ describe('veil CLI against a running server', () => {
       claims: ['email'],
       he_claims: [],
       introspection_client_id: created.introspection_client_id,
+      // New resource servers get pairwise subjects unless created with --subject public.
+      subject: 'pairwise',
     });
     assert.match(created.introspection_client_secret, /^[A-Za-z0-9_-]{43}$/);
 
