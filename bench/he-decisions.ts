@@ -116,7 +116,14 @@ export async function heDecisionRows(bitsList: PaillierKeyBits[] = [2048, 3072])
 /** POST /he/decide and /he/aggregate on a running Veil: fresh decisions, cached repeats, aggregates of 10. */
 export async function heEndpointRows(bits: PaillierKeyBits = Number(process.env.HE_KEY_BITS ?? 3072) as PaillierKeyBits, decisions = DECISIONS): Promise<string[][]> {
   const stores = await createTestStores();
-  const veil = await startTestVeil(stores, { HE_KEY_BITS: String(bits), HE_DECISIONS_PER_SUBJECT_PER_DAY: '1000', HE_AGGREGATE_WINDOW_SECONDS: '1', LOG_LEVEL: 'warn' });
+  const veil = await startTestVeil(stores, {
+    HE_KEY_BITS: String(bits),
+    HE_DECISIONS_PER_SUBJECT_PER_DAY: '1000',
+    HE_AGGREGATE_WINDOW_SECONDS: '1',
+    LOG_LEVEL: 'warn',
+    // No pool: its worker threads refilling after the tokens made above would count in this process's CPU.
+    HE_POOL_SIZE: '0',
+  });
   try {
     const world = await HeWorld.create(veil);
     const node = await world.node('bench node');
