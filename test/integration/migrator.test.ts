@@ -10,7 +10,20 @@ import { openDatabase, type Database } from '../../src/store/database.js';
 import { DEFAULT_MIGRATIONS_DIR, MigrationError, migrate, readMigrations, type Migration } from '../../src/store/migrator.js';
 import { createTestStores, type TestStores } from '../helpers/stores.js';
 
-const EXPECTED_TABLES = ['_prisma_migrations', 'accounts', 'audit_events', 'clients', 'grant_api_consents', 'grants', 'key_ring_state', 'resource_servers', 'signing_keys'];
+const EXPECTED_TABLES = [
+  '_prisma_migrations',
+  'account_attributes',
+  'accounts',
+  'audit_events',
+  'clients',
+  'grant_api_consents',
+  'grants',
+  'he_keys',
+  'he_policies',
+  'key_ring_state',
+  'resource_servers',
+  'signing_keys',
+];
 
 interface BookkeepingRow {
   migration_name: string;
