@@ -11,7 +11,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import type { AdapterPayload } from 'oidc-provider';
-import { Envelope, generateMasterKey, parseMasterKeys } from '../src/crypto/master-key.js';
 import { sealAccessToken, type SealingKey, type SigningKey } from '../src/crypto/sealer.js';
 import { IntrospectionJwt } from '../src/oidc/introspection-jwt.js';
 import { PairwiseSubjects } from '../src/oidc/pairwise-subjects.js';
@@ -47,7 +46,7 @@ const issuer = 'https://veil.example.com';
 const signer: SigningKey = { kid: randomBytes(16).toString('base64url'), alg: 'ES256', key: keyPair('P-256').privateKey };
 const apiKey = keyPair('P-256');
 const recipient: SealingKey = { kid: 'api-key', alg: 'ECDH-ES+A256KW', enc: 'A256GCM', key: apiKey.publicKey };
-const subjects = new PairwiseSubjects(new Envelope(parseMasterKeys(generateMasterKey(), 'bench')));
+const subjects = new PairwiseSubjects(randomBytes(32));
 const rs = (subjectMode: 'pairwise' | 'public'): ResourceServerRecord => ({
   identifier: 'https://api.example.com',
   name: 'API',

@@ -1,14 +1,15 @@
 /**
  * The steps start-up takes once per deployment state, shared by a single process
  * (src/app.ts) and the cluster primary (src/cluster.ts), in the same order: migrations, then
- * the master key, the key store (KEYS_STORE: KEYS_DIR or PostgreSQL) with the signing key ring
- * and the cookie keys, and the admin token in KEYS_DIR.
+ * the master key, the key store (KEYS_STORE: KEYS_DIR or PostgreSQL) with the signing key ring,
+ * the cookie keys and the pairwise-subject secret, and the admin token in KEYS_DIR.
  */
 import { loadOrCreateAdminToken } from './admin/admin-token.js';
 import type { VeilConfig } from './config.js';
 import { loadOrCreateKeyRing, type LoadResult } from './crypto/key-ring.js';
 import { openKeyStore, type KeyStore } from './crypto/key-store.js';
 import { Envelope, loadMasterKeys } from './crypto/master-key.js';
+import { loadOrCreatePairwiseSecret } from './crypto/pairwise-secret.js';
 import type { Logger } from './observability/logger.js';
 import { reachDatabase, type Database } from './store/database.js';
 import { migrate, readMigrations } from './store/migrator.js';
@@ -29,6 +30,8 @@ export interface KeyMaterial {
   keyStore: KeyStore;
   keyRing: LoadResult;
   cookieKeys: string[];
+  /** The pairwise-subject secret (crypto/pairwise-secret.ts): the same for the life of the deployment. */
+  pairwiseSecret: Buffer;
   /** ADMIN_TOKEN / ADMIN_TOKEN_FILE, else KEYS_DIR/admin-token (created at the first start). */
   adminToken: string;
 }
@@ -43,6 +46,8 @@ export async function loadKeyMaterial(config: VeilConfig, logger: Logger, databa
   if (keyRing.created) logger.info({ keyStore: keyStore.name, kids: keyRing.ring.live().map((k) => k.kid) }, 'generated signing keys');
   if (keyRing.upgraded) logger.info({ keyStore: keyStore.name }, 'signing keys sealed under the master key (key ring format)');
   const cookieKeys = config.cookieKeys ?? (await keyStore.cookieKeys());
+  const pairwise = await loadOrCreatePairwiseSecret(keyStore, envelope);
+  if (pairwise.created) logger.info({ keyStore: keyStore.name }, 'generated the pairwise-subject secret');
   let adminToken = config.admin.token;
   if (adminToken === undefined) {
     const generated = await loadOrCreateAdminToken(config.keysDir);
@@ -50,5 +55,5 @@ export async function loadKeyMaterial(config: VeilConfig, logger: Logger, databa
     if (generated.created) logger.info({ file: generated.file }, 'generated the admin API token (the veil CLI on this machine reads it from there)');
     adminToken = generated.token;
   }
-  return { envelope, keyStore, keyRing, cookieKeys, adminToken };
+  return { envelope, keyStore, keyRing, cookieKeys, pairwiseSecret: pairwise.secret, adminToken };
 }

@@ -93,7 +93,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
   if (config.migrateOnStart) await applyMigrations(database, logger);
   await reachDatabase(() => database.ping());
 
-  const { envelope, keyStore, keyRing, cookieKeys, adminToken } = await loadKeyMaterial(config, logger, database);
+  const { envelope, keyStore, keyRing, cookieKeys, pairwiseSecret, adminToken } = await loadKeyMaterial(config, logger, database);
 
   const he = await buildHeServices({ config, logger, database, envelope, cleanup });
 
@@ -159,7 +159,7 @@ export async function buildServices(config: VeilConfig, logger: Logger, cleanup:
     views: new Views(config.brand),
     accounts,
     he,
-    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, heClaims, events, envelope }),
+    tokens: createTokenServices({ config, bus, shortLived, grants: repos.grants, resources: repos.resources, redis: tokenRedis, heClaims, events, pairwiseSecret }),
     throttles: {
       login: new LoginThrottle({
         ...config.throttle.login,

@@ -1,5 +1,5 @@
 /**
- * KEYS_STORE=database: the ring and the generated cookie keys in PostgreSQL
+ * KEYS_STORE=database: the ring, the generated cookie keys and the pairwise-subject secret in PostgreSQL
  * (store/signing-keys.ts), so any number of hosts share them with no shared volume. Private
  * keys stay sealed exactly as in the files (the same sealed values move between the two);
  * the cookie keys, plain in KEYS_DIR, are sealed here. Changes take the ring's row lock; the
@@ -13,6 +13,8 @@ import { sameRing, type KeyRingFile } from './key-ring.js';
 import type { KeyStore, RingChange } from './key-store.js';
 import { KeyFileError } from './keys.js';
 import type { Envelope } from './master-key.js';
+import { openPairwiseSecret } from './pairwise-secret.js';
+import { PAIRWISE_SECRET_FILE } from './key-store-file.js';
 
 const NAME = 'KEYS_STORE=database';
 // Cookie keys are sealed with the signing keys' purpose under a context no kid can take.
@@ -23,6 +25,7 @@ const NOT_INITIALISED = `${NAME}: the key tables (signing_keys, key_ring_state) 
 export interface AdoptResult {
   ring: 'copied' | 'unchanged';
   cookieKeys: 'copied' | 'unchanged' | 'none';
+  pairwiseSecret: 'copied' | 'unchanged' | 'none';
 }
 
 export class DatabaseKeyStore implements KeyStore {
@@ -84,12 +87,30 @@ export class DatabaseKeyStore implements KeyStore {
     });
   }
 
+  async sealedPairwiseSecret(create: () => string): Promise<string> {
+    const stored = await this.repo.read();
+    if (stored?.sealedPairwiseSecret) return stored.sealedPairwiseSecret;
+    return this.repo.locked(async (current) => {
+      if (!current) throw new KeyFileError(NOT_INITIALISED);
+      if (current.sealedPairwiseSecret) return { result: current.sealedPairwiseSecret };
+      const sealed = create();
+      return { write: { sealedPairwiseSecret: sealed }, result: sealed };
+    });
+  }
+
+  resealPairwiseSecret(reseal: (sealed: string) => string | undefined): Promise<number> {
+    return this.repo.locked(async (current) => {
+      const sealed = current?.sealedPairwiseSecret && reseal(current.sealedPairwiseSecret);
+      return sealed ? { write: { sealedPairwiseSecret: sealed }, result: 1 } : { result: 0 };
+    });
+  }
+
   /**
-   * Takes over a ring (and cookie keys) from KEYS_DIR, in one transaction: copied when the
+   * Takes over a ring (and cookie keys, and the sealed pairwise-subject secret) from KEYS_DIR, in one transaction: copied when the
    * database holds none, accepted when it holds the same, refused (nothing written) when it
    * holds a different one. Never overwrites.
    */
-  adopt(ring: KeyRingFile, cookieKeys: string[] | undefined): Promise<AdoptResult> {
+  adopt(ring: KeyRingFile, cookieKeys: string[] | undefined, sealedPairwiseSecret?: string): Promise<AdoptResult> {
     return this.repo.locked(async (current) => {
       if (!current) throw new KeyFileError(NOT_INITIALISED);
       const held = ringOf(current);
@@ -108,12 +129,25 @@ export class DatabaseKeyStore implements KeyStore {
       } else if (cookieKeys) {
         cookie = 'copied';
       }
+      // The same secret keeps every pairwise subject: a different one held here would change them all.
+      let pairwise: AdoptResult['pairwiseSecret'] = 'none';
+      if (sealedPairwiseSecret && current.sealedPairwiseSecret) {
+        const held = openPairwiseSecret(NAME, current.sealedPairwiseSecret, this.envelope);
+        if (!held.equals(openPairwiseSecret('KEYS_DIR', sealedPairwiseSecret, this.envelope))) {
+          throw new KeyFileError(`the database already holds a different pairwise-subject secret than KEYS_DIR/${PAIRWISE_SECRET_FILE}; nothing was written`);
+        }
+        pairwise = 'unchanged';
+      } else if (sealedPairwiseSecret) {
+        openPairwiseSecret('KEYS_DIR', sealedPairwiseSecret, this.envelope);
+        pairwise = 'copied';
+      }
       return {
         write: {
           ...(held ? {} : { keys: ring.keys }),
           ...(cookie === 'copied' ? { sealedCookieKeys: this.#sealCookieKeys(cookieKeys!) } : {}),
+          ...(pairwise === 'copied' ? { sealedPairwiseSecret } : {}),
         },
-        result: { ring: held ? 'unchanged' : 'copied', cookieKeys: cookie },
+        result: { ring: held ? 'unchanged' : 'copied', cookieKeys: cookie, pairwiseSecret: pairwise },
       };
     });
   }

@@ -1,6 +1,7 @@
 /**
- * Where the signing-key ring and the generated cookie keys live (KEYS_STORE): files in KEYS_DIR
- * (key-store-file.ts) or rows in PostgreSQL (key-store-database.ts), sealed under the master key
+ * Where the signing-key ring, the generated cookie keys and the sealed pairwise-subject secret
+ * live (KEYS_STORE): files in KEYS_DIR (key-store-file.ts) or rows in PostgreSQL
+ * (key-store-database.ts), sealed under the master key
  * the same way in both. Everything that reads or changes the ring (start-up, the key watcher,
  * the provider host's reload, the admin API, the CLI) goes through a KeyStore; the lifecycle
  * rules themselves (create, rotate, retire, re-seal) are in key-ring.ts.
@@ -36,6 +37,14 @@ export interface KeyStore {
   cookieKeys(): Promise<string[]>;
   /** Re-seals stored cookie keys under the current master key; how many values changed. */
   resealCookieKeys(): Promise<number>;
+  /**
+   * The pairwise-subject secret as stored (sealed; pairwise-secret.ts seals and opens it). When
+   * none is stored, stores `create()`'s value under the write lock unless another process did
+   * first: every process gets the one value stored.
+   */
+  sealedPairwiseSecret(create: () => string): Promise<string>;
+  /** Under the write lock, replaces the stored secret with `reseal(it)` when that gives a value; how many values changed. */
+  resealPairwiseSecret(reseal: (sealed: string) => string | undefined): Promise<number>;
 }
 
 /**

@@ -43,7 +43,7 @@ export type Purpose =
   | 'short-lived-store'
   /** The short-lived store's keyed hashes of ids: never the key that encrypts its payloads. */
   | 'short-lived-store-ids'
-  /** The HMAC key of pairwise subjects (oidc/pairwise-subjects.ts). */
+  /** Seals the pairwise-subject secret (crypto/pairwise-secret.ts). */
   | 'pairwise-subjects';
 
 const TAG_BYTES = 16;

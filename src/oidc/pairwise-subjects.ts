@@ -5,23 +5,23 @@
  *     access tokens and of introspection answers about them;
  *   - per client sector (OpenID Connect Core §8, a client with `subject_type: pairwise`): the
  *     `sub` of its ID tokens and userinfo, through oidc-provider's `pairwiseIdentifier`.
- * The value is HMAC-SHA-256 (base64url) under a key derived from the current master key, over
- * the kind of party, its identifier and the account id: stable for the pair while the master
- * key is the same, different for any other API or sector. Rotating the master key changes them.
+ * The value is HMAC-SHA-256 (base64url) under the deployment's pairwise secret
+ * (crypto/pairwise-secret.ts: random, stored sealed, kept across master-key rotations), over the
+ * kind of party, its identifier and the account id: stable for the pair for the life of the
+ * deployment, different for any other API or sector.
  * Tokens of no user (client credentials: `sub` is the client id) are left as they are.
  * Records keep the account id: only what leaves Veil for a party carries the derived value.
  */
 import { createHmac } from 'node:crypto';
 import type { AdapterPayload } from 'oidc-provider';
-import type { Envelope } from '../crypto/master-key.js';
 import type { ResourceServerRecord } from '../store/resource-servers.js';
 import { subjectOf } from './token-claims.js';
 
 export class PairwiseSubjects {
   readonly #key: Buffer;
 
-  constructor(envelope: Envelope) {
-    this.#key = envelope.keyForIndex('pairwise-subjects', 0);
+  constructor(secret: Buffer) {
+    this.#key = secret;
   }
 
   #derive(kind: 'api' | 'sector', party: string, accountId: string): string {

@@ -27,7 +27,6 @@ import { tokenEdge } from './token-edge.js';
 import { CallerAuthenticator, type CallerAuthDeps } from './token-endpoints.js';
 import type { EventSink } from '../events/domain-events.js';
 import { TokenLookup } from './token-lookup.js';
-import type { Envelope } from '../crypto/master-key.js';
 import { LiveAudiences } from './live-audiences.js';
 import { IntrospectionJwt } from './introspection-jwt.js';
 import { PairwiseSubjects } from './pairwise-subjects.js';
@@ -83,8 +82,8 @@ export function createTokenServices(deps: {
   events: EventSink;
   /** Encrypted attributes for audiences with `he_claims` (built once Veil's HE key is loaded). */
   heClaims?: HeClaims | undefined;
-  /** Derives the pairwise subjects' key. */
-  envelope: Envelope;
+  /** The key of pairwise subjects (crypto/pairwise-secret.ts). */
+  pairwiseSecret: Buffer;
   /** Status lists live here when set (shared by every process), else in this process's memory. */
   redis?: { client: RedisClient; keyPrefix: string; waitReplicas: number } | undefined;
 }): TokenServices {
@@ -103,7 +102,7 @@ export function createTokenServices(deps: {
     grantRevocation: new GrantRevocation(deps.grants, deps.shortLived, revokedGrantTtl, deps.bus, statusLists?.statuses),
     revokedGrantTtl,
     heClaims: deps.heClaims,
-    subjects: new PairwiseSubjects(deps.envelope),
+    subjects: new PairwiseSubjects(deps.pairwiseSecret),
     liveAudiences: new LiveAudiences(deps.shortLived),
     statusLists,
   };

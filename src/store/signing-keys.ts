@@ -1,7 +1,7 @@
 /**
  * The signing-key ring's rows for KEYS_STORE=database: `signing_keys` (one row per key, the
- * private JWK sealed) and the one `key_ring_state` row (the ring's version and the sealed
- * cookie keys). Every write runs in a transaction holding that row's lock (SELECT ... FOR
+ * private JWK sealed) and the one `key_ring_state` row (the ring's version, the sealed
+ * cookie keys and the sealed pairwise-subject secret). Every write runs in a transaction holding that row's lock (SELECT ... FOR
  * UPDATE), so writers on any number of hosts serialize and each sees the ring the previous one
  * left: two rotations at once never lose a key.
  */
@@ -17,12 +17,15 @@ export interface StoredKeyRing {
   keys: RingKey[];
   /** The generated cookie keys, sealed (a JSON array), if any were stored. */
   sealedCookieKeys: string | undefined;
+  /** The pairwise-subject secret, sealed, if one was stored. */
+  sealedPairwiseSecret: string | undefined;
 }
 
 export interface KeyRingWrite {
   /** The whole ring after the change: rows not in it are deleted. */
   keys?: RingKey[];
   sealedCookieKeys?: string;
+  sealedPairwiseSecret?: string;
 }
 
 type Tx = Parameters<Parameters<PrismaClient['$transaction']>[0]>[0];
@@ -64,7 +67,9 @@ export class SigningKeyRepository {
   /** Undefined when the state row is missing (the migration was not applied, or was tampered with). */
   async read(): Promise<StoredKeyRing | undefined> {
     const [state, rows] = await Promise.all([this.prisma.keyRingState.findUnique({ where: { id: STATE_ID } }), this.prisma.signingKey.findMany({ orderBy: ORDER })]);
-    return state ? { version: state.version, keys: rows.map(toRingKey), sealedCookieKeys: state.cookieKeys ?? undefined } : undefined;
+    return state
+      ? { version: state.version, keys: rows.map(toRingKey), sealedCookieKeys: state.cookieKeys ?? undefined, sealedPairwiseSecret: state.pairwiseSecret ?? undefined }
+      : undefined;
   }
 
   /**
@@ -74,13 +79,16 @@ export class SigningKeyRepository {
   async locked<T>(change: (current: StoredKeyRing | undefined) => Promise<{ write?: KeyRingWrite; result: T }>): Promise<T> {
     return this.prisma.$transaction(
       async (tx) => {
-        const states = await tx.$queryRaw<{ version: number; cookie_keys: string | null }[]>`SELECT version, cookie_keys FROM key_ring_state WHERE id = ${STATE_ID} FOR UPDATE`;
+        const states = await tx.$queryRaw<
+          { version: number; cookie_keys: string | null; pairwise_secret: string | null }[]
+        >`SELECT version, cookie_keys, pairwise_secret FROM key_ring_state WHERE id = ${STATE_ID} FOR UPDATE`;
         const state = states[0];
         // Read after taking the lock: what the previous writer committed.
         const current = state && {
           version: state.version,
           keys: (await tx.signingKey.findMany({ orderBy: ORDER })).map(toRingKey),
           sealedCookieKeys: state.cookie_keys ?? undefined,
+          sealedPairwiseSecret: state.pairwise_secret ?? undefined,
         };
         const { write, result } = await change(current);
         if (state && write) await apply(tx, write);
@@ -106,6 +114,7 @@ async function apply(tx: Tx, write: KeyRingWrite): Promise<void> {
     data: {
       ...(write.keys ? { version: { increment: 1 } } : {}),
       ...(write.sealedCookieKeys !== undefined ? { cookieKeys: write.sealedCookieKeys } : {}),
+      ...(write.sealedPairwiseSecret !== undefined ? { pairwiseSecret: write.sealedPairwiseSecret } : {}),
       updatedAt: new Date(),
     },
   });

@@ -163,14 +163,14 @@ describe('signing keys in PostgreSQL (KEYS_STORE=database)', () => {
       const store = await DatabaseKeyStore.open(target.db, env);
       const fileRing = (await readKeyRing(await DatabaseKeyStore.open(fresh.db, env)))!.file;
       const cookies = ['c'.repeat(43)];
-      assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'copied', cookieKeys: 'copied' });
+      assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'copied', cookieKeys: 'copied', pairwiseSecret: 'none' });
       assert.deepEqual(
         (await readKeyRing(store))!.keys.map((k) => [k.kid, k.status, k.private]),
         fileRing.keys.map((k) => [k.kid, k.status, k.private]),
       );
       assert.deepEqual(await store.cookieKeys(), cookies);
       const version = await store.fingerprint();
-      assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'unchanged', cookieKeys: 'unchanged' }, 'idempotent');
+      assert.deepEqual(await store.adopt(fileRing, cookies), { ring: 'unchanged', cookieKeys: 'unchanged', pairwiseSecret: 'none' }, 'idempotent');
       assert.equal(await store.fingerprint(), version, 'nothing rewritten');
 
       const other = await DatabaseKeyStore.open(target.db, env);

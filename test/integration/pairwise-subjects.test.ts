@@ -3,18 +3,20 @@
  * see different `sub` values for the same user, neither the account id; introspection agrees
  * with the token; a "public" API sees the account id; client-credentials tokens keep the client
  * id; an exchanged token carries the target API's own value; the value is stable across restarts
- * with the same master key. Switching an API's mode is refused while it has live tokens, and
+ * (the deployment's pairwise secret, sealed in KEYS_DIR; across master-key rotations:
+ * test/e2e/pairwise-master-rotation.test.ts). Switching an API's mode is refused while it has live tokens, and
  * allowed when forced or once they have expired. Run against real PostgreSQL and Redis, and with
  * the in-process store.
  */
 import assert from 'node:assert/strict';
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt } from 'jose';
 import { main } from '../../src/cli/main.js';
-import { generateMasterKey } from '../../src/crypto/master-key.js';
+import { Envelope, generateMasterKey, parseMasterKeys } from '../../src/crypto/master-key.js';
 import { openDatabase } from '../../src/store/database.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { DEFAULT_MIGRATIONS_DIR, migrate, readMigrations } from '../../src/store/migrator.js';
@@ -36,10 +38,15 @@ const REDIRECT = 'https://app.pairwise.test/cb';
 
 type Resource = { identifier: string; subject: string };
 
-/** The documented derivation, computed here independently: HMAC-SHA-256 under HKDF(master key, "veil pairwise-subjects"). */
-function expectedPairwise(masterKey: string, identifier: string, accountId: string, kind: 'api' | 'sector' = 'api'): string {
-  const key = Buffer.from(hkdfSync('sha256', Buffer.from(masterKey, 'base64url'), Buffer.alloc(0), 'veil pairwise-subjects', 32));
-  return createHmac('sha256', key)
+/** The deployment's pairwise secret: KEYS_DIR/pairwise-secret.json opened with the master key (purpose pairwise-subjects). */
+async function storedSecret(keysDir: string, masterKey: string): Promise<Buffer> {
+  const { sealed } = JSON.parse(await fs.readFile(path.join(keysDir, 'pairwise-secret.json'), 'utf8')) as { sealed: string };
+  return Buffer.from(new Envelope(parseMasterKeys(masterKey, 'test')).open(sealed, 'pairwise-subjects', 'pairwise-secret'), 'base64url');
+}
+
+/** The documented derivation, computed here independently: HMAC-SHA-256 under the deployment's pairwise secret. */
+function expectedPairwise(secret: Buffer, identifier: string, accountId: string, kind: 'api' | 'sector' = 'api'): string {
+  return createHmac('sha256', secret)
     .update(JSON.stringify([kind, identifier, accountId]))
     .digest('base64url');
 }
@@ -54,7 +61,10 @@ for (const mode of ['redis', 'memory'] as const) {
     let worker: HttpFlowClient;
     let gate: HttpFlowClient;
     let users = 0;
-    const env = () => ({ VEIL_MASTER_KEY: masterKey, ...(mode === 'memory' ? { REDIS_URL: '' } : {}) });
+    // One KEYS_DIR for both Veils of the restart test: the pairwise secret lives there.
+    let keysDir: string;
+    let secret: Buffer;
+    const env = () => ({ VEIL_MASTER_KEY: masterKey, KEYS_DIR: keysDir, ...(mode === 'memory' ? { REDIS_URL: '' } : {}) });
     const creds = (id: string) => ({ id: rs[id]!.clientId, secret: rs[id]!.clientSecret });
 
     async function client(body: Record<string, unknown>): Promise<HttpFlowClient> {
@@ -89,7 +99,9 @@ for (const mode of ['redis', 'memory'] as const) {
 
     before(async () => {
       stores = await createTestStores();
+      keysDir = await fs.mkdtemp(path.join(os.tmpdir(), 'veil-pairwise-keys-'));
       veil = await startTestVeil(stores, env());
+      secret = await storedSecret(keysDir, masterKey);
       rs[ORDERS] = await registerResourceServer(veil, { identifier: ORDERS, scopes: ['orders:read'] });
       rs[BILLING] = await registerResourceServer(veil, { identifier: BILLING, scopes: ['orders:read'], extra: { subject: 'pairwise' } });
       rs[LEGACY] = await registerResourceServer(veil, { identifier: LEGACY, scopes: ['orders:read'], extra: { subject: 'public' } });
@@ -109,6 +121,7 @@ for (const mode of ['redis', 'memory'] as const) {
     after(async () => {
       await veil?.stop();
       await stores?.cleanup();
+      if (keysDir) await fs.rm(keysDir, { recursive: true, force: true });
     });
 
     test('new APIs default to pairwise; the mode is listed', async () => {
@@ -125,8 +138,8 @@ for (const mode of ['redis', 'memory'] as const) {
       assert.notEqual(billing.sub, user.accountId);
       assert.equal(legacy.sub, user.accountId);
       // Exactly the documented derivation (master key, API identifier, account id).
-      assert.equal(orders.sub, expectedPairwise(masterKey, ORDERS, user.accountId));
-      assert.equal(billing.sub, expectedPairwise(masterKey, BILLING, user.accountId));
+      assert.equal(orders.sub, expectedPairwise(secret, ORDERS, user.accountId));
+      assert.equal(billing.sub, expectedPairwise(secret, BILLING, user.accountId));
 
       // Stable for the pair: a second sign-in gets the same value.
       assert.equal((await tokenFor(user, ORDERS)).sub, orders.sub);
@@ -169,7 +182,7 @@ for (const mode of ['redis', 'memory'] as const) {
       const seen = await introspect(veil.issuer, creds(BILLING), exchanged);
       assert.deepEqual([seen.body.active, seen.body.sub], [true, billing.sub]);
       // Derived from the account id the exchanged record kept, not from the subject token's value.
-      assert.equal(payload.sub, expectedPairwise(masterKey, BILLING, user.accountId));
+      assert.equal(payload.sub, expectedPairwise(secret, BILLING, user.accountId));
     });
 
     test('switching the mode is refused while the API has live tokens, and changes nothing', async () => {
@@ -229,13 +242,13 @@ for (const mode of ['redis', 'memory'] as const) {
       // And back (forced again: the public token just issued is live).
       const back = await veil.admin<{ resource: Resource }>('PATCH', `/admin/resources/${encodeURIComponent(BILLING)}`, { subject: 'pairwise', force: true });
       assert.equal(back.status, 200);
-      assert.equal((await tokenFor(user, BILLING)).sub, expectedPairwise(masterKey, BILLING, user.accountId));
+      assert.equal((await tokenFor(user, BILLING)).sub, expectedPairwise(secret, BILLING, user.accountId));
     });
 
     test('once the live tokens have expired, the switch is allowed without force', async () => {
       const user = await newUser();
       const brief = await tokenFor(user, BRIEF);
-      assert.equal(brief.sub, expectedPairwise(masterKey, BRIEF, user.accountId));
+      assert.equal(brief.sub, expectedPairwise(secret, BRIEF, user.accountId));
       const path = `/admin/resources/${encodeURIComponent(BRIEF)}`;
       assert.equal((await veil.admin('PATCH', path, { subject: 'public' })).status, 409);
       // The marker covers the token's expiry rounded up to a 10-second slot.
@@ -269,13 +282,13 @@ for (const mode of ['redis', 'memory'] as const) {
         return sub;
       };
       const [subA, subA2, subB, subWeb] = [await seen(a), await seen(a2), await seen(b), await seen(web)];
-      assert.equal(subA, expectedPairwise(masterKey, 'a.sector.test', user.accountId, 'sector'));
+      assert.equal(subA, expectedPairwise(secret, 'a.sector.test', user.accountId, 'sector'));
       assert.equal(subA2, subA, 'one sector, one sub');
-      assert.equal(subB, expectedPairwise(masterKey, 'b.sector.test', user.accountId, 'sector'));
+      assert.equal(subB, expectedPairwise(secret, 'b.sector.test', user.accountId, 'sector'));
       assert.notEqual(subA, subB);
       assert.equal(subWeb, user.accountId);
       // A sector's value is not any API's value for the same user.
-      assert.notEqual(subA, expectedPairwise(masterKey, 'a.sector.test', user.accountId));
+      assert.notEqual(subA, expectedPairwise(secret, 'a.sector.test', user.accountId));
       // subject_type is checked: anything else is refused, and nothing is created.
       const before = (await veil.admin<{ clients: unknown[] }>('GET', '/admin/clients')).body.clients.length;
       const bad = await veil.admin('POST', '/admin/clients', { client_name: 'bad', redirect_uris: ['https://c.sector.test/cb'], subject_type: 'secret' });
@@ -335,7 +348,7 @@ for (const mode of ['redis', 'memory'] as const) {
       assert.equal((await cli(['resources', 'update', ORDERS, '--subject', 'pairwise', '--force'])).code, 0);
     });
 
-    test('the pairwise value is the same after a restart with the same master key', async () => {
+    test('the pairwise value is the same after a restart', async () => {
       const user = await newUser();
       const before = await tokenFor(user, ORDERS);
       await veil.stop();
@@ -343,7 +356,7 @@ for (const mode of ['redis', 'memory'] as const) {
       web = { ...web, issuer: veil.issuer };
       const again = await tokenFor(user, ORDERS);
       assert.equal(again.sub, before.sub);
-      assert.equal(again.sub, expectedPairwise(masterKey, ORDERS, user.accountId));
+      assert.equal(again.sub, expectedPairwise(secret, ORDERS, user.accountId));
     });
   });
 }

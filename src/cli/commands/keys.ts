@@ -3,7 +3,7 @@
  *   list | rotate | retire KID   through the admin API of a running deployment (every process
  *                                picks the change up), or with --local directly on the key
  *                                store (KEYS_STORE: KEYS_DIR or PostgreSQL)
- *   migrate-to-database          copies the ring and cookie keys from KEYS_DIR into PostgreSQL
+ *   migrate-to-database          copies the ring, cookie keys and pairwise secret from KEYS_DIR into PostgreSQL
  *   generate-master              prints a new master key
  *   rotate-master                re-seals everything at rest under the first of VEIL_MASTER_KEY="new,old"
  * Local commands read the same configuration as the server (.env, then the environment).
@@ -134,7 +134,9 @@ export function registerKeys(program: Command, ctx: CliContext): void {
 
   keys
     .command('migrate-to-database')
-    .description('copy the signing-key ring and cookie keys from KEYS_DIR into PostgreSQL for KEYS_STORE=database (never overwrites a different ring; the files stay)')
+    .description(
+      'copy the signing-key ring, cookie keys and pairwise-subject secret from KEYS_DIR into PostgreSQL for KEYS_STORE=database (never overwrites a different ring; the files stay)',
+    )
     .action(async () => {
       const { default: dotenv } = await import('dotenv');
       dotenv.config({ quiet: true });
@@ -154,19 +156,22 @@ export function registerKeys(program: Command, ctx: CliContext): void {
       // A ring the configured master key cannot open would stop every host: refuse it here.
       checkOpens(files.name, ring, envelope);
       const cookieKeys = await readCookieKeysFile(config.keysDir);
+      // Moved sealed as it is (the database store opens it with the same master key and context).
+      const pairwiseSecret = await files.readSealedPairwiseSecret();
       const db = await openDatabase(config.database);
       let outcome;
       try {
-        outcome = await (await DatabaseKeyStore.open(db, envelope)).adopt(ring, cookieKeys);
+        outcome = await (await DatabaseKeyStore.open(db, envelope)).adopt(ring, cookieKeys, pairwiseSecret);
       } finally {
         await db.close();
       }
       const kids = ring.keys.map((k) => k.kid);
       ctx
         .output()
-        .result({ signing_keys: outcome.ring, cookie_keys: outcome.cookieKeys, kids }, () => [
+        .result({ signing_keys: outcome.ring, cookie_keys: outcome.cookieKeys, pairwise_secret: outcome.pairwiseSecret, kids }, () => [
           outcome.ring === 'copied' ? `copied ${kids.length} signing keys (${kids.join(', ')}) into the database` : 'the database already holds this key ring; nothing to copy',
           ...(outcome.cookieKeys === 'copied' ? ['copied the cookie keys into the database'] : []),
+          ...(outcome.pairwiseSecret === 'copied' ? ['copied the pairwise-subject secret into the database (pairwise subjects stay the same)'] : []),
           'set KEYS_STORE=database on every host and restart them; the files in KEYS_DIR were left in place',
         ]);
     });
@@ -182,7 +187,9 @@ export function registerKeys(program: Command, ctx: CliContext): void {
 
   keys
     .command('rotate-master')
-    .description('re-seal signing keys (HE keys included), client secrets and names under the first master key of VEIL_MASTER_KEY="new,old"')
+    .description(
+      're-seal signing keys (HE keys, cookie keys and the pairwise-subject secret included), client secrets and names under the first master key of VEIL_MASTER_KEY="new,old"',
+    )
     .action(async () => {
       const { signingKeys, clients, accounts } = await local(async ({ config, envelope, db, store, ring }) => {
         if (envelope.keys.length < 2) {
@@ -192,7 +199,13 @@ export function registerKeys(program: Command, ctx: CliContext): void {
         const { AccountRepository } = await import('../../store/accounts.js');
         const { openHeKeyStore } = await import('../../he/he-key-store.js');
         const { resealHeKeys } = await import('../../he/he-keys.js');
-        const signingKeys = (await ring.resealKeyRing(store, envelope)) + (await store.resealCookieKeys()) + (await resealHeKeys(openHeKeyStore(config, db), envelope));
+        const { resealPairwiseSecret } = await import('../../crypto/pairwise-secret.js');
+        // The pairwise secret is re-sealed, never replaced: every pairwise subject stays the same.
+        const signingKeys =
+          (await ring.resealKeyRing(store, envelope)) +
+          (await store.resealCookieKeys()) +
+          (await resealPairwiseSecret(store, envelope)) +
+          (await resealHeKeys(openHeKeyStore(config, db), envelope));
         try {
           const clients = await new ClientRepository(db.prisma, envelope).reseal();
           const accounts = await new AccountRepository(db.prisma, envelope).reseal();
