@@ -348,7 +348,7 @@ const heDecisionVars = {
 };
 
 const heKeyVars = {
-  HE_KEY_BITS: doc(z.enum(['3072', '2048']).default('3072').transform(Number), {
+  HE_KEY_BITS: doc(z.enum(['3072', '2048']).transform(Number).default(3072), {
     description:
       'size of the Paillier key that encrypts confidential claims (`hec`): 3072 (about 128-bit security) or 2048 (about 112-bit, for throughput); applies to keys generated from now on (first start, `veil keys rotate --he`)',
   }),
