@@ -40,6 +40,7 @@ import { HeKeyRing } from '../src/he/he-keys.js';
 import { RandomnessPool, type RandomnessMode } from '../src/he/randomness-pool.js';
 import { printIssuance, runIssuanceBench } from './lib/he-issuance.js';
 import { HE_DECISION_HEAD, heDecisionRows, heEndpointRows } from './he-decisions.js';
+import { NODE_HEAD, nodeQueryRows } from './he-node.js';
 import { textTable } from './lib/report.js';
 
 const ROUNDS = 5;
@@ -233,7 +234,10 @@ async function main(): Promise<void> {
   console.log(textTable(HE_DECISION_HEAD, decisionRows));
 
   // ==== E3: node-side query (createPolicyNode: build c', call Veil, verify the decision) ====
-  // (helper E3 adds its section here)
+  // The node's CPU per query in process, then createPolicyNode().decide() on a real Veil per key
+  // size (bench/he-node.ts); goal: the node's part at most 15 ms.
+  console.log("\nnode-side query (CPU is this process's: for the end-to-end rows, node and Veil together):");
+  console.log(textTable(NODE_HEAD, await nodeQueryRows(bitsList, 20)));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
