@@ -17,7 +17,7 @@
  * g is always n + 1. Ciphertexts travel as base64url of the big-endian c, zero-padded to the
  * byte length of n² (fixed width: the size says nothing about the value).
  */
-import { createDiffieHellman, generatePrime, generatePrimeSync, randomBytes, type DiffieHellman } from 'node:crypto';
+import { createDiffieHellman, createHash, generatePrime, generatePrimeSync, randomBytes, type DiffieHellman } from 'node:crypto';
 import { promisify } from 'node:util';
 
 export type PaillierKeyBits = 2048 | 3072;
@@ -469,13 +469,199 @@ export function logUniformBlinding(bits: number): bigint {
  * statistical distance (K = blindingBits). One bit of x per answer is the node's, by design.
  */
 export function blindedDifference(pk: PaillierPublicKey, c: bigint, t: bigint, opts: { negate?: boolean; factor?: bigint } = {}): bigint {
+  return blindedDifferenceWithWitness(pk, c, t, opts).ciphertext;
+}
+
+/** What proveBlinding needs: c' = c^a · (1+n)^u · ρ^n mod n² (ρ undefined when a pooled factor was used). */
+export interface BlindingWitness {
+  a: bigint;
+  u: bigint;
+  rho: bigint | undefined;
+}
+
+/**
+ * blindedDifference, also returning the witness (a, u, ρ) for proveBlinding: plain a = r,
+ * u = s − r·t; negate a = −r, u = r·t − 1 − s. `randomness` is a fresh (ρ, ρ^n) pair (from a pool:
+ * used once); a bare `factor` gives no ρ, so no proof can be made for that query.
+ */
+export function blindedDifferenceWithWitness(
+  pk: PaillierPublicKey,
+  c: bigint,
+  t: bigint,
+  opts: { negate?: boolean; factor?: bigint; randomness?: { rho: bigint; factor: bigint } } = {},
+): { ciphertext: bigint; witness: BlindingWitness } {
   assertCiphertext(pk, c);
   if (t >= PLAINTEXT_BOUND || t <= -PLAINTEXT_BOUND) throw new PaillierInputError('threshold out of range');
   const r = logUniformBlinding(blindingBits(pk));
   const s = randomBelow(r);
-  const factor = opts.factor ?? randomFactor(pk);
-  const blinded = opts.negate ? (modPow(modInverse(c, pk.n2), r, pk.n2) * gPow(pk, r * t - 1n - s)) % pk.n2 : (modPow(c, r, pk.n2) * gPow(pk, s - r * t)) % pk.n2;
-  return (blinded * factor) % pk.n2;
+  let rho = opts.randomness?.rho;
+  let factor = opts.randomness?.factor ?? opts.factor;
+  if (factor === undefined) {
+    rho = randomUnit(pk.n);
+    factor = modPow(rho, pk.n, pk.n2);
+  }
+  const a = opts.negate ? -r : r;
+  const u = opts.negate ? r * t - 1n - s : s - r * t;
+  const blinded = opts.negate ? (modPow(modInverse(c, pk.n2), r, pk.n2) * gPow(pk, u)) % pk.n2 : (modPow(c, r, pk.n2) * gPow(pk, u)) % pk.n2;
+  return { ciphertext: (blinded * factor) % pk.n2, witness: { a, u, rho } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// proof that c' was blinded from c (issue 10, the cross-user hole at POST /he/decide)
+
+/**
+ * A non-interactive (Fiat–Shamir) Σ-proof of knowledge of integers a, u and ρ ∈ Z*_n with
+ * c' = c^a · (1+n)^u · ρ^n mod n², for the token's own c. Every c' is of that form for *some*
+ * (a, u, ρ); what matters is knowing them: from two answers to one commitment an extractor gets
+ * Dec(c') = a·x + u mod n with a, u known to the node (Δe < 2^128 is invertible mod n), so the
+ * decision bit is about this token's x only. A c' built from another user's ciphertext c_V would
+ * need an n-th root of c_V^r / c^a (the two tokens' randomness, Veil's) — the RSA problem.
+ *
+ * Prover: α ∈ [−2^(Ka+κ+λ), 2^(Ka+κ+λ)], β ∈ [−2^(Ku+κ+λ), 2^(Ku+κ+λ)] uniform (symmetric, so the
+ * sign of z1 says nothing of the coin), σ ∈ Z*_n; A = c^α (1+n)^β σ^n; e = H(tag, n, c, c', A,
+ * context) (κ = 128 bits); z1 = α + e·a, z2 = β + e·u, z3 = σ·ρ^e mod n. z1, z2 hide a, u
+ * statistically to 2^−λ (λ = 80). Verifier: |z1|, |z2| within bounds, z3 ∈ Z*_n, and
+ * e = H(…, c^z1 (1+n)^z2 z3^n c'^−e mod n², context).
+ *
+ * Wire (`proof` of POST /he/decide): `{ e, z1, z2, z3 }`, each base64url of a fixed-width
+ * big-endian unsigned integer: e 16 bytes; z3 byteLength(n); z1, z2 offset by their bound B
+ * (z + B ∈ [0, 2B)), in byteLength(2B − 1) bytes, so no length or sign character is needed.
+ */
+export const PROOF_CHALLENGE_BITS = 128;
+export const PROOF_HIDING_BITS = 80;
+const PROOF_TAG = 'veil/he-blinding-proof/v1';
+
+export interface BlindingProof {
+  e: bigint;
+  z1: bigint;
+  z2: bigint;
+  z3: bigint;
+}
+
+export interface BlindingProofWire {
+  e: string;
+  z1: string;
+  z2: string;
+  z3: string;
+}
+
+/** Bits bounding |a| and |u| for blindedDifference's witnesses under this key. */
+export function blindingWitnessBits(pk: PaillierPublicKey): { a: number; u: number } {
+  const k = blindingBits(pk);
+  // |a| = r < 2^K; |u| ≤ r·|t| + r + 1 < 2^(K+62) + 2^K + 1 < 2^(K+63).
+  return { a: k, u: k + PLAINTEXT_BOUND_BITS + 1 };
+}
+
+/** Bounds of the responses: |z| < 2^(K+κ+λ+1) (the mask plus e·witness). */
+function responseBounds(pk: PaillierPublicKey): { z1: bigint; z2: bigint; mask1: bigint; mask2: bigint } {
+  const w = blindingWitnessBits(pk);
+  const pad = PROOF_CHALLENGE_BITS + PROOF_HIDING_BITS;
+  return {
+    mask1: 1n << BigInt(w.a + pad),
+    mask2: 1n << BigInt(w.u + pad),
+    z1: 1n << BigInt(w.a + pad + 1),
+    z2: 1n << BigInt(w.u + pad + 1),
+  };
+}
+
+function proofChallenge(pk: PaillierPublicKey, c: bigint, cPrime: bigint, commitment: bigint, context: readonly string[]): bigint {
+  const width = byteLength(pk.n2);
+  const hash = createHash('sha256');
+  const field = (bytes: Uint8Array): void => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    hash.update(length).update(bytes);
+  };
+  field(Buffer.from(PROOF_TAG));
+  field(toBytes(pk.n));
+  for (const v of [c, cPrime, commitment]) field(toBytes(v, width));
+  field(Buffer.from(String(context.length)));
+  for (const item of context) field(Buffer.from(item, 'utf8'));
+  return fromBytes(hash.digest().subarray(0, PROOF_CHALLENGE_BITS / 8));
+}
+
+/** Uniform over [−m, m]. */
+function randomSymmetric(m: bigint): bigint {
+  return randomBelow(2n * m + 1n) - m;
+}
+
+/**
+ * The node's proof that `cPrime` = c^a (1+n)^u ρ^n for the witness of blindedDifferenceWithWitness,
+ * bound to `context` (Veil's /he/decide: the token's jti, the policy id, the node's client id).
+ */
+export function proveBlinding(pk: PaillierPublicKey, c: bigint, cPrime: bigint, witness: BlindingWitness, context: readonly string[]): BlindingProof {
+  assertCiphertext(pk, c);
+  assertCiphertext(pk, cPrime);
+  if (witness.rho === undefined) throw new PaillierInputError('no ρ for this ciphertext: a pooled factor without its root cannot be proved');
+  const w = blindingWitnessBits(pk);
+  if (bitLength(witness.a < 0n ? -witness.a : witness.a) > w.a || bitLength(witness.u < 0n ? -witness.u : witness.u) > w.u) throw new PaillierInputError('witness out of range');
+  const bounds = responseBounds(pk);
+  const alpha = randomSymmetric(bounds.mask1);
+  const beta = randomSymmetric(bounds.mask2);
+  const sigma = randomUnit(pk.n);
+  const commitment = (modPow(c, alpha, pk.n2) * gPow(pk, beta) * modPow(sigma, pk.n, pk.n2)) % pk.n2;
+  const e = proofChallenge(pk, c, cPrime, commitment, context);
+  return { e, z1: alpha + e * witness.a, z2: beta + e * witness.u, z3: (sigma * modPow(witness.rho, e, pk.n)) % pk.n };
+}
+
+/** base^exp mod n² by CRT over p², q² (exponents reduced mod p(p−1), q(q−1)); base a unit. */
+function modPowCrt(sk: PaillierSecretKey, base: bigint, exp: bigint): bigint {
+  const phiP2 = sk.p * (sk.p - 1n);
+  const phiQ2 = sk.q * (sk.q - 1n);
+  const fp = modPow(base, mod(exp, phiP2), sk.p2);
+  const fq = modPow(base, mod(exp, phiQ2), sk.q2);
+  return mod(fq + sk.q2 * mod((fp - fq) * sk.q2InvP2, sk.p2), sk.publicKey.n2);
+}
+
+/**
+ * Veil's check of a node's proof for c' against the presented token's c: false for any proof
+ * that does not verify (never throws on bad values). With the secret key, by CRT (about 4× less work).
+ */
+export function verifyBlinding(key: PaillierPublicKey | PaillierSecretKey, c: bigint, cPrime: bigint, proof: BlindingProof, context: readonly string[]): boolean {
+  const pk = 'publicKey' in key ? key.publicKey : key;
+  const sk = 'publicKey' in key ? key : undefined;
+  if (!isCiphertext(pk, c) || !isCiphertext(pk, cPrime)) return false;
+  const { e, z1, z2, z3 } = proof;
+  if ([e, z1, z2, z3].some((v) => typeof v !== 'bigint')) return false;
+  const bounds = responseBounds(pk);
+  if (e < 0n || e >= 1n << BigInt(PROOF_CHALLENGE_BITS)) return false;
+  if (z1 <= -bounds.z1 || z1 >= bounds.z1 || z2 <= -bounds.z2 || z2 >= bounds.z2) return false;
+  if (z3 <= 0n || z3 >= pk.n || gcd(z3, pk.n) !== 1n) return false;
+  const pow = (base: bigint, exp: bigint): bigint => (sk ? modPowCrt(sk, base, exp) : modPow(base, exp, pk.n2));
+  // c^z1 · c'^−e in one CRT pass each; z3^n likewise.
+  const commitment = (pow(c, z1) * pow(cPrime, -e) * gPow(pk, z2) * pow(z3, pk.n)) % pk.n2;
+  return proofChallenge(pk, c, cPrime, commitment, context) === e;
+}
+
+function proofWidths(pk: PaillierPublicKey): { e: number; z1: number; z2: number; z3: number } {
+  const bounds = responseBounds(pk);
+  return { e: PROOF_CHALLENGE_BITS / 8, z1: byteLength(2n * bounds.z1 - 1n), z2: byteLength(2n * bounds.z2 - 1n), z3: byteLength(pk.n) };
+}
+
+export function proofToWire(pk: PaillierPublicKey, proof: BlindingProof): BlindingProofWire {
+  const bounds = responseBounds(pk);
+  const widths = proofWidths(pk);
+  return {
+    e: toBytes(proof.e, widths.e).toString('base64url'),
+    z1: toBytes(proof.z1 + bounds.z1, widths.z1).toString('base64url'),
+    z2: toBytes(proof.z2 + bounds.z2, widths.z2).toString('base64url'),
+    z3: toBytes(proof.z3, widths.z3).toString('base64url'),
+  };
+}
+
+/** Parses the wire form (exact widths, canonical base64url); PaillierInputError on bad input. Ranges are verifyBlinding's. */
+export function proofFromWire(pk: PaillierPublicKey, wire: unknown): BlindingProof {
+  if (typeof wire !== 'object' || wire === null || Array.isArray(wire)) throw new PaillierInputError('malformed proof');
+  const bounds = responseBounds(pk);
+  const widths = proofWidths(pk);
+  const field = (name: keyof BlindingProofWire): bigint => {
+    const s = (wire as Record<string, unknown>)[name];
+    if (typeof s !== 'string' || s.length !== Math.ceil((widths[name] * 4) / 3) || !BASE64URL.test(s)) throw new PaillierInputError(`malformed proof: ${name}`);
+    const bytes = Buffer.from(s, 'base64url');
+    if (bytes.length !== widths[name] || bytes.toString('base64url') !== s) throw new PaillierInputError(`malformed proof: ${name}`);
+    return fromBytes(bytes);
+  };
+  return { e: field('e'), z1: field('z1') - bounds.z1, z2: field('z2') - bounds.z2, z3: field('z3') };
 }
 
 // ---------------------------------------------------------------------------------------------
