@@ -74,7 +74,13 @@ export const AUDIT_ROWS: EventTable<AuditEvent> = {
   'key.retired': (e) => ({ type: 'key.retired', actor: e.actor, details: { kid: e.kid } }),
   'policy.created': (e) => ({ type: 'policy.created', actor: 'admin', clientId: e.clientId, details: { policy: e.policy, claim: e.claim, kind: e.kind, op: e.op } }),
   'policy.deleted': (e) => ({ type: 'policy.deleted', actor: 'admin', clientId: e.clientId, details: { policy: e.policy } }),
-  'he.decided': (e) => ({ type: 'he.decided', actor: 'client', accountId: e.accountId ?? null, clientId: e.clientId, details: { policy: e.policy, claim: e.claim, cached: e.cached } }),
+  'he.decided': (e) => ({
+    type: 'he.decided',
+    actor: 'client',
+    accountId: e.accountId ?? null,
+    clientId: e.clientId,
+    details: { policy: e.policy, claim: e.claim, cached: e.cached },
+  }),
   'he.aggregated': (e) => ({ type: 'he.aggregated', actor: 'client', clientId: e.clientId, details: { policy: e.policy, claim: e.claim, count: e.count } }),
 };
 
