@@ -32,6 +32,7 @@ import {
   decrypt,
   encrypt,
   generateKeyPair,
+  randomFactorCrt,
   publicJwk,
   publicKeyFromJwk,
   type PaillierPublicKey,
@@ -174,7 +175,8 @@ describe('confidential claims, partial trust: nodes in worker threads with publi
             const batch = cases.slice(start, start + BATCH);
             const built = await node.ask<{ batch: number; ciphertexts: string[] }>({
               type: 'build',
-              items: batch.map(({ x, t, op }) => ({ c: ciphertextToBase64url(pk, encrypt(pk, x)), op, t: String(t) })),
+              // The issuer encrypts as Veil's pool does: randomness by CRT with the primes it holds.
+              items: batch.map(({ x, t, op }) => ({ c: ciphertextToBase64url(pk, encrypt(pk, x, randomFactorCrt(sk))), op, t: String(t) })),
             });
             // What the decrypting side sees: c' only, and it answers the sign bit only.
             const bits = built.ciphertexts.map((c) => decrypt(sk, ciphertextFromBase64url(pk, c)) >= 0n);
