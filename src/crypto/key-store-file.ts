@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { withLockFile } from './lock-file.js';
 import { assertKeyRing, type KeyRingFile } from './key-ring.js';
 import type { KeyStore, RingChange } from './key-store.js';
 import { KeyFileError, SIGNING_KEYS_FILE, assertSigningKeys, loadOrCreateCookieKeys, readJsonIfPresent, type SigningJwk } from './keys.js';
 
-const LOCK_STALE_MS = 30_000;
 export const PAIRWISE_SECRET_FILE = 'pairwise-secret.json';
 
 type OnDisk = { kind: 'ring'; ring: KeyRingFile } | { kind: 'plain'; keys: SigningJwk[] } | undefined;
@@ -115,23 +115,6 @@ export class FileKeyStore implements KeyStore {
 
   /** Runs `change` holding KEYS_DIR's lock file, so two changes never interleave. */
   async #withLock<T>(change: () => Promise<T>): Promise<T> {
-    const lock = path.join(this.keysDir, 'signing-keys.lock');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyFileError(`cannot lock ${this.keysDir}: ${(err as Error).message}`);
-        const stat = await fs.stat(lock).catch(() => undefined);
-        if (stat && Date.now() - stat.mtimeMs > LOCK_STALE_MS) await fs.rm(lock, { force: true });
-        if (attempt > 200) throw new KeyFileError(`${lock} is held by another process`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    }
-    try {
-      return await change();
-    } finally {
-      await fs.rm(lock, { force: true });
-    }
+    return withLockFile(path.join(this.keysDir, 'signing-keys.lock'), this.keysDir, 200, change);
   }
 }

@@ -8,12 +8,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { withLockFile } from '../crypto/lock-file.js';
 import type { VeilConfig } from '../config.js';
 import { KeyFileError, readJsonIfPresent } from '../crypto/keys.js';
 import type { Database, PrismaClient } from '../store/database.js';
 
 export const HE_KEYS_FILE = 'he-keys.json';
-const LOCK_STALE_MS = 30_000;
 
 /** One key as stored. Times are ISO 8601. */
 export interface StoredHeKey {
@@ -85,24 +85,7 @@ export class FileHeKeyStore implements HeKeyStore {
   }
 
   async #withLock<T>(work: () => Promise<T>): Promise<T> {
-    const lock = path.join(this.keysDir, 'he-keys.lock');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyFileError(`cannot lock ${this.keysDir}: ${(err as Error).message}`);
-        const stat = await fs.stat(lock).catch(() => undefined);
-        if (stat && Date.now() - stat.mtimeMs > LOCK_STALE_MS) await fs.rm(lock, { force: true });
-        if (attempt > 400) throw new KeyFileError(`${lock} is held by another process`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    }
-    try {
-      return await work();
-    } finally {
-      await fs.rm(lock, { force: true });
-    }
+    return withLockFile(path.join(this.keysDir, 'he-keys.lock'), this.keysDir, 400, work);
   }
 }
 
